@@ -1,1 +1,125 @@
-//! placeholder
+//! The hookd control plane: gRPC services over the database. It owns webhook definitions and
+//! delivery history, publishes events for gRPC producers, streams definitions to dispatchers
+//! and records the attempt results they report.
+//!
+//! Architecture invariant: this is the only crate that depends on `hookd-storage`.
+
+mod config;
+mod deliveries;
+mod dispatch;
+mod error;
+mod events;
+mod recorder;
+mod webhooks;
+
+use std::{future::Future, net::SocketAddr};
+
+use hookd_proto::v1::{
+    delivery_service_server::DeliveryServiceServer, dispatch_service_server::DispatchServiceServer,
+    event_service_server::EventServiceServer, webhook_service_server::WebhookServiceServer,
+};
+use hookd_storage::Store;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::Config;
+pub use error::ControlError;
+
+/// A started control plane: database migrated, streams in place, ready to serve.
+pub struct ControlPlane {
+    config: Config,
+    store: Store,
+    jetstream: async_nats::jetstream::Context,
+}
+
+impl ControlPlane {
+    /// Connects to the database (running migrations) and to NATS (creating the streams).
+    pub async fn start(config: Config) -> Result<Self, ControlError> {
+        let store = Store::connect(&config.database_url).await.map_err(ControlError::Storage)?;
+        let nats = async_nats::ConnectOptions::new()
+            .name("hookd-control")
+            .retry_on_initial_connect()
+            .connection_timeout(config.nats_connect_timeout())
+            .connect(&config.nats_url);
+        // `retry_on_initial_connect` returns at once; the first request waits for the link.
+        let nats = nats.await.map_err(|e| ControlError::NatsConnect(e.to_string()))?;
+        let jetstream = async_nats::jetstream::new(nats);
+        tokio::time::timeout(
+            config.nats_connect_timeout(),
+            hookd_nats::ensure_stream(&jetstream, &config.stream_settings()),
+        )
+        .await
+        .map_err(|_| ControlError::NatsConnect(format!("no answer from {}", config.nats_url)))?
+        .map_err(ControlError::Nats)?;
+        Ok(Self { config, store, jetstream })
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ControlError> {
+        let local_addr: Option<SocketAddr> = listener.local_addr().ok();
+        let changes = webhooks::Changes::new();
+        let recorder = recorder::Recorder::spawn(self.store.clone(), self.config.record_batch_max);
+        let tenant = hookd_core::DEFAULT_TENANT.to_owned();
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        for name in [
+            "hookd.v1.WebhookService",
+            "hookd.v1.EventService",
+            "hookd.v1.DeliveryService",
+            "hookd.v1.DispatchService",
+        ] {
+            health_reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(hookd_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(hookd_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+
+        let store = self.store.clone();
+        let webhook_service =
+            webhooks::WebhookApi::new(store.clone(), tenant.clone(), changes.clone());
+        let event_service = events::EventApi::new(self.jetstream.clone(), tenant.clone());
+        let delivery_service = deliveries::DeliveryApi::new(store.clone(), tenant.clone());
+        let dispatch_service = dispatch::DispatchApi::new(
+            store,
+            tenant,
+            changes,
+            recorder,
+            self.config.snapshot_page_size,
+        );
+
+        tracing::info!(addr = ?local_addr, "control plane serving");
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(WebhookServiceServer::new(webhook_service))
+            .add_service(EventServiceServer::new(event_service))
+            .add_service(DeliveryServiceServer::new(delivery_service))
+            .add_service(DispatchServiceServer::new(dispatch_service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+        tracing::info!("control plane stopped");
+        Ok(())
+    }
+}
+
+/// Starts the control plane and serves until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    ControlPlane::start(config).await?.serve(listener, shutdown).await
+}

@@ -51,16 +51,19 @@ impl fmt::Display for EventType {
 }
 
 /// Checks that `value` can be one token of a NATS subject and of a URL-safe name.
-pub fn validate_token(field: &'static str, value: &str, max_len: usize) -> Result<(), InvalidField> {
+pub fn validate_token(
+    field: &'static str,
+    value: &str,
+    max_len: usize,
+) -> Result<(), InvalidField> {
     if value.is_empty() {
         return Err(InvalidField::new(field, "must not be empty"));
     }
     if value.len() > max_len {
         return Err(InvalidField::new(field, format!("must be at most {max_len} characters")));
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    if let Some(bad) =
+        value.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
     {
         return Err(InvalidField::new(
             field,
@@ -102,7 +105,8 @@ pub enum EventError {
 impl Event {
     /// Parses an event from its JSON form. A missing `timestamp` is taken as `received_at`.
     pub fn from_json(bytes: &[u8], received_at: DateTime<Utc>) -> Result<Self, EventError> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(EventError::NotJson)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(EventError::NotJson)?;
         let serde_json::Value::Object(mut object) = value else {
             return Err(EventError::NotAnObject);
         };
@@ -129,7 +133,9 @@ impl Event {
                 .map_err(|e| InvalidField::new("timestamp", format!("must be RFC 3339: {e}")))?
                 .with_timezone(&Utc),
             Some(serde_json::Value::Null) | None => received_at,
-            Some(_) => return Err(InvalidField::new("timestamp", "must be an RFC 3339 string").into()),
+            Some(_) => {
+                return Err(InvalidField::new("timestamp", "must be an RFC 3339 string").into());
+            }
         };
         Ok(Self {
             id: EventId::from(id),

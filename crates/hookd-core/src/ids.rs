@@ -78,10 +78,7 @@ impl DeliveryId {
     pub fn for_event(event: &EventId, webhook: &WebhookId) -> Self {
         // The separator cannot occur in a webhook id, so (a, b) pairs map to distinct names.
         let name = format!("{}\u{0}{}", webhook.as_str(), event.as_str());
-        Self(format!(
-            "dlv_{}",
-            Uuid::new_v5(&DELIVERY_NAMESPACE, name.as_bytes()).simple()
-        ))
+        Self(format!("dlv_{}", Uuid::new_v5(&DELIVERY_NAMESPACE, name.as_bytes()).simple()))
     }
 }
 

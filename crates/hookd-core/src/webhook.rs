@@ -51,9 +51,7 @@ impl WebhookSpec {
 
     /// Whether an event of type `event_type` goes to this webhook (ignoring `active`).
     pub fn subscribes_to(&self, event_type: &EventType) -> bool {
-        self.event_types
-            .iter()
-            .any(|t| t == ALL_EVENT_TYPES || t == event_type.as_str())
+        self.event_types.iter().any(|t| t == ALL_EVENT_TYPES || t == event_type.as_str())
     }
 }
 
@@ -70,7 +68,10 @@ fn validate_name(name: &str) -> Result<String, InvalidField> {
         return Err(InvalidField::new("name", "must not be empty"));
     }
     if name.chars().count() > MAX_NAME_LEN {
-        return Err(InvalidField::new("name", format!("must be at most {MAX_NAME_LEN} characters")));
+        return Err(InvalidField::new(
+            "name",
+            format!("must be at most {MAX_NAME_LEN} characters"),
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(InvalidField::new("name", "must not contain control characters"));
@@ -86,7 +87,10 @@ fn validate_url(raw: &str) -> Result<(), InvalidField> {
         return Err(InvalidField::new("url", format!("must be at most {MAX_URL_LEN} characters")));
     }
     let url = Url::parse(raw).map_err(|e| {
-        InvalidField::new("url", format!("{raw:?} is not an absolute URL ({e}); use http(s)://host/path"))
+        InvalidField::new(
+            "url",
+            format!("{raw:?} is not an absolute URL ({e}); use http(s)://host/path"),
+        )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(InvalidField::new(
@@ -184,7 +188,8 @@ mod tests {
         s.event_types = vec!["*".into()];
         assert!(s.subscribes_to(&t));
         let now = Utc::now();
-        let mut hook = Webhook { id: WebhookId::generate(), spec: s, created_at: now, updated_at: now };
+        let mut hook =
+            Webhook { id: WebhookId::generate(), spec: s, created_at: now, updated_at: now };
         assert!(hook.receives(&t));
         hook.spec.active = false;
         assert!(!hook.receives(&t));

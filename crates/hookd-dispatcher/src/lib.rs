@@ -1,1 +1,257 @@
-//! placeholder
+//! The hookd dispatcher: fans events out into deliveries, makes the HTTP attempts, and
+//! reports every attempt to the control plane. Stateless; any number run side by side,
+//! sharing the work through durable JetStream consumers.
+//!
+//! Architecture invariants: the dispatcher never touches the database (results go to the
+//! control plane over gRPC), and a NATS message is acknowledged only after its result is
+//! stored.
+
+mod config;
+mod definitions;
+mod delivery;
+mod fanout;
+mod health;
+mod http;
+mod reporter;
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures::StreamExt;
+use hookd_proto::v1::dispatch_service_client::DispatchServiceClient;
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tonic::transport::{Channel, Endpoint};
+
+pub use config::{Config, ConfigError};
+pub use delivery::jitter;
+
+use crate::{definitions::Definitions, delivery::Deliverer, http::HttpClient, reporter::Reporter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid control_url {url:?}: {reason}")]
+    ControlUrl { url: String, reason: String },
+    #[error("cannot connect to nats at {url}: {reason}")]
+    NatsConnect { url: String, reason: String },
+    #[error(transparent)]
+    Nats(#[from] hookd_nats::NatsError),
+    #[error("no definitions snapshot from the control plane at {url} within {secs} s")]
+    NoSnapshot { url: String, secs: u64 },
+}
+
+/// A started dispatcher: definitions loaded, consumers in place.
+pub struct Dispatcher {
+    config: Config,
+    jetstream: jetstream::Context,
+    definitions: Definitions,
+    watch: tokio::task::JoinHandle<()>,
+    control: DispatchServiceClient<Channel>,
+    fanout: PullConsumer,
+    deliveries: PullConsumer,
+}
+
+impl Dispatcher {
+    /// Connects to the control plane and NATS, waits for the first definitions snapshot
+    /// (without it every event would look unsubscribed), and sets up the consumers.
+    pub async fn start(config: Config) -> Result<Self, DispatcherError> {
+        config.validate()?;
+        let startup = Duration::from_secs(config.startup_timeout_secs.max(1));
+        let channel = Endpoint::from_shared(config.control_url.clone())
+            .map_err(|e| DispatcherError::ControlUrl {
+                url: config.control_url.clone(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        let control = DispatchServiceClient::new(channel);
+        let definitions = Definitions::default();
+        let watch = tokio::spawn(definitions.clone().follow(control.clone()));
+
+        let nats_err =
+            |reason: String| DispatcherError::NatsConnect { url: config.nats_url.clone(), reason };
+        let client = tokio::time::timeout(
+            startup,
+            async_nats::ConnectOptions::new()
+                .name("hookd-dispatcher")
+                .retry_on_initial_connect()
+                .connect(&config.nats_url),
+        )
+        .await
+        .map_err(|_| nats_err(format!("no answer within {} s", startup.as_secs())))?
+        .map_err(|e| nats_err(e.to_string()))?;
+        let jetstream = jetstream::new(client);
+        let (events, deliveries) = tokio::time::timeout(
+            startup,
+            hookd_nats::ensure_stream(&jetstream, &hookd_nats::StreamSettings::default()),
+        )
+        .await
+        .map_err(|_| nats_err("JetStream did not answer".to_owned()))??;
+        let settings = hookd_nats::ConsumerSettings {
+            ack_wait: config.ack_wait(),
+            max_ack_pending: config.max_ack_pending,
+        };
+        let fanout =
+            hookd_nats::ensure_consumer(&events, hookd_nats::FANOUT_CONSUMER, &settings).await?;
+        let deliveries =
+            hookd_nats::ensure_consumer(&deliveries, hookd_nats::DELIVERY_CONSUMER, &settings)
+                .await?;
+
+        if tokio::time::timeout(startup, definitions.wait_ready()).await.is_err() {
+            watch.abort();
+            return Err(DispatcherError::NoSnapshot {
+                url: config.control_url.clone(),
+                secs: startup.as_secs(),
+            });
+        }
+        tracing::info!(webhooks = definitions.len(), "dispatcher started");
+        Ok(Self { config, jetstream, definitions, watch, control, fanout, deliveries })
+    }
+
+    /// Runs both stages until `shutdown`, then stops taking work, lets in-flight deliveries
+    /// finish (up to the grace period) and reports their results.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DispatcherError> {
+        let ready = Arc::new(AtomicBool::new(true));
+        let health = tokio::spawn(health::serve(listener, ready.clone()));
+        let (reporter, reporter_task) = Reporter::spawn(
+            self.control.clone(),
+            self.config.report_batch_max,
+            self.config.report_buffer,
+        );
+        let deliverer = Arc::new(Deliverer {
+            definitions: self.definitions.clone(),
+            http: HttpClient::new(),
+            reporter,
+            schedule: self.config.retry_schedule(),
+            attempt_timeout: self.config.attempt_timeout(),
+            ack_wait: self.config.ack_wait(),
+        });
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let fanout_stage = {
+            let js = self.jetstream.clone();
+            let definitions = self.definitions.clone();
+            run_stage(
+                "fan-out",
+                self.fanout,
+                self.config.fanout_concurrency,
+                stop_rx.clone(),
+                move |msg| {
+                    let js = js.clone();
+                    let definitions = definitions.clone();
+                    async move { fanout::fan_out(&js, &definitions, msg).await }
+                },
+            )
+        };
+        let delivery_stage = {
+            let deliverer = deliverer.clone();
+            run_stage("delivery", self.deliveries, self.config.max_in_flight, stop_rx, move |msg| {
+                deliverer.clone().deliver(msg)
+            })
+        };
+        let stages = tokio::spawn(async move { tokio::join!(fanout_stage, delivery_stage) });
+
+        shutdown.await;
+        tracing::info!("dispatcher shutting down");
+        ready.store(false, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        if tokio::time::timeout(grace, stages).await.is_err() {
+            tracing::warn!("in-flight deliveries did not finish within the grace period");
+        }
+        // Dropping the last reporter handle lets the report loop drain and end.
+        drop(deliverer);
+        if tokio::time::timeout(grace, reporter_task).await.is_err() {
+            tracing::warn!("attempt results still unreported at shutdown; they will be retried");
+        }
+        self.watch.abort();
+        health.abort();
+        tracing::info!("dispatcher stopped");
+        Ok(())
+    }
+}
+
+/// Starts a dispatcher and runs it until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DispatcherError> {
+    Dispatcher::start(config).await?.serve(listener, shutdown).await
+}
+
+/// Pulls messages from `consumer` and handles each on its own task, at most `concurrency`
+/// at a time, so one slow message never holds up the others. On stop, waits for the tasks
+/// already started.
+async fn run_stage<F, Fut>(
+    name: &'static str,
+    consumer: PullConsumer,
+    concurrency: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(jetstream::Message) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    let batch = concurrency.clamp(1, 256);
+    'outer: loop {
+        let mut messages = match consumer.stream().max_messages_per_batch(batch).messages().await {
+            Ok(m) => m,
+            Err(error) => {
+                tracing::warn!(stage = name, %error, "cannot pull messages; retrying");
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break 'outer,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue 'outer,
+                }
+            }
+        };
+        loop {
+            // Take a slot first: while every slot is busy nothing more is pulled.
+            let permit = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break 'outer,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break 'outer,
+                },
+            };
+            let next = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break 'outer,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    let work = handle(msg);
+                    tasks.spawn(async move {
+                        work.await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(stage = name, %error, "message stream error");
+                }
+                None => continue 'outer,
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+    tracing::debug!(stage = name, in_flight = tasks.len(), "stage stopping");
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,1 +1,154 @@
-//! placeholder
+//! hookd on NATS JetStream: subject names, idempotent stream and consumer setup, and the
+//! messages the two dispatch stages exchange.
+//!
+//! Two streams carry the trip of an event:
+//! - `HOOKD_EVENTS` (`hookd.events.<tenant>.<event-type>`): what producers publish, deduplicated
+//!   by event id (`Nats-Msg-Id`);
+//! - `HOOKD_DELIVERIES` (`hookd.deliveries.<tenant>.<webhook-id>`): one message per (event,
+//!   webhook), written by the fan-out stage with `Nats-Msg-Id = <event id>.<webhook id>`, so a
+//!   fan-out repeated after a crash adds no second delivery.
+
+pub mod setup;
+pub mod subject;
+
+use bytes::Bytes;
+use hookd_core::{DeliveryId, Event, EventId, WebhookId};
+use serde_json::value::RawValue;
+
+pub use setup::{ConsumerSettings, StreamSettings, ensure_consumer, ensure_stream};
+
+pub const EVENTS_STREAM: &str = "HOOKD_EVENTS";
+pub const DELIVERIES_STREAM: &str = "HOOKD_DELIVERIES";
+/// Durable consumer of `HOOKD_EVENTS` shared by every dispatcher's fan-out stage.
+pub const FANOUT_CONSUMER: &str = "hookd-fanout";
+/// Durable consumer of `HOOKD_DELIVERIES` shared by every dispatcher's delivery stage.
+pub const DELIVERY_CONSUMER: &str = "hookd-delivery";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot set up stream {stream}: {source}")]
+    Stream {
+        stream: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("cannot set up consumer {consumer}: {source}")]
+    Consumer {
+        consumer: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("cannot publish to {subject}: {source}")]
+    Publish {
+        subject: String,
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// The outcome of publishing to a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub sequence: u64,
+    /// The stream already had a message with this id within its dedupe window.
+    pub duplicate: bool,
+}
+
+/// Publishes an event as producers do, with `Nats-Msg-Id` = event id, and waits for the
+/// stream to store it.
+pub async fn publish_event(
+    js: &async_nats::jetstream::Context,
+    tenant: &str,
+    event: &Event,
+) -> Result<Published, NatsError> {
+    let subject = subject::event(tenant, event.event_type.as_str());
+    publish_with_id(js, subject, event.id.as_str(), Bytes::from(event.to_json())).await
+}
+
+pub(crate) async fn publish_with_id(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    body: Bytes,
+) -> Result<Published, NatsError> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+    let ack = async {
+        js.publish_with_headers(subject.clone(), headers, body).await?.await.map_err(Into::into)
+    };
+    match ack.await {
+        Ok(ack) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
+        Err(source) => Err(NatsError::Publish { subject, source }),
+    }
+}
+
+/// One delivery job on `HOOKD_DELIVERIES`: the event, verbatim as the producer published it,
+/// bound for one webhook.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryJob {
+    pub delivery_id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub event_id: EventId,
+    pub tenant: String,
+    /// The producer's bytes, so fields hookd does not know survive untouched.
+    pub event: Box<RawValue>,
+}
+
+impl DeliveryJob {
+    pub fn new(tenant: &str, webhook: &WebhookId, event: &Event, raw: &[u8]) -> Self {
+        // `raw` parsed as an event already, so it is valid JSON; re-encode only if not.
+        let event_json = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| RawValue::from_string(s.to_owned()).ok())
+            .unwrap_or_else(|| {
+                RawValue::from_string(String::from_utf8_lossy(&event.to_json()).into_owned())
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned())
+            });
+        Self {
+            delivery_id: DeliveryId::for_event(&event.id, webhook),
+            webhook_id: webhook.clone(),
+            event_id: event.id.clone(),
+            tenant: tenant.to_owned(),
+            event: event_json,
+        }
+    }
+
+    /// The `Nats-Msg-Id` that makes the fan-out idempotent.
+    pub fn message_id(&self) -> String {
+        format!("{}.{}", self.event_id, self.webhook_id)
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        // A struct of strings and already-valid raw JSON always serializes.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Publishes the job and waits until the deliveries stream has stored it.
+    pub async fn publish(
+        &self,
+        js: &async_nats::jetstream::Context,
+    ) -> Result<Published, NatsError> {
+        let subject = subject::delivery(&self.tenant, &self.webhook_id);
+        publish_with_id(js, subject, &self.message_id(), self.to_bytes()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_job_keeps_the_producers_bytes() {
+        let raw = br#"{"id":"e1","type":"t","extra":{"kept":true},"data":{"n":1}}"#;
+        let event = Event::from_json(raw, chrono::Utc::now()).expect("valid event");
+        let job = DeliveryJob::new("default", &WebhookId::from("wh_1"), &event, raw);
+        assert_eq!(job.message_id(), "e1.wh_1");
+        let again = DeliveryJob::from_bytes(&job.to_bytes()).expect("decodes");
+        assert_eq!(again.event.get().as_bytes(), raw);
+        assert_eq!(again.delivery_id, DeliveryId::for_event(&event.id, &WebhookId::from("wh_1")));
+    }
+}

@@ -1,1 +1,116 @@
-//! placeholder
+//! hookd persistence for the control plane: sea-orm entities, versioned migrations and the
+//! repository functions on [`Store`]. The same code runs on SQLite (default) and Postgres:
+//! every statement is built with sea-orm / sea-query, never written as backend SQL.
+
+pub mod deliveries;
+pub mod entity;
+pub mod migration;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use deliveries::{AttemptRecord, DeliveryCursor, DeliveryRecord, RecordSummary, StoredAttempt};
+pub use migration::Migrator;
+
+/// How long a SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite serialises writers anyway; a few connections let reads proceed during a write.
+const SQLITE_FILE_CONNECTIONS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("webhook name {name:?} is already taken")]
+    NameTaken { name: String },
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error("value out of range for {field}: {reason}")]
+    OutOfRange { field: &'static str, reason: String },
+}
+
+/// The control plane's handle on its database. Cheap to clone: clones share one pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects and runs pending migrations. For SQLite URLs (`sqlite://path?mode=rwc` or
+    /// `sqlite::memory:`) creates the file if missing, enables WAL and a busy timeout; an
+    /// in-memory database uses one connection that is never recycled, since every new
+    /// connection would see a different, empty database.
+    pub async fn connect(database_url: &str) -> Result<Store, StorageError> {
+        let mut options = ConnectOptions::new(database_url);
+        // Statement logging goes through `log` at info level, far too loud for every query.
+        options.sqlx_logging(false);
+        if database_url.starts_with("sqlite:") {
+            let memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
+            if memory {
+                options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None::<Duration>)
+                    .max_lifetime(None::<Duration>);
+            } else {
+                options.max_connections(SQLITE_FILE_CONNECTIONS);
+            }
+            options.map_sqlx_sqlite_opts(move |opts| {
+                let opts = opts.busy_timeout(SQLITE_BUSY_TIMEOUT);
+                if memory {
+                    opts
+                } else {
+                    // NORMAL is durable across application crashes in WAL mode and avoids
+                    // an fsync per commit.
+                    opts.create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                }
+            });
+        }
+        let db = Database::connect(options).await?;
+        Migrator::up(&db, None).await?;
+        Ok(Store { db })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        Ok(self.db.ping().await?)
+    }
+
+    /// Starts a transaction that writes. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so waiting for another writer goes through the busy timeout
+    /// instead of failing when a read snapshot cannot be upgraded.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+}
+
+/// Postgres keeps microseconds; truncating everywhere makes both backends return exactly
+/// what was stored and keeps SQLite's text timestamps comparable with cursors.
+fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,117 @@
-fn main() {}
+//! The `hookd` binary: runs the control plane or a dispatcher, and is the command-line client
+//! of the control plane's gRPC API.
+
+mod client;
+mod settings;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "hookd",
+    version,
+    about = "Webhook delivery: control plane, dispatcher and client"
+)]
+struct Cli {
+    /// TOML settings file; `HOOKD_*` environment variables override it.
+    #[arg(long, global = true, env = "HOOKD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (gRPC API, database owner).
+    Control,
+    /// Run a dispatcher (fan-out and HTTP delivery); run as many as the load needs.
+    Dispatcher,
+    #[command(flatten)]
+    Client(client::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Control => run_control(cli.config).await,
+            Command::Dispatcher => run_dispatcher(cli.config).await,
+            Command::Client(command) => client::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    init_logging();
+    let config: hookd_control::Config = settings::load(config_file.as_deref())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let control = hookd_control::ControlPlane::start(config).await?;
+    // The one line on stdout: scripts and tests wait for it.
+    println!("hookd control ready on {addr}");
+    control.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_dispatcher(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    init_logging();
+    let config: hookd_dispatcher::Config = settings::load(config_file.as_deref())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let dispatcher = hookd_dispatcher::Dispatcher::start(config).await?;
+    println!("hookd dispatcher ready on {addr}");
+    dispatcher.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}

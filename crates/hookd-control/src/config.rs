@@ -1,0 +1,58 @@
+//! Control plane settings. Loaded by the binary (defaults, then file, then `HOOKD_*`
+//! environment); tests build the struct directly.
+
+use std::{net::SocketAddr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address of the gRPC server.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH?mode=rwc` (default) or `postgres://...`.
+    pub database_url: String,
+    pub nats_url: String,
+    /// How long to wait for NATS at start-up.
+    pub nats_connect_timeout_secs: u64,
+    /// The same event id published again within this window is stored once.
+    pub dedupe_window_secs: u64,
+    /// Events not yet fanned out are dropped after this age.
+    pub stream_max_age_secs: u64,
+    /// Replicas of each stream (1 on a single server, 3 in a cluster).
+    pub stream_replicas: usize,
+    /// Webhooks per page of a dispatcher snapshot.
+    pub snapshot_page_size: usize,
+    /// Most attempt results written in one transaction.
+    pub record_batch_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            database_url: "sqlite://hookd.db?mode=rwc".to_owned(),
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_connect_timeout_secs: 30,
+            dedupe_window_secs: 120,
+            stream_max_age_secs: 7 * 24 * 3600,
+            stream_replicas: 1,
+            snapshot_page_size: 500,
+            record_batch_max: 2000,
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn nats_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.nats_connect_timeout_secs.max(1))
+    }
+
+    pub(crate) fn stream_settings(&self) -> hookd_nats::StreamSettings {
+        hookd_nats::StreamSettings {
+            dedupe_window: Duration::from_secs(self.dedupe_window_secs.max(1)),
+            max_age: Duration::from_secs(self.stream_max_age_secs.max(60)),
+            replicas: self.stream_replicas.max(1),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! `DispatchService`, the internal API of dispatchers: the definitions watch and the
+//! batched recording of attempt results.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use hookd_core::{DeliveryId, EventId, InvalidField, WebhookId};
+use hookd_proto::{
+    convert::{from_timestamp, webhook_to_proto},
+    v1::{self, dispatch_service_server::DispatchService, watch_webhooks_response::Change as Wire},
+};
+use hookd_storage::{AttemptRecord, Store, StoredAttempt};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    ControlError,
+    recorder::Recorder,
+    webhooks::{Change, Changes},
+};
+
+/// Largest response body excerpt stored per attempt.
+const MAX_RESPONSE_BODY: usize = 16 * 1024;
+/// Most reports accepted in one call; dispatchers batch below this.
+const MAX_REPORTS_PER_CALL: usize = 10_000;
+
+pub struct DispatchApi {
+    store: Store,
+    tenant: String,
+    changes: Changes,
+    recorder: Recorder,
+    snapshot_page_size: usize,
+}
+
+impl DispatchApi {
+    pub fn new(
+        store: Store,
+        tenant: String,
+        changes: Changes,
+        recorder: Recorder,
+        snapshot_page_size: usize,
+    ) -> Self {
+        Self { store, tenant, changes, recorder, snapshot_page_size: snapshot_page_size.max(1) }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchWebhooksResponse, Status>> + Send>>;
+
+fn message(change: Wire) -> Result<v1::WatchWebhooksResponse, Status> {
+    Ok(v1::WatchWebhooksResponse { change: Some(change) })
+}
+
+/// Sends a full snapshot in pages. Returns false once the watcher has gone away.
+async fn send_snapshot(
+    store: &Store,
+    page_size: usize,
+    out: &mpsc::Sender<Result<v1::WatchWebhooksResponse, Status>>,
+) -> bool {
+    let all = match store.all_webhooks().await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read webhooks for a snapshot");
+            let _ = out.send(Err(Status::unavailable(format!("cannot read webhooks: {e}")))).await;
+            return false;
+        }
+    };
+    let webhooks: Vec<v1::Webhook> = all.iter().map(|(_, w)| webhook_to_proto(w)).collect();
+    let pages = webhooks.chunks(page_size).count().max(1);
+    let mut chunks = webhooks.chunks(page_size);
+    for index in 0..pages {
+        let page = chunks.next().unwrap_or_default().to_vec();
+        let snapshot = v1::SnapshotPage { webhooks: page, complete: index + 1 == pages };
+        if out.send(message(Wire::Snapshot(snapshot))).await.is_err() {
+            return false;
+        }
+    }
+    tracing::debug!(webhooks = webhooks.len(), "snapshot sent");
+    true
+}
+
+fn record_from_report(r: v1::AttemptReport) -> Result<AttemptRecord, InvalidField> {
+    for (field, value) in
+        [("delivery_id", &r.delivery_id), ("webhook_id", &r.webhook_id), ("event_id", &r.event_id)]
+    {
+        if value.is_empty() {
+            return Err(InvalidField::new(field, "is required"));
+        }
+    }
+    let attempt = r.attempt.ok_or_else(|| InvalidField::new("attempt", "is required"))?;
+    if attempt.number == 0 {
+        return Err(InvalidField::new("attempt.number", "starts at 1"));
+    }
+    let status = v1::DeliveryStatus::try_from(r.status)
+        .ok()
+        .and_then(v1::DeliveryStatus::to_domain)
+        .ok_or_else(|| InvalidField::new("status", "must be pending, delivered or failed"))?;
+    let started_at = attempt
+        .started_at
+        .as_ref()
+        .and_then(from_timestamp)
+        .ok_or_else(|| InvalidField::new("attempt.started_at", "is required"))?;
+    let mut response_body = attempt.response_body;
+    if response_body.len() > MAX_RESPONSE_BODY {
+        let mut end = MAX_RESPONSE_BODY;
+        while !response_body.is_char_boundary(end) {
+            end -= 1;
+        }
+        response_body.truncate(end);
+    }
+    Ok(AttemptRecord {
+        delivery_id: DeliveryId::from(r.delivery_id),
+        webhook_id: WebhookId::from(r.webhook_id),
+        event_id: EventId::from(r.event_id),
+        event_type: r.event_type,
+        payload: r.payload,
+        attempt: StoredAttempt {
+            number: attempt.number,
+            started_at,
+            http_status: u16::try_from(attempt.http_status).ok().filter(|s| *s != 0),
+            latency_ms: attempt.latency_ms,
+            error: attempt.error,
+            response_body,
+            success: attempt.success,
+        },
+        status_after: status,
+        next_attempt_at: r.next_attempt_at.as_ref().and_then(from_timestamp),
+    })
+}
+
+#[tonic::async_trait]
+impl DispatchService for DispatchApi {
+    type WatchWebhooksStream = WatchStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_webhooks(
+        &self,
+        _request: Request<v1::WatchWebhooksRequest>,
+    ) -> Result<Response<Self::WatchWebhooksStream>, Status> {
+        // Subscribe before reading the snapshot: a change made while it is read is then sent
+        // after it, and applying a change twice is harmless.
+        let mut changes = self.changes.subscribe();
+        let (out, stream) = mpsc::channel(64);
+        let store = self.store.clone();
+        let page_size = self.snapshot_page_size;
+        tracing::info!("dispatcher watching webhooks");
+        tokio::spawn(async move {
+            'snapshot: loop {
+                if !send_snapshot(&store, page_size, &out).await {
+                    return;
+                }
+                loop {
+                    let change = tokio::select! {
+                        () = out.closed() => return,
+                        change = changes.recv() => change,
+                    };
+                    let wire = match change {
+                        Ok(Change::Upserted(w)) => Wire::Upserted(webhook_to_proto(&w)),
+                        Ok(Change::Deleted(id)) => Wire::DeletedId(id.into_string()),
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "watcher fell behind; sending a new snapshot");
+                            changes = changes.resubscribe();
+                            continue 'snapshot;
+                        }
+                        Err(RecvError::Closed) => return,
+                    };
+                    if out.send(message(wire)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+    }
+
+    #[tracing::instrument(skip_all, fields(reports = request.get_ref().reports.len()))]
+    async fn report_attempts(
+        &self,
+        request: Request<v1::ReportAttemptsRequest>,
+    ) -> Result<Response<v1::ReportAttemptsResponse>, Status> {
+        let reports = request.into_inner().reports;
+        if reports.len() > MAX_REPORTS_PER_CALL {
+            return Err(ControlError::from(InvalidField::new(
+                "reports",
+                format!("at most {MAX_REPORTS_PER_CALL} per call"),
+            ))
+            .into());
+        }
+        let records = reports
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                record_from_report(r).map_err(|e| {
+                    Status::invalid_argument(format!(
+                        "reports[{i}]: invalid {}: {}",
+                        e.field, e.reason
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if records.is_empty() {
+            return Ok(Response::new(v1::ReportAttemptsResponse::default()));
+        }
+        let recorded = self
+            .recorder
+            .record(self.tenant.clone(), records)
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot store attempt results: {e}")))?;
+        Ok(Response::new(v1::ReportAttemptsResponse {
+            recorded: recorded.new,
+            duplicates: recorded.duplicates,
+        }))
+    }
+}

@@ -1,0 +1,69 @@
+//! The control plane's errors and their one mapping to gRPC status codes.
+
+use hookd_core::InvalidField;
+use hookd_nats::NatsError;
+use hookd_storage::StorageError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("webhook name {name:?} is already taken")]
+    NameTaken { name: String },
+    #[error("invalid page_token: pass the next_page_token of the previous page")]
+    PageToken,
+    #[error("storage: {0}")]
+    Storage(StorageError),
+    #[error("cannot connect to nats: {0}")]
+    NatsConnect(String),
+    #[error("event stream: {0}")]
+    Nats(NatsError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<StorageError> for ControlError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NameTaken { name } => Self::NameTaken { name },
+            other => Self::Storage(other),
+        }
+    }
+}
+
+impl From<ControlError> for Status {
+    fn from(e: ControlError) -> Self {
+        let code = match &e {
+            ControlError::Invalid(_) | ControlError::PageToken => Code::InvalidArgument,
+            ControlError::NotFound { .. } => Code::NotFound,
+            ControlError::NameTaken { .. } => Code::AlreadyExists,
+            ControlError::Storage(_) | ControlError::NatsConnect(_) | ControlError::Nats(_) => {
+                Code::Unavailable
+            }
+            ControlError::Internal(_) => Code::Internal,
+        };
+        if code == Code::Unavailable || code == Code::Internal {
+            tracing::error!(error = %e, "request failed");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_errors_map_to_client_codes() {
+        let invalid = Status::from(ControlError::Invalid(InvalidField::new("url", "bad")));
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        assert!(invalid.message().contains("url"));
+        let taken = Status::from(ControlError::NameTaken { name: "crm".into() });
+        assert_eq!(taken.code(), Code::AlreadyExists);
+        let missing = Status::from(ControlError::NotFound { what: "webhook", id: "wh_1".into() });
+        assert_eq!(missing.code(), Code::NotFound);
+    }
+}

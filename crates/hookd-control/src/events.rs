@@ -1,0 +1,91 @@
+//! `EventService`: publishing over gRPC, for producers that do not speak NATS. The event
+//! goes to the same stream, subject and dedupe window as one published to NATS directly.
+
+use chrono::Utc;
+use hookd_core::{Event, EventId, EventType, InvalidField, event::validate_event_id};
+use hookd_proto::{
+    convert::{from_timestamp, value_to_json},
+    v1::{self, event_service_server::EventService},
+};
+use tonic::{Request, Response, Status};
+
+use crate::ControlError;
+
+pub struct EventApi {
+    jetstream: async_nats::jetstream::Context,
+    tenant: String,
+}
+
+impl EventApi {
+    pub fn new(jetstream: async_nats::jetstream::Context, tenant: String) -> Self {
+        Self { jetstream, tenant }
+    }
+}
+
+fn event_from_request(e: v1::Event) -> Result<Event, InvalidField> {
+    let id = if e.id.is_empty() { EventId::generate() } else { EventId::from(e.id) };
+    validate_event_id(id.as_str())?;
+    let timestamp = match e.timestamp {
+        None => Utc::now(),
+        Some(t) => from_timestamp(&t)
+            .ok_or_else(|| InvalidField::new("event.timestamp", "is out of range"))?,
+    };
+    Ok(Event {
+        id,
+        event_type: EventType::parse(&e.r#type)
+            .map_err(|err| InvalidField::new("event.type", err.reason))?,
+        entity_id: e.entity_id,
+        timestamp,
+        context: e.context.map(value_to_json).unwrap_or_default(),
+        data: e.data.map(value_to_json).unwrap_or_default(),
+    })
+}
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    #[tracing::instrument(skip_all, fields(event_id, event_type))]
+    async fn publish_event(
+        &self,
+        request: Request<v1::PublishEventRequest>,
+    ) -> Result<Response<v1::PublishEventResponse>, Status> {
+        let event = request
+            .into_inner()
+            .event
+            .ok_or_else(|| InvalidField::new("event", "is required"))
+            .and_then(event_from_request)
+            .map_err(ControlError::from)?;
+        let span = tracing::Span::current();
+        span.record("event_id", event.id.as_str());
+        span.record("event_type", event.event_type.as_str());
+        let published = hookd_nats::publish_event(&self.jetstream, &self.tenant, &event)
+            .await
+            .map_err(ControlError::Nats)?;
+        Ok(Response::new(v1::PublishEventResponse {
+            event_id: event.id.into_string(),
+            stream_sequence: published.sequence,
+            duplicate: published.duplicate,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_id_and_timestamp_are_filled_in() {
+        let event = event_from_request(v1::Event {
+            r#type: "contact-created".into(),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert!(event.id.as_str().starts_with("evt_"));
+    }
+
+    #[test]
+    fn bad_type_names_the_field() {
+        let err = event_from_request(v1::Event { r#type: "a b".into(), ..Default::default() })
+            .expect_err("invalid");
+        assert_eq!(err.field, "event.type");
+    }
+}

@@ -1,0 +1,102 @@
+//! Group commit of attempt results. Concurrent `ReportAttempts` calls queue here; one writer
+//! takes everything queued (up to a bound) and stores it in a single transaction, so the
+//! database sees a few large transactions instead of one per attempt, and a batch that
+//! arrives while a transaction is in flight rides along with the next one.
+
+use hookd_storage::{AttemptRecord, Store};
+use tokio::sync::{mpsc, oneshot};
+
+/// What one caller's reports came to: how many were new and how many already stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub new: u32,
+    pub duplicates: u32,
+}
+
+struct Job {
+    tenant: String,
+    records: Vec<AttemptRecord>,
+    done: oneshot::Sender<Result<Recorded, String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Recorder {
+    pub fn spawn(store: Store, batch_max: usize) -> Self {
+        let (queue, jobs) = mpsc::channel(1024);
+        tokio::spawn(write_loop(store, jobs, batch_max.max(1)));
+        Self { queue }
+    }
+
+    /// Stores `records` durably (with other callers' records in the same transaction).
+    pub async fn record(
+        &self,
+        tenant: String,
+        records: Vec<AttemptRecord>,
+    ) -> Result<Recorded, String> {
+        let (done, result) = oneshot::channel();
+        self.queue
+            .send(Job { tenant, records, done })
+            .await
+            .map_err(|_| "recorder stopped".to_owned())?;
+        result.await.map_err(|_| "recorder stopped".to_owned())?
+    }
+}
+
+async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, batch_max: usize) {
+    while let Some(first) = jobs.recv().await {
+        let tenant = first.tenant.clone();
+        let mut size = first.records.len();
+        let mut group = vec![first];
+        // Take what is already queued for the same tenant; stop at the bound.
+        while size < batch_max {
+            match jobs.try_recv() {
+                Ok(job) if job.tenant == tenant => {
+                    size += job.records.len();
+                    group.push(job);
+                }
+                Ok(other) => {
+                    commit(&store, &other.tenant.clone(), vec![other]).await;
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&store, &tenant, group).await;
+    }
+}
+
+async fn commit(store: &Store, tenant: &str, group: Vec<Job>) {
+    let all: Vec<AttemptRecord> = group.iter().flat_map(|j| j.records.iter().cloned()).collect();
+    let started = std::time::Instant::now();
+    match store.record_attempts_each(tenant, &all).await {
+        Ok(stored) => {
+            tracing::debug!(
+                jobs = group.len(),
+                attempts = all.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "attempt results committed"
+            );
+            let mut flags = stored.into_iter();
+            for job in group {
+                let mut recorded = Recorded::default();
+                for is_new in flags.by_ref().take(job.records.len()) {
+                    if is_new {
+                        recorded.new += 1;
+                    } else {
+                        recorded.duplicates += 1;
+                    }
+                }
+                let _ = job.done.send(Ok(recorded));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, attempts = all.len(), "cannot store attempt results");
+            for job in group {
+                let _ = job.done.send(Err(e.to_string()));
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `WebhookService`: create, read, update and delete webhook definitions. Every change is
+//! also announced on [`Changes`] so watching dispatchers pick it up at once.
+
+use chrono::Utc;
+use hookd_core::{InvalidField, Webhook, WebhookId, WebhookSpec};
+use hookd_proto::{
+    convert::webhook_to_proto,
+    v1::{self, webhook_service_server::WebhookService},
+};
+use hookd_storage::Store;
+use tokio::sync::broadcast;
+use tonic::{Request, Response, Status};
+
+use crate::ControlError;
+
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 500;
+
+/// A change to one webhook definition, as dispatchers need it.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upserted(Webhook),
+    Deleted(WebhookId),
+}
+
+/// The in-process feed of definition changes. A watcher that lags behind gets a new
+/// snapshot instead, so the capacity only bounds memory, not correctness.
+#[derive(Debug, Clone)]
+pub struct Changes(broadcast::Sender<Change>);
+
+impl Changes {
+    pub fn new() -> Self {
+        Self(broadcast::channel(4096).0)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.0.subscribe()
+    }
+
+    fn announce(&self, change: Change) {
+        // No receivers (no dispatcher connected) is fine: they read a snapshot on connect.
+        let _ = self.0.send(change);
+    }
+}
+
+pub struct WebhookApi {
+    store: Store,
+    tenant: String,
+    changes: Changes,
+}
+
+impl WebhookApi {
+    pub fn new(store: Store, tenant: String, changes: Changes) -> Self {
+        Self { store, tenant, changes }
+    }
+
+    async fn load(&self, id: &str) -> Result<Webhook, ControlError> {
+        let not_found = || ControlError::NotFound { what: "webhook", id: id.to_owned() };
+        if id.is_empty() {
+            return Err(InvalidField::new("id", "must not be empty").into());
+        }
+        self.store.get_webhook(&self.tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)
+    }
+}
+
+pub(crate) fn page_size(requested: u32) -> u64 {
+    u64::from(match requested {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    })
+}
+
+#[tonic::async_trait]
+impl WebhookService for WebhookApi {
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn create_webhook(
+        &self,
+        request: Request<v1::CreateWebhookRequest>,
+    ) -> Result<Response<v1::CreateWebhookResponse>, Status> {
+        let r = request.into_inner();
+        let spec = WebhookSpec {
+            name: r.name,
+            url: r.url,
+            event_types: r.event_types,
+            active: r.active,
+            description: r.description,
+        }
+        .validate()
+        .map_err(ControlError::from)?;
+        let now = Utc::now();
+        let webhook = Webhook { id: WebhookId::generate(), spec, created_at: now, updated_at: now };
+        self.store.create_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)?;
+        tracing::info!(webhook_id = %webhook.id, "webhook created");
+        self.changes.announce(Change::Upserted(webhook.clone()));
+        Ok(Response::new(v1::CreateWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
+    async fn get_webhook(
+        &self,
+        request: Request<v1::GetWebhookRequest>,
+    ) -> Result<Response<v1::GetWebhookResponse>, Status> {
+        let webhook = self.load(&request.get_ref().id).await?;
+        Ok(Response::new(v1::GetWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_webhooks(
+        &self,
+        request: Request<v1::ListWebhooksRequest>,
+    ) -> Result<Response<v1::ListWebhooksResponse>, Status> {
+        let r = request.into_inner();
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token if token.starts_with("wh_") => Some(WebhookId::from(token)),
+            _ => return Err(ControlError::PageToken.into()),
+        };
+        let limit = page_size(r.page_size);
+        // One extra row tells whether another page follows without a count query.
+        let mut page = self
+            .store
+            .list_webhooks(&self.tenant, after.as_ref(), limit + 1)
+            .await
+            .map_err(ControlError::from)?;
+        let more = page.len() as u64 > limit;
+        page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListWebhooksResponse {
+            webhooks: page.iter().map(webhook_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(webhook_id))]
+    async fn update_webhook(
+        &self,
+        request: Request<v1::UpdateWebhookRequest>,
+    ) -> Result<Response<v1::UpdateWebhookResponse>, Status> {
+        let r = request.into_inner();
+        let changes = r.webhook.ok_or_else(|| {
+            ControlError::from(InvalidField::new("webhook", "must carry the id and new values"))
+        })?;
+        tracing::Span::current().record("webhook_id", changes.id.as_str());
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(ControlError::from(InvalidField::new(
+                "update_mask",
+                "must name the fields to change: name, url, event_types, active, description",
+            ))
+            .into());
+        }
+        let mut webhook = self.load(&changes.id).await?;
+        let mut spec = webhook.spec.clone();
+        for path in &paths {
+            match path.as_str() {
+                "name" => spec.name.clone_from(&changes.name),
+                "url" => spec.url.clone_from(&changes.url),
+                "event_types" => spec.event_types.clone_from(&changes.event_types),
+                "active" => spec.active = changes.active,
+                "description" => spec.description.clone_from(&changes.description),
+                other => {
+                    return Err(ControlError::from(InvalidField::new(
+                        "update_mask",
+                        format!(
+                            "cannot update {other:?}; allowed: name, url, event_types, active, description"
+                        ),
+                    ))
+                    .into());
+                }
+            }
+        }
+        webhook.spec = spec.validate().map_err(ControlError::from)?;
+        webhook.updated_at = Utc::now();
+        if !self.store.update_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)? {
+            return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
+        }
+        tracing::info!("webhook updated");
+        self.changes.announce(Change::Upserted(webhook.clone()));
+        Ok(Response::new(v1::UpdateWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
+    async fn delete_webhook(
+        &self,
+        request: Request<v1::DeleteWebhookRequest>,
+    ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
+        let id = WebhookId::from(request.into_inner().id);
+        if !self.store.delete_webhook(&self.tenant, &id).await.map_err(ControlError::from)? {
+            return Err(ControlError::NotFound { what: "webhook", id: id.into_string() }.into());
+        }
+        tracing::info!("webhook deleted");
+        self.changes.announce(Change::Deleted(id));
+        Ok(Response::new(v1::DeleteWebhookResponse {}))
+    }
+}

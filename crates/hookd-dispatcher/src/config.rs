@@ -1,0 +1,124 @@
+//! Dispatcher settings. Loaded by the binary (defaults, then file, then `HOOKD_*`
+//! environment); tests build the struct directly.
+
+use std::{net::SocketAddr, time::Duration};
+
+use hookd_core::RetrySchedule;
+use serde::{Deserialize, Serialize};
+
+/// The longest attempt timeout a webhook may have.
+pub const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address of the health endpoints (`/healthz`, `/readyz`).
+    pub listen: SocketAddr,
+    /// gRPC address of the control plane.
+    pub control_url: String,
+    pub nats_url: String,
+    /// How long to wait for NATS and the first definitions snapshot at start-up.
+    pub startup_timeout_secs: u64,
+    /// No complete answer within this time fails the attempt (at most 30 s).
+    pub attempt_timeout_secs: f64,
+    /// Delays before each retry, in seconds.
+    pub retry_schedule_secs: Vec<f64>,
+    /// Deliveries attempted at the same time by this process.
+    pub max_in_flight: usize,
+    /// Events fanned out at the same time by this process.
+    pub fanout_concurrency: usize,
+    /// JetStream redelivers a message left unacknowledged this long (progress acks extend it).
+    pub ack_wait_secs: u64,
+    pub max_ack_pending: i64,
+    /// Most attempt results reported in one call.
+    pub report_batch_max: usize,
+    /// Attempt results kept while the control plane cannot be reached; beyond it,
+    /// deliveries pause rather than lose results.
+    pub report_buffer: usize,
+    /// On shutdown, how long in-flight deliveries may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            control_url: "http://127.0.0.1:7070".to_owned(),
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            startup_timeout_secs: 60,
+            attempt_timeout_secs: 10.0,
+            retry_schedule_secs: vec![15.0, 60.0, 225.0, 900.0, 3600.0],
+            max_in_flight: 512,
+            fanout_concurrency: 64,
+            ack_wait_secs: 60,
+            max_ack_pending: 20_000,
+            report_batch_max: 500,
+            report_buffer: 50_000,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// A setting that cannot work, naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |setting, reason: &str| Err(ConfigError { setting, reason: reason.to_owned() });
+        if !(self.attempt_timeout_secs > 0.0
+            && self.attempt_timeout_secs <= MAX_ATTEMPT_TIMEOUT.as_secs_f64())
+        {
+            return err("attempt_timeout_secs", "must be above 0 and at most 30");
+        }
+        if self.retry_schedule_secs.iter().any(|d| !(d.is_finite() && *d >= 0.0)) {
+            return err("retry_schedule_secs", "delays must be non-negative numbers of seconds");
+        }
+        if self.ack_wait_secs as f64 <= self.attempt_timeout_secs + 5.0 {
+            return err("ack_wait_secs", "must exceed attempt_timeout_secs by more than 5 s");
+        }
+        if self.max_in_flight == 0 || self.fanout_concurrency == 0 || self.report_batch_max == 0 {
+            return err("max_in_flight", "concurrency and batch settings must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.attempt_timeout_secs)
+    }
+
+    pub(crate) fn retry_schedule(&self) -> RetrySchedule {
+        RetrySchedule {
+            delays: self.retry_schedule_secs.iter().map(|s| Duration::from_secs_f64(*s)).collect(),
+        }
+    }
+
+    pub(crate) fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.ack_wait_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_follow_the_product() {
+        let c = Config::default();
+        c.validate().expect("defaults are valid");
+        assert_eq!(c.attempt_timeout(), Duration::from_secs(10));
+        assert_eq!(c.retry_schedule(), RetrySchedule::default());
+    }
+
+    #[test]
+    fn rejects_a_timeout_above_30_s_or_an_ack_wait_too_short() {
+        let c = Config { attempt_timeout_secs: 31.0, ..Config::default() };
+        assert_eq!(c.validate().expect_err("invalid").setting, "attempt_timeout_secs");
+        let c = Config { ack_wait_secs: 12, ..Config::default() };
+        assert_eq!(c.validate().expect_err("invalid").setting, "ack_wait_secs");
+    }
+}

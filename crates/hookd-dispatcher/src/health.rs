@@ -1,0 +1,44 @@
+//! The dispatcher's HTTP endpoints for orchestrators: `/healthz` (the process runs) and
+//! `/readyz` (definitions loaded, consumers running).
+
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// Serves the health endpoints until the task is aborted.
+pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let ready = ready.load(Ordering::Relaxed);
+                async move { Ok::<_, Infallible>(answer(req.uri().path(), ready)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(path: &str, ready: bool) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/healthz" => (StatusCode::OK, "ok\n"),
+        "/readyz" if ready => (StatusCode::OK, "ready\n"),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => (StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,119 @@
+//! Idempotent creation of hookd's streams and durable consumers: every process runs it at
+//! start-up, so any number of control planes and dispatchers may start in any order.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+
+use crate::{
+    DELIVERIES_STREAM, DELIVERY_CONSUMER, EVENTS_STREAM, FANOUT_CONSUMER, NatsError, subject,
+};
+
+/// Settings shared by both streams.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Messages with the same `Nats-Msg-Id` inside this window are stored once.
+    pub dedupe_window: Duration,
+    /// How long messages are kept; work queue retention removes them earlier once acked.
+    pub max_age: Duration,
+    pub replicas: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            dedupe_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            replicas: 1,
+        }
+    }
+}
+
+/// Settings of a dispatch-stage consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Redelivery happens only if a message stays unacknowledged this long; dispatchers send
+    /// progress acks while an attempt or its result write is still under way.
+    pub ack_wait: Duration,
+    pub max_ack_pending: i64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self { ack_wait: Duration::from_secs(60), max_ack_pending: 20_000 }
+    }
+}
+
+fn stream_config(name: &'static str, subjects: String, s: &StreamSettings) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects],
+        // Each message is work for exactly one consumer and is removed once acked.
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: s.dedupe_window,
+        max_age: s.max_age,
+        num_replicas: s.replicas,
+        ..Default::default()
+    }
+}
+
+/// Creates the events and deliveries streams, or brings their settings up to date.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<(jetstream::stream::Stream, jetstream::stream::Stream), NatsError> {
+    let events = ensure_one(
+        js,
+        stream_config(EVENTS_STREAM, format!("{}.>", subject::EVENTS_PREFIX), settings),
+    )
+    .await?;
+    let deliveries = ensure_one(
+        js,
+        stream_config(DELIVERIES_STREAM, format!("{}.>", subject::DELIVERIES_PREFIX), settings),
+    )
+    .await?;
+    Ok((events, deliveries))
+}
+
+async fn ensure_one(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<jetstream::stream::Stream, NatsError> {
+    let name: &'static str =
+        if config.name == EVENTS_STREAM { EVENTS_STREAM } else { DELIVERIES_STREAM };
+    let err = |source: async_nats::Error| NatsError::Stream { stream: name, source };
+    let mut stream = js.get_or_create_stream(config.clone()).await.map_err(|e| err(e.into()))?;
+    let current = stream.info().await.map_err(|e| err(e.into()))?.config.clone();
+    let drifted = current.subjects != config.subjects
+        || current.duplicate_window != config.duplicate_window
+        || current.max_age != config.max_age;
+    if drifted {
+        tracing::info!(stream = name, "updating stream settings");
+        js.update_stream(config).await.map_err(|e| err(e.into()))?;
+    }
+    Ok(stream)
+}
+
+/// Creates (or updates) the durable pull consumer of a dispatch stage.
+pub async fn ensure_consumer(
+    stream: &jetstream::stream::Stream,
+    name: &'static str,
+    settings: &ConsumerSettings,
+) -> Result<consumer::PullConsumer, NatsError> {
+    debug_assert!(name == FANOUT_CONSUMER || name == DELIVERY_CONSUMER);
+    let config = consumer::pull::Config {
+        durable_name: Some(name.to_owned()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        // Unlimited: the dispatcher ends a delivery itself after its webhook's last retry,
+        // because the number of attempts differs per webhook.
+        max_deliver: -1,
+        max_ack_pending: settings.max_ack_pending,
+        ..Default::default()
+    };
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| NatsError::Consumer { consumer: name, source: e.into() })
+}

@@ -1,0 +1,39 @@
+//! NATS subject names. Tenants, event types and webhook ids are single subject tokens
+//! (validated in hookd-core), so they can be placed here without escaping.
+
+use hookd_core::WebhookId;
+
+pub const EVENTS_PREFIX: &str = "hookd.events";
+pub const DELIVERIES_PREFIX: &str = "hookd.deliveries";
+
+/// `hookd.events.<tenant>.<event-type>`
+pub fn event(tenant: &str, event_type: &str) -> String {
+    format!("{EVENTS_PREFIX}.{tenant}.{event_type}")
+}
+
+/// `hookd.deliveries.<tenant>.<webhook-id>`
+pub fn delivery(tenant: &str, webhook: &WebhookId) -> String {
+    format!("{DELIVERIES_PREFIX}.{tenant}.{webhook}")
+}
+
+/// The tenant token of an event subject, if `subject` is one.
+pub fn tenant_of_event(subject: &str) -> Option<&str> {
+    let rest = subject.strip_prefix(EVENTS_PREFIX)?.strip_prefix('.')?;
+    let (tenant, event_type) = rest.split_once('.')?;
+    (!tenant.is_empty() && !event_type.is_empty()).then_some(tenant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_built_and_read_back() {
+        let s = event("default", "contact-created");
+        assert_eq!(s, "hookd.events.default.contact-created");
+        assert_eq!(tenant_of_event(&s), Some("default"));
+        assert_eq!(tenant_of_event("hookd.events.default"), None);
+        assert_eq!(tenant_of_event("other.events.a.b"), None);
+        assert_eq!(delivery("default", &WebhookId::from("wh_1")), "hookd.deliveries.default.wh_1");
+    }
+}

@@ -1,0 +1,8 @@
+//! sea-orm entities for the tables created by [`crate::migration`].
+//!
+//! There are no relations on purpose: deliveries keep no foreign key to webhooks, because
+//! attempt reports may arrive after their webhook was deleted and must still be stored.
+
+pub mod attempt;
+pub mod delivery;
+pub mod webhook;
