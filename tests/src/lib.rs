@@ -10,12 +10,14 @@
 //! The `start` functions are synchronous: they block while waiting for readiness (on a
 //! multi-threaded tokio runtime via `block_in_place`, so other tasks keep running).
 
+mod cluster;
 mod hookd;
 mod nats;
 mod process;
 mod receiver;
 mod wait;
 
+pub use cluster::Cluster;
 pub use hookd::{HookdProcess, Role, control_config, dispatcher_config, hookd_binary};
 pub use nats::{NatsServer, nats_server_binary};
 pub use receiver::{ReceivedRequest, Receiver, Responder, Response, responder};

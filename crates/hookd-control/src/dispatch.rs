@@ -3,10 +3,11 @@
 
 use std::pin::Pin;
 
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use hookd_core::{DeliveryId, EventId, InvalidField, WebhookId};
 use hookd_proto::{
-    convert::{from_timestamp, webhook_to_proto},
+    convert::{from_timestamp, timestamp, webhook_to_proto},
     v1::{self, dispatch_service_server::DispatchService, watch_webhooks_response::Change as Wire},
 };
 use hookd_storage::{AttemptRecord, Store, StoredAttempt};
@@ -47,8 +48,14 @@ impl DispatchApi {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchWebhooksResponse, Status>> + Send>>;
 
-fn message(change: Wire) -> Result<v1::WatchWebhooksResponse, Status> {
-    Ok(v1::WatchWebhooksResponse { change: Some(change) })
+/// How often an idle watch stream says its definitions are still current.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn message(
+    change: Option<Wire>,
+    as_of: DateTime<Utc>,
+) -> Result<v1::WatchWebhooksResponse, Status> {
+    Ok(v1::WatchWebhooksResponse { change, as_of: Some(timestamp(as_of)) })
 }
 
 /// Sends a full snapshot in pages. Returns false once the watcher has gone away.
@@ -57,6 +64,8 @@ async fn send_snapshot(
     page_size: usize,
     out: &mpsc::Sender<Result<v1::WatchWebhooksResponse, Status>>,
 ) -> bool {
+    // Anything committed before this instant is in the rows read below.
+    let as_of = Utc::now();
     let all = match store.all_webhooks().await {
         Ok(all) => all,
         Err(e) => {
@@ -71,7 +80,7 @@ async fn send_snapshot(
     for index in 0..pages {
         let page = chunks.next().unwrap_or_default().to_vec();
         let snapshot = v1::SnapshotPage { webhooks: page, complete: index + 1 == pages };
-        if out.send(message(Wire::Snapshot(snapshot))).await.is_err() {
+        if out.send(message(Some(Wire::Snapshot(snapshot)), as_of)).await.is_err() {
             return false;
         }
     }
@@ -149,10 +158,21 @@ impl DispatchService for DispatchApi {
                 if !send_snapshot(&store, page_size, &out).await {
                     return;
                 }
+                let mut heartbeat = tokio::time::interval(HEARTBEAT);
                 loop {
                     let change = tokio::select! {
+                        biased;
                         () = out.closed() => return,
                         change = changes.recv() => change,
+                        _ = heartbeat.tick() => {
+                            // Read the clock first: a change announced before `now` is then
+                            // in the queue, and the watcher gets it before any heartbeat.
+                            let now = Utc::now();
+                            if changes.is_empty() && out.send(message(None, now)).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                     };
                     let wire = match change {
                         Ok(Change::Upserted(w)) => Wire::Upserted(webhook_to_proto(&w)),
@@ -164,7 +184,7 @@ impl DispatchService for DispatchApi {
                         }
                         Err(RecvError::Closed) => return,
                     };
-                    if out.send(message(wire)).await.is_err() {
+                    if out.send(message(Some(wire), Utc::now())).await.is_err() {
                         return;
                     }
                 }

@@ -8,9 +8,10 @@ use std::{
     time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use hookd_core::{EventType, Webhook, WebhookId, webhook::ALL_EVENT_TYPES};
 use hookd_proto::{
-    convert::webhook_from_proto,
+    convert::{from_timestamp, webhook_from_proto},
     v1::{
         WatchWebhooksRequest, dispatch_service_client::DispatchServiceClient,
         watch_webhooks_response::Change,
@@ -48,11 +49,17 @@ impl Index {
 pub struct Definitions {
     index: Arc<RwLock<Arc<Index>>>,
     ready: watch::Sender<bool>,
+    /// Control plane time up to which the definitions are known to be complete.
+    as_of: watch::Sender<Option<DateTime<Utc>>>,
 }
 
 impl Default for Definitions {
     fn default() -> Self {
-        Self { index: Arc::default(), ready: watch::channel(false).0 }
+        Self {
+            index: Arc::default(),
+            ready: watch::channel(false).0,
+            as_of: watch::channel(None).0,
+        }
     }
 }
 
@@ -93,6 +100,21 @@ impl Definitions {
     #[cfg(test)]
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Waits until the definitions are complete up to `published` (so a webhook created
+    /// before an event was published is known when the event is fanned out), or until
+    /// `max_wait` has passed. Returns whether they are.
+    pub async fn wait_current(&self, published: DateTime<Utc>, max_wait: Duration) -> bool {
+        let mut rx = self.as_of.subscribe();
+        let current = |as_of: &Option<DateTime<Utc>>| as_of.is_some_and(|t| t >= published);
+        match *rx.borrow() {
+            // Not watching (control plane unreachable): waiting would only slow every event.
+            None => return false,
+            Some(as_of) if as_of >= published => return true,
+            Some(_) => {}
+        }
+        tokio::time::timeout(max_wait, rx.wait_for(current)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Resolves once the first complete snapshot has arrived.
@@ -152,6 +174,11 @@ impl Definitions {
                                 if let Some(change) = msg.change {
                                     self.apply(change, &mut pending);
                                 }
+                                // Only a complete snapshot makes the definitions current.
+                                if pending.is_none() {
+                                    let as_of = msg.as_of.as_ref().and_then(from_timestamp);
+                                    self.as_of.send_replace(as_of);
+                                }
                             }
                             Ok(None) => {
                                 tracing::warn!("control plane ended the definitions watch");
@@ -168,6 +195,7 @@ impl Definitions {
                     tracing::warn!(error = %status.message(), code = ?status.code(), "cannot watch definitions");
                 }
             }
+            self.as_of.send_replace(None);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

@@ -1,0 +1,70 @@
+//! A whole local hookd: nats-server, one control plane on SQLite and any number of
+//! dispatchers, each a real process on its own loopback port.
+
+use hookd_proto::v1::{
+    delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
+    webhook_service_client::WebhookServiceClient,
+};
+use tonic::transport::Channel;
+
+use crate::{HookdProcess, NatsServer, Role, control_config, dispatcher_config};
+
+pub struct Cluster {
+    pub nats: NatsServer,
+    pub control: HookdProcess,
+    pub dispatchers: Vec<HookdProcess>,
+    dispatcher_extra: String,
+    // Dropped last: it holds the database file.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts nats-server, the control plane and `dispatchers` dispatchers, each dispatcher
+    /// with `dispatcher_extra` appended to its settings.
+    pub fn start(dispatchers: usize, dispatcher_extra: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("hookd-cluster-").tempdir()?;
+        let nats = NatsServer::start()?;
+        let control = HookdProcess::start(
+            Role::Control,
+            &control_config(&nats.url(), &dir.path().join("hookd.db")),
+        )?;
+        let mut cluster = Self {
+            nats,
+            control,
+            dispatchers: Vec::new(),
+            dispatcher_extra: dispatcher_extra.to_owned(),
+            _dir: dir,
+        };
+        for _ in 0..dispatchers {
+            cluster.add_dispatcher()?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn add_dispatcher(&mut self) -> anyhow::Result<&mut HookdProcess> {
+        let config = format!(
+            "{}{}\n",
+            dispatcher_config(&self.nats.url(), &self.control.grpc_url()),
+            self.dispatcher_extra
+        );
+        self.dispatchers.push(HookdProcess::start(Role::Dispatcher, &config)?);
+        let last = self.dispatchers.len() - 1;
+        Ok(&mut self.dispatchers[last])
+    }
+
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(self.control.grpc_url())?.connect().await?)
+    }
+
+    pub async fn webhooks(&self) -> anyhow::Result<WebhookServiceClient<Channel>> {
+        Ok(WebhookServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn events(&self) -> anyhow::Result<EventServiceClient<Channel>> {
+        Ok(EventServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Channel>> {
+        Ok(DeliveryServiceClient::new(self.channel().await?))
+    }
+}
