@@ -179,11 +179,7 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
             let request = v1::CreateWebhookRequest { name, url, event_types, active, description };
             let response = client.create_webhook(request).await.map_err(status_error)?;
-            print_webhooks(
-                conn.output,
-                &response.into_inner().webhook.into_iter().collect::<Vec<_>>(),
-                "",
-            );
+            print_webhook(conn.output, response.into_inner().webhook)?;
         }
         WebhookCommand::List { page_size, page_token, conn } => {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
@@ -198,11 +194,7 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
             let response =
                 client.get_webhook(v1::GetWebhookRequest { id }).await.map_err(status_error)?;
-            print_webhooks(
-                conn.output,
-                &response.into_inner().webhook.into_iter().collect::<Vec<_>>(),
-                "",
-            );
+            print_webhook(conn.output, response.into_inner().webhook)?;
         }
         WebhookCommand::Update { id, name, url, event_types, active, description, conn } => {
             let mut paths = Vec::new();
@@ -238,11 +230,7 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
                 update_mask: Some(prost_types::FieldMask { paths }),
             };
             let response = client.update_webhook(request).await.map_err(status_error)?;
-            print_webhooks(
-                conn.output,
-                &response.into_inner().webhook.into_iter().collect::<Vec<_>>(),
-                "",
-            );
+            print_webhook(conn.output, response.into_inner().webhook)?;
         }
         WebhookCommand::Delete { id, conn } => {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
@@ -424,18 +412,23 @@ fn delivery_json(d: &v1::Delivery) -> serde_json::Value {
     })
 }
 
+fn print_webhook(output: Output, webhook: Option<v1::Webhook>) -> anyhow::Result<()> {
+    let webhook = webhook.context("control plane sent no webhook")?;
+    match output {
+        Output::Json => println!("{}", webhook_json(&webhook)),
+        Output::Text => print_webhooks(output, &[webhook], ""),
+    }
+    Ok(())
+}
+
 fn print_webhooks(output: Output, webhooks: &[v1::Webhook], next_page_token: &str) {
     match output {
         Output::Json => {
             let items: Vec<_> = webhooks.iter().map(webhook_json).collect();
-            if webhooks.len() == 1 && next_page_token.is_empty() {
-                println!("{}", items[0]);
-            } else {
-                println!(
-                    "{}",
-                    serde_json::json!({ "webhooks": items, "next_page_token": next_page_token })
-                );
-            }
+            println!(
+                "{}",
+                serde_json::json!({ "webhooks": items, "next_page_token": next_page_token })
+            );
         }
         Output::Text => {
             println!("{:<36} {:<24} {:<7} {:<30} URL", "ID", "NAME", "ACTIVE", "EVENT TYPES");
