@@ -14,6 +14,7 @@ pub struct Cluster {
     pub control: HookdProcess,
     pub dispatchers: Vec<HookdProcess>,
     dispatcher_extra: String,
+    control_toml: String,
     // Dropped last: it holds the database file.
     _dir: tempfile::TempDir,
 }
@@ -24,15 +25,14 @@ impl Cluster {
     pub fn start(dispatchers: usize, dispatcher_extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("hookd-cluster-").tempdir()?;
         let nats = NatsServer::start()?;
-        let control = HookdProcess::start(
-            Role::Control,
-            &control_config(&nats.url(), &dir.path().join("hookd.db")),
-        )?;
+        let control_toml = control_config(&nats.url(), &dir.path().join("hookd.db"));
+        let control = HookdProcess::start(Role::Control, &control_toml)?;
         let mut cluster = Self {
             nats,
             control,
             dispatchers: Vec::new(),
             dispatcher_extra: dispatcher_extra.to_owned(),
+            control_toml,
             _dir: dir,
         };
         for _ in 0..dispatchers {
@@ -50,6 +50,18 @@ impl Cluster {
         self.dispatchers.push(HookdProcess::start(Role::Dispatcher, &config)?);
         let last = self.dispatchers.len() - 1;
         Ok(&mut self.dispatchers[last])
+    }
+
+    /// Kills the control plane (SIGKILL; a no-op if already killed) and starts a new one with
+    /// the same settings, database file and gRPC port, so dispatchers reconnect to the same URL.
+    /// Returns the old process, whose log stays readable until it is dropped.
+    pub fn restart_control(&mut self) -> anyhow::Result<HookdProcess> {
+        self.control.kill()?;
+        let listen = format!("listen = \"{}\"", self.control.addr());
+        let config = self.control_toml.replacen("listen = \"127.0.0.1:0\"", &listen, 1);
+        anyhow::ensure!(config != self.control_toml, "control config has no listen line to pin");
+        let new = HookdProcess::start(Role::Control, &config)?;
+        Ok(std::mem::replace(&mut self.control, new))
     }
 
     async fn channel(&self) -> anyhow::Result<Channel> {

@@ -25,6 +25,7 @@ async fn create_webhook(
             event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
             active: true,
             description: String::new(),
+            ..Default::default()
         })
         .await?;
     response.into_inner().webhook.context("no webhook in the answer")
@@ -191,6 +192,7 @@ async fn create_webhook_refuses_bad_input_and_stores_nothing() -> anyhow::Result
         event_types: vec!["contact-created".into()],
         active: true,
         description: String::new(),
+        ..Default::default()
     };
     let cases = [
         ("name", v1::CreateWebhookRequest { name: "".into(), ..valid.clone() }),

@@ -1,12 +1,14 @@
 //! `DeliveryService`: the delivery history of a webhook, and one delivery with its attempts.
 
-use chrono::DateTime;
-use hookd_core::{DeliveryId, InvalidField, WebhookId};
+use chrono::{DateTime, Utc};
+use hookd_core::{DeliveryId, DeliveryStatus, InvalidField, WebhookId};
+use hookd_nats::DeliveryJob;
 use hookd_proto::{
-    convert::timestamp,
+    convert::{from_timestamp, timestamp},
     v1::{self, delivery_service_server::DeliveryService},
 };
-use hookd_storage::{DeliveryCursor, DeliveryRecord, Store, StoredAttempt};
+use hookd_storage::{DeliveryCursor, DeliveryFilter, DeliveryRecord, Store, StoredAttempt};
+use serde_json::value::RawValue;
 use tonic::{Request, Response, Status};
 
 use crate::{ControlError, webhooks::page_size};
@@ -14,11 +16,49 @@ use crate::{ControlError, webhooks::page_size};
 pub struct DeliveryApi {
     store: Store,
     tenant: String,
+    jetstream: async_nats::jetstream::Context,
 }
 
 impl DeliveryApi {
-    pub fn new(store: Store, tenant: String) -> Self {
-        Self { store, tenant }
+    pub fn new(store: Store, tenant: String, jetstream: async_nats::jetstream::Context) -> Self {
+        Self { store, tenant, jetstream }
+    }
+
+    /// Makes a finished delivery pending again and queues its next attempt, now. The state
+    /// changes first, so the new attempt's result (which may arrive at once) lands on it.
+    async fn resend(&self, id: &DeliveryId) -> Result<DeliveryRecord, ControlError> {
+        let now = Utc::now();
+        let Some(before) = self.store.mark_resent(&self.tenant, id, now).await? else {
+            return match self.store.get_delivery(&self.tenant, id).await? {
+                None => Err(ControlError::NotFound { what: "delivery", id: id.to_string() }),
+                Some(_) => Err(ControlError::FailedPrecondition(format!(
+                    "delivery {id} is pending: its next attempt is already scheduled"
+                ))),
+            };
+        };
+        let event = RawValue::from_string(before.event.clone()).map_err(|e| {
+            ControlError::FailedPrecondition(format!("delivery {id} has no stored event: {e}"))
+        })?;
+        let attempt = before.attempt_count.saturating_add(1);
+        let job = DeliveryJob {
+            delivery_id: before.id.clone(),
+            webhook_id: before.webhook_id.clone(),
+            event_id: before.event_id.clone(),
+            tenant: self.tenant.clone(),
+            event,
+            attempt,
+            chain_start: attempt,
+        };
+        if let Err(e) = job.publish(&self.jetstream).await {
+            // Nothing was queued: put the delivery back as it was.
+            let _ = self.store.restore_status(&self.tenant, &before).await;
+            return Err(ControlError::Nats(e));
+        }
+        tracing::info!(delivery_id = %id, attempt, "delivery resent");
+        let mut after = before;
+        after.status = DeliveryStatus::Pending;
+        after.next_attempt_at = Some(now);
+        Ok(after)
     }
 }
 
@@ -66,6 +106,11 @@ fn attempt_to_proto(a: StoredAttempt) -> v1::Attempt {
         error: a.error,
         response_body: a.response_body,
         success: a.success,
+        request_headers: a
+            .request_headers
+            .into_iter()
+            .map(|(name, value)| v1::HttpHeader { name, value })
+            .collect(),
     }
 }
 
@@ -82,10 +127,24 @@ impl DeliveryService for DeliveryApi {
         }
         let cursor = decode_cursor(&r.page_token)?;
         let limit = page_size(r.page_size);
+        let filter = DeliveryFilter {
+            status: v1::DeliveryStatus::try_from(r.status)
+                .map_err(|_| InvalidField::new("status", "is not a delivery status"))
+                .map_err(ControlError::from)?
+                .to_domain(),
+            since: match &r.since {
+                None => None,
+                Some(t) => Some(
+                    from_timestamp(t)
+                        .ok_or_else(|| InvalidField::new("since", "is out of range"))
+                        .map_err(ControlError::from)?,
+                ),
+            },
+        };
         let webhook_id = WebhookId::from(r.webhook_id);
         let mut page = self
             .store
-            .list_deliveries(&self.tenant, &webhook_id, cursor.as_ref(), limit + 1)
+            .list_deliveries(&self.tenant, &webhook_id, &filter, cursor.as_ref(), limit + 1)
             .await
             .map_err(ControlError::from)?;
         let more = page.len() as u64 > limit;
@@ -116,7 +175,65 @@ impl DeliveryService for DeliveryApi {
             delivery: Some(delivery_to_proto(delivery, attempts)),
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(delivery_id = %request.get_ref().id))]
+    async fn resend_delivery(
+        &self,
+        request: Request<v1::ResendDeliveryRequest>,
+    ) -> Result<Response<v1::ResendDeliveryResponse>, Status> {
+        let id = request.into_inner().id;
+        if id.is_empty() {
+            return Err(ControlError::from(InvalidField::new("id", "is required")).into());
+        }
+        let delivery = self.resend(&DeliveryId::from(id)).await?;
+        Ok(Response::new(v1::ResendDeliveryResponse {
+            delivery: Some(delivery_to_proto(delivery, Vec::new())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().webhook_id))]
+    async fn recover_failed_deliveries(
+        &self,
+        request: Request<v1::RecoverFailedDeliveriesRequest>,
+    ) -> Result<Response<v1::RecoverFailedDeliveriesResponse>, Status> {
+        let r = request.into_inner();
+        if r.webhook_id.is_empty() {
+            return Err(ControlError::from(InvalidField::new("webhook_id", "is required")).into());
+        }
+        let since = r
+            .since
+            .as_ref()
+            .and_then(from_timestamp)
+            .ok_or_else(|| ControlError::from(InvalidField::new("since", "is required")))?;
+        let filter = DeliveryFilter { status: Some(DeliveryStatus::Failed), since: Some(since) };
+        let webhook_id = WebhookId::from(r.webhook_id);
+        let mut resent = 0u32;
+        // Each resend makes its delivery pending, so the failed set shrinks as we go: always
+        // read the first page again rather than paging with a cursor.
+        loop {
+            let page = self
+                .store
+                .list_deliveries(&self.tenant, &webhook_id, &filter, None, RECOVER_PAGE)
+                .await
+                .map_err(ControlError::from)?;
+            if page.is_empty() {
+                break;
+            }
+            for delivery in page {
+                match self.resend(&delivery.id).await {
+                    Ok(_) => resent += 1,
+                    // Resent meanwhile by someone else: not ours to count.
+                    Err(ControlError::FailedPrecondition(_) | ControlError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        tracing::info!(resent, "failed deliveries recovered");
+        Ok(Response::new(v1::RecoverFailedDeliveriesResponse { resent }))
+    }
 }
+
+const RECOVER_PAGE: u64 = 200;
 
 #[cfg(test)]
 mod tests {

@@ -123,7 +123,13 @@ fn record_from_report(r: v1::AttemptReport) -> Result<AttemptRecord, InvalidFiel
         event_id: EventId::from(r.event_id),
         event_type: r.event_type,
         payload: r.payload,
+        event: r.event,
         attempt: StoredAttempt {
+            request_headers: attempt
+                .request_headers
+                .into_iter()
+                .map(|h| (h.name, h.value))
+                .collect(),
             number: attempt.number,
             started_at,
             http_status: u16::try_from(attempt.http_status).ok().filter(|s| *s != 0),

@@ -13,6 +13,8 @@ pub enum ControlError {
     NotFound { what: &'static str, id: String },
     #[error("webhook name {name:?} is already taken")]
     NameTaken { name: String },
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("invalid page_token: pass the next_page_token of the previous page")]
     PageToken,
     #[error("storage: {0}")]
@@ -40,6 +42,7 @@ impl From<ControlError> for Status {
             ControlError::Invalid(_) | ControlError::PageToken => Code::InvalidArgument,
             ControlError::NotFound { .. } => Code::NotFound,
             ControlError::NameTaken { .. } => Code::AlreadyExists,
+            ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
             ControlError::Storage(_) | ControlError::NatsConnect(_) | ControlError::Nats(_) => {
                 Code::Unavailable
             }

@@ -89,7 +89,8 @@ impl ControlPlane {
         let webhook_service =
             webhooks::WebhookApi::new(store.clone(), tenant.clone(), changes.clone());
         let event_service = events::EventApi::new(self.jetstream.clone(), tenant.clone());
-        let delivery_service = deliveries::DeliveryApi::new(store.clone(), tenant.clone());
+        let delivery_service =
+            deliveries::DeliveryApi::new(store.clone(), tenant.clone(), self.jetstream.clone());
         let dispatch_service = dispatch::DispatchApi::new(
             store,
             tenant,

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use hookd_core::{InvalidField, Webhook, WebhookId, WebhookSpec};
 use hookd_proto::{
-    convert::webhook_to_proto,
+    convert::{attempt_timeout_from_proto, retry_policy_from_proto, webhook_to_proto},
     v1::{self, webhook_service_server::WebhookService},
 };
 use hookd_storage::Store;
@@ -14,6 +14,8 @@ use tonic::{Request, Response, Status};
 use crate::ControlError;
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
+const UPDATABLE: &str =
+    "name, url, event_types, active, description, attempt_timeout_ms, retry_policy";
 const MAX_PAGE_SIZE: u32 = 500;
 
 /// A change to one webhook definition, as dispatchers need it.
@@ -84,6 +86,8 @@ impl WebhookService for WebhookApi {
             event_types: r.event_types,
             active: r.active,
             description: r.description,
+            attempt_timeout: attempt_timeout_from_proto(r.attempt_timeout_ms),
+            retry_schedule: r.retry_policy.as_ref().map(retry_policy_from_proto),
         }
         .validate()
         .map_err(ControlError::from)?;
@@ -148,7 +152,7 @@ impl WebhookService for WebhookApi {
         if paths.is_empty() {
             return Err(ControlError::from(InvalidField::new(
                 "update_mask",
-                "must name the fields to change: name, url, event_types, active, description",
+                format!("must name the fields to change: {UPDATABLE}"),
             ))
             .into());
         }
@@ -161,12 +165,17 @@ impl WebhookService for WebhookApi {
                 "event_types" => spec.event_types.clone_from(&changes.event_types),
                 "active" => spec.active = changes.active,
                 "description" => spec.description.clone_from(&changes.description),
+                "attempt_timeout_ms" => {
+                    spec.attempt_timeout = attempt_timeout_from_proto(changes.attempt_timeout_ms);
+                }
+                "retry_policy" => {
+                    spec.retry_schedule =
+                        changes.retry_policy.as_ref().map(retry_policy_from_proto);
+                }
                 other => {
                     return Err(ControlError::from(InvalidField::new(
                         "update_mask",
-                        format!(
-                            "cannot update {other:?}; allowed: name, url, event_types, active, description"
-                        ),
+                        format!("cannot update {other:?}; allowed: {UPDATABLE}"),
                     ))
                     .into());
                 }

@@ -38,8 +38,9 @@ impl DeliveryStatus {
 /// How one HTTP attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// The endpoint answered; `status` decides success (2xx only).
-    Answered { status: u16, body_excerpt: String },
+    /// The endpoint answered; `status` decides success (2xx only). `retry_after` is the
+    /// endpoint's `Retry-After`, if it sent a valid one.
+    Answered { status: u16, body_excerpt: String, retry_after: Option<Duration> },
     /// No complete answer within the attempt timeout.
     TimedOut { after: Duration },
     /// Could not connect, TLS failed, or the connection broke before an answer.
@@ -78,7 +79,7 @@ mod tests {
     use super::*;
 
     fn answered(status: u16) -> AttemptOutcome {
-        AttemptOutcome::Answered { status, body_excerpt: String::new() }
+        AttemptOutcome::Answered { status, body_excerpt: String::new(), retry_after: None }
     }
 
     #[test]

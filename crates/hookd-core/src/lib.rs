@@ -11,7 +11,7 @@ pub mod webhook;
 pub use delivery::{AttemptOutcome, DeliveryStatus};
 pub use event::{Event, EventError, EventType};
 pub use ids::{DeliveryId, EventId, WebhookId};
-pub use retry::RetrySchedule;
+pub use retry::{RetrySchedule, next_delay};
 pub use webhook::{Webhook, WebhookSpec};
 
 /// The tenant every webhook and event belongs to until tenants exist (issue: security).

@@ -1,8 +1,17 @@
 //! When failed attempts are tried again.
 
-use std::time::Duration;
+use std::{
+    hash::{DefaultHasher, Hash, Hasher},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
+
+use crate::AttemptOutcome;
+
+/// No retry is ever scheduled further out than this, whatever a schedule or an endpoint's
+/// `Retry-After` says.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Delays before each retry, counted from the failure of the previous attempt. A delivery
 /// gets `1 + delays.len()` attempts; after the last failure it is failed.
@@ -36,6 +45,38 @@ impl RetrySchedule {
     }
 }
 
+/// When to try again after attempt `attempt` (1-based) of delivery `delivery_id` failed
+/// with `outcome`, or `None` when that was the last attempt.
+///
+/// The schedule gives the base delay. On 429 and 503 an endpoint's `Retry-After` is honoured
+/// within [base, 2 × base], so a receiver can slow hookd down but neither stall a delivery
+/// for ever nor make it retry sooner than planned. Then ±5 % jitter spreads retries of many
+/// deliveries that failed together, and the result is clamped to [`MAX_RETRY_DELAY`].
+pub fn next_delay(
+    schedule: &RetrySchedule,
+    attempt: u32,
+    outcome: &AttemptOutcome,
+    delivery_id: &str,
+) -> Option<Duration> {
+    let base = schedule.delay_after(attempt)?;
+    let delay = match outcome {
+        AttemptOutcome::Answered { status: 429 | 503, retry_after: Some(asked), .. } => {
+            (*asked).clamp(base, base.saturating_mul(2))
+        }
+        _ => base,
+    };
+    Some(jitter(delay, delivery_id, attempt).min(MAX_RETRY_DELAY))
+}
+
+/// Up to ±5 % of `delay`, fixed per (delivery, attempt): retries of deliveries that failed
+/// together spread out, and computing it again gives the same answer.
+pub fn jitter(delay: Duration, delivery_id: &str, attempt: u32) -> Duration {
+    let mut h = DefaultHasher::new();
+    (delivery_id, attempt).hash(&mut h);
+    let unit = (h.finish() % 10_001) as f64 / 10_000.0; // 0.0 ..= 1.0
+    delay.mul_f64(0.95 + 0.1 * unit)
+}
+
 mod secs {
     use std::time::Duration;
 
@@ -59,6 +100,46 @@ mod secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answered(status: u16, retry_after: Option<u64>) -> AttemptOutcome {
+        AttemptOutcome::Answered {
+            status,
+            body_excerpt: String::new(),
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    fn within_jitter(actual: Duration, expected: Duration) -> bool {
+        actual >= expected.mul_f64(0.95) && actual <= expected.mul_f64(1.05)
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_one_to_two_times_the_schedule() {
+        let s = RetrySchedule::default(); // 15 s after attempt 1
+        let d = |status, ra| next_delay(&s, 1, &answered(status, ra), "dlv_1").expect("retry");
+        assert!(within_jitter(d(429, Some(20)), Duration::from_secs(20)));
+        assert!(
+            within_jitter(d(503, Some(1)), Duration::from_secs(15)),
+            "never sooner than planned"
+        );
+        assert!(
+            within_jitter(d(429, Some(999)), Duration::from_secs(30)),
+            "at most twice the plan"
+        );
+        assert!(within_jitter(d(500, Some(20)), Duration::from_secs(15)), "only on 429 and 503");
+        assert!(within_jitter(d(429, None), Duration::from_secs(15)));
+        assert_eq!(next_delay(&s, 6, &answered(500, None), "dlv_1"), None, "after the last");
+    }
+
+    #[test]
+    fn jitter_stays_within_five_percent_and_is_stable() {
+        let d = Duration::from_secs(60);
+        for attempt in 1..200 {
+            let j = jitter(d, "dlv_x", attempt);
+            assert!(within_jitter(j, d), "{j:?}");
+            assert_eq!(j, jitter(d, "dlv_x", attempt));
+        }
+    }
 
     #[test]
     fn default_schedule_is_five_retries() {

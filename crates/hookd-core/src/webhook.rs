@@ -1,10 +1,20 @@
 //! Webhook definitions and the rules for a valid one.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::{EventType, InvalidField, WebhookId, event::validate_token};
+use crate::{
+    EventType, InvalidField, RetrySchedule, WebhookId, event::validate_token,
+    retry::MAX_RETRY_DELAY,
+};
+
+/// The longest a webhook may let an attempt take.
+pub const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most retries a webhook's schedule may have.
+pub const MAX_RETRIES: usize = 20;
 
 pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_URL_LEN: usize = 2048;
@@ -31,6 +41,13 @@ pub struct WebhookSpec {
     pub event_types: Vec<String>,
     pub active: bool,
     pub description: String,
+    /// No complete answer within this time fails an attempt; `None` means the dispatcher's
+    /// default (10 s). At most [`MAX_ATTEMPT_TIMEOUT`].
+    #[serde(default)]
+    pub attempt_timeout: Option<Duration>,
+    /// Delays before each retry; `None` means the dispatcher's default schedule.
+    #[serde(default)]
+    pub retry_schedule: Option<RetrySchedule>,
 }
 
 impl WebhookSpec {
@@ -40,6 +57,28 @@ impl WebhookSpec {
         self.name = validate_name(&self.name)?;
         validate_url(&self.url)?;
         self.event_types = validate_event_types(&self.event_types)?;
+        if let Some(timeout) = self.attempt_timeout
+            && (timeout.is_zero() || timeout > MAX_ATTEMPT_TIMEOUT)
+        {
+            return Err(InvalidField::new(
+                "attempt_timeout_ms",
+                format!("must be between 1 and {} ms", MAX_ATTEMPT_TIMEOUT.as_millis()),
+            ));
+        }
+        if let Some(schedule) = &self.retry_schedule {
+            if schedule.delays.len() > MAX_RETRIES {
+                return Err(InvalidField::new(
+                    "retry_schedule",
+                    format!("must have at most {MAX_RETRIES} delays"),
+                ));
+            }
+            if schedule.delays.iter().any(|d| *d > MAX_RETRY_DELAY) {
+                return Err(InvalidField::new(
+                    "retry_schedule",
+                    format!("delays must be at most {} s", MAX_RETRY_DELAY.as_secs()),
+                ));
+            }
+        }
         if self.description.len() > MAX_DESCRIPTION_LEN {
             return Err(InvalidField::new(
                 "description",
@@ -150,6 +189,8 @@ mod tests {
             event_types: vec!["contact-created".into()],
             active: true,
             description: String::new(),
+            attempt_timeout: None,
+            retry_schedule: None,
         }
     }
 
@@ -178,6 +219,21 @@ mod tests {
             rejected_field(WebhookSpec { event_types: vec!["a.b".into()], ..spec() }),
             "event_types"
         );
+    }
+
+    #[test]
+    fn per_webhook_timeout_and_schedule_are_bounded() {
+        let ok = WebhookSpec {
+            attempt_timeout: Some(Duration::from_secs(30)),
+            retry_schedule: Some(RetrySchedule::from_secs(&[1, 2])),
+            ..spec()
+        };
+        ok.validate().expect("valid");
+        let long = WebhookSpec { attempt_timeout: Some(Duration::from_secs(31)), ..spec() };
+        assert_eq!(rejected_field(long), "attempt_timeout_ms");
+        let many =
+            WebhookSpec { retry_schedule: Some(RetrySchedule::from_secs(&[1; 21])), ..spec() };
+        assert_eq!(rejected_field(many), "retry_schedule");
     }
 
     #[test]

@@ -23,8 +23,17 @@ pub struct Config {
     pub attempt_timeout_secs: f64,
     /// Delays before each retry, in seconds.
     pub retry_schedule_secs: Vec<f64>,
-    /// Deliveries attempted at the same time by this process.
+    /// Delivery jobs held at the same time by this process (attempting, or waiting for their
+    /// endpoint's concurrency limit).
     pub max_in_flight: usize,
+    /// Attempts at the same endpoint (scheme, host and port) at the same time.
+    pub endpoint_concurrency: usize,
+    /// Jobs that may wait for a busy endpoint; more are put back for a second and a slow
+    /// endpoint can never take every slot.
+    pub endpoint_queue: usize,
+    /// Retries due within this many seconds wait as NAK-delayed messages (precise, but they
+    /// count against `max_ack_pending`); later ones are stored as JetStream message schedules.
+    pub nak_max_delay_secs: f64,
     /// Events fanned out at the same time by this process.
     pub fanout_concurrency: usize,
     /// JetStream redelivers a message left unacknowledged this long (progress acks extend it).
@@ -48,10 +57,13 @@ impl Default for Config {
             startup_timeout_secs: 60,
             attempt_timeout_secs: 10.0,
             retry_schedule_secs: vec![15.0, 60.0, 225.0, 900.0, 3600.0],
-            max_in_flight: 512,
+            max_in_flight: 2048,
+            endpoint_concurrency: 32,
+            endpoint_queue: 64,
+            nak_max_delay_secs: 60.0,
             fanout_concurrency: 64,
             ack_wait_secs: 60,
-            max_ack_pending: 20_000,
+            max_ack_pending: 100_000,
             report_batch_max: 500,
             report_buffer: 50_000,
             shutdown_grace_secs: 30,
@@ -81,6 +93,12 @@ impl Config {
         if self.ack_wait_secs as f64 <= self.attempt_timeout_secs + 5.0 {
             return err("ack_wait_secs", "must exceed attempt_timeout_secs by more than 5 s");
         }
+        if !(self.nak_max_delay_secs.is_finite() && self.nak_max_delay_secs >= 0.0) {
+            return err("nak_max_delay_secs", "must be a non-negative number of seconds");
+        }
+        if self.endpoint_concurrency == 0 {
+            return err("endpoint_concurrency", "must be at least 1");
+        }
         if self.max_in_flight == 0 || self.fanout_concurrency == 0 || self.report_batch_max == 0 {
             return err("max_in_flight", "concurrency and batch settings must be at least 1");
         }
@@ -95,6 +113,10 @@ impl Config {
         RetrySchedule {
             delays: self.retry_schedule_secs.iter().map(|s| Duration::from_secs_f64(*s)).collect(),
         }
+    }
+
+    pub(crate) fn nak_max_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.nak_max_delay_secs)
     }
 
     pub(crate) fn ack_wait(&self) -> Duration {

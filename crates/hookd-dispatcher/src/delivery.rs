@@ -1,17 +1,15 @@
 //! The delivery stage: one attempt per delivery job message, its result reported to the
-//! control plane, then the message is acknowledged (delivered or failed for good) or
-//! negatively acknowledged with the retry delay, so JetStream brings it back on schedule.
+//! control plane, then the message is settled: acknowledged when delivered, terminated after
+//! the last retry, or put back for the next attempt. Near retries are NAK-delayed (precise,
+//! the server redelivers the same message); far ones become JetStream message schedules, so
+//! they wait as stored messages and count against no consumer's `max_ack_pending`.
 
-use std::{
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use chrono::Utc;
-use hookd_core::{AttemptOutcome, DeliveryStatus, Event, RetrySchedule, payload};
+use chrono::{DateTime, Utc};
+use hookd_core::{AttemptOutcome, DeliveryStatus, Event, RetrySchedule, next_delay, payload};
 use hookd_nats::DeliveryJob;
 use hookd_proto::{
     convert::timestamp,
@@ -21,33 +19,37 @@ use tracing::Instrument;
 
 use crate::{
     definitions::Definitions,
+    endpoints::Endpoints,
     fanout::ack,
-    http::{AttemptRequest, HttpClient},
+    http::{AttemptRequest, HttpClient, recorded_headers},
     reporter::Reporter,
 };
 
-/// A job for a webhook this dispatcher does not know yet may come from a dispatcher whose
-/// definitions are newer; it is retried this often before it is taken as deleted.
-const UNKNOWN_WEBHOOK_RETRIES: i64 = 5;
-const UNKNOWN_WEBHOOK_DELAY: Duration = Duration::from_secs(1);
+/// Longest wait for definitions as new as a job, before an unknown webhook counts as deleted.
+const DEFINITIONS_WAIT: Duration = Duration::from_secs(2);
+/// How long a job for an endpoint whose line is full is put aside.
+const BUSY_ENDPOINT_DELAY: Duration = Duration::from_secs(1);
 
 /// What the delivery stage needs, shared by every in-flight delivery.
 pub struct Deliverer {
+    pub js: jetstream::Context,
     pub definitions: Definitions,
     pub http: HttpClient,
+    pub endpoints: Endpoints,
     pub reporter: Reporter,
-    pub schedule: RetrySchedule,
-    pub attempt_timeout: Duration,
+    pub default_schedule: RetrySchedule,
+    pub default_timeout: Duration,
+    pub nak_max_delay: Duration,
     pub ack_wait: Duration,
 }
 
-/// Up to ±5 % of `delay`, fixed per (delivery, attempt) so that retries of many deliveries
-/// spread out, and a repeated computation gives the same answer.
-pub fn jitter(delay: Duration, delivery_id: &str, attempt: u32) -> Duration {
-    let mut h = DefaultHasher::new();
-    (delivery_id, attempt).hash(&mut h);
-    let unit = (h.finish() % 10_001) as f64 / 10_000.0; // 0.0 ..= 1.0
-    delay.mul_f64(0.95 + 0.1 * unit)
+/// How a message is settled after its attempt.
+#[derive(Debug, PartialEq)]
+enum Settle {
+    Ack,
+    Term,
+    NakAfter(Duration),
+    ScheduleAt(DateTime<Utc>),
 }
 
 impl Deliverer {
@@ -56,8 +58,8 @@ impl Deliverer {
             tracing::warn!("message without JetStream metadata");
             return;
         };
-        let attempt = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
         let delivered = info.delivered;
+        let published = published_at(&info);
         let job = match DeliveryJob::from_bytes(&msg.payload) {
             Ok(job) => job,
             Err(error) => {
@@ -66,6 +68,7 @@ impl Deliverer {
                 return;
             }
         };
+        let attempt = job.attempt_for(delivered);
         let span = tracing::info_span!(
             "delivery_attempt",
             delivery_id = %job.delivery_id,
@@ -73,7 +76,7 @@ impl Deliverer {
             event_id = %job.event_id,
             attempt,
         );
-        self.attempt(msg, job, attempt, delivered).instrument(span).await;
+        self.attempt(msg, job, attempt, published).instrument(span).await;
     }
 
     async fn attempt(
@@ -81,15 +84,14 @@ impl Deliverer {
         msg: jetstream::Message,
         job: DeliveryJob,
         attempt: u32,
-        delivered: i64,
+        published: DateTime<Utc>,
     ) {
+        // The fan-out that wrote this job knew the webhook; once our definitions are as new
+        // as the job, a webhook we do not know was deleted.
+        self.definitions.wait_current(published, DEFINITIONS_WAIT).await;
         let Some(webhook) = self.definitions.get(&job.webhook_id) else {
-            if delivered <= UNKNOWN_WEBHOOK_RETRIES {
-                ack(&msg, AckKind::Nak(Some(UNKNOWN_WEBHOOK_DELAY))).await;
-            } else {
-                tracing::info!("webhook no longer exists; dropping its delivery");
-                ack(&msg, AckKind::Term).await;
-            }
+            tracing::info!("webhook no longer exists; dropping its delivery");
+            ack(&msg, AckKind::Term).await;
             return;
         };
         if !webhook.spec.active {
@@ -97,6 +99,11 @@ impl Deliverer {
             ack(&msg, AckKind::Term).await;
             return;
         }
+        let Some(claim) = self.endpoints.claim(&webhook.spec.url) else {
+            // Too many jobs already wait for this endpoint: put this one aside, unattempted.
+            self.put_back_unattempted(&msg, &job, attempt).await;
+            return;
+        };
         let event = match Event::from_json(job.event.get().as_bytes(), Utc::now()) {
             Ok(event) => event,
             Err(error) => {
@@ -106,25 +113,47 @@ impl Deliverer {
             }
         };
         let body = Bytes::from(payload::envelope(&webhook.id, &event));
-        let started_at = Utc::now();
-        let result = self
-            .http
-            .attempt(AttemptRequest {
-                url: &webhook.spec.url,
-                body: body.clone(),
-                headers: vec![
-                    ("webhook-id", job.delivery_id.to_string()),
-                    ("webhook-timestamp", started_at.timestamp().to_string()),
-                ],
-                timeout: self.attempt_timeout,
-            })
-            .await;
+        let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
 
+        // Waiting for the endpoint can take long: keep the message ours meanwhile.
+        let permit = {
+            let acquire = claim.acquire();
+            tokio::pin!(acquire);
+            let mut progress = tokio::time::interval(self.ack_wait / 3);
+            progress.tick().await;
+            loop {
+                tokio::select! {
+                    permit = &mut acquire => break permit,
+                    _ = progress.tick() => ack(&msg, AckKind::Progress).await,
+                }
+            }
+        };
+        let started_at = Utc::now();
+        let request = AttemptRequest {
+            url: &webhook.spec.url,
+            body: body.clone(),
+            headers: vec![
+                ("webhook-id", job.delivery_id.to_string()),
+                ("webhook-timestamp", started_at.timestamp().to_string()),
+            ],
+            timeout,
+        };
+        let request_headers = recorded_headers(&request);
+        let result = self.http.attempt(request).await;
+        drop(permit);
+        drop(claim);
+
+        let schedule = webhook.spec.retry_schedule.as_ref().unwrap_or(&self.default_schedule);
         let success = result.outcome.is_success();
         let retry_in = if success {
             None
         } else {
-            self.schedule.delay_after(attempt).map(|d| jitter(d, job.delivery_id.as_str(), attempt))
+            next_delay(
+                schedule,
+                job.position_in_chain(attempt),
+                &result.outcome,
+                job.delivery_id.as_str(),
+            )
         };
         let status = match (success, retry_in) {
             (true, _) => DeliveryStatus::Delivered,
@@ -145,9 +174,8 @@ impl Deliverer {
                 tracing::info!(error = %other.error(), latency_ms, outcome = status.as_str(), "attempt failed");
             }
         }
-        let next_attempt_at = retry_in
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| timestamp(Utc::now() + d));
+        let next_attempt_at =
+            retry_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() + d);
         let body_excerpt = match &result.outcome {
             AttemptOutcome::Answered { body_excerpt, .. } => body_excerpt.clone(),
             _ => String::new(),
@@ -158,6 +186,7 @@ impl Deliverer {
             event_id: job.event_id.to_string(),
             event_type: event.event_type.to_string(),
             payload: String::from_utf8_lossy(&body).into_owned(),
+            event: job.event.get().to_owned(),
             attempt: Some(v1::Attempt {
                 number: attempt,
                 started_at: Some(timestamp(started_at)),
@@ -166,9 +195,13 @@ impl Deliverer {
                 error: result.outcome.error(),
                 response_body: body_excerpt,
                 success,
+                request_headers: request_headers
+                    .into_iter()
+                    .map(|(name, value)| v1::HttpHeader { name, value })
+                    .collect(),
             }),
             status: v1::DeliveryStatus::from(status).into(),
-            next_attempt_at,
+            next_attempt_at: next_attempt_at.map(timestamp),
         };
 
         // Keep the message ours while the result is being stored, however long the control
@@ -188,26 +221,56 @@ impl Deliverer {
                 _ = progress.tick() => ack(&msg, AckKind::Progress).await,
             }
         }
-        let kind = match retry_in {
-            Some(delay) => AckKind::Nak(Some(delay)),
-            None if success => AckKind::Ack,
-            None => AckKind::Term,
+        let settle = match (success, retry_in, next_attempt_at) {
+            (true, _, _) => Settle::Ack,
+            (false, Some(delay), _) if delay <= self.nak_max_delay => Settle::NakAfter(delay),
+            (false, Some(_), Some(at)) => Settle::ScheduleAt(at),
+            (false, _, _) => Settle::Term,
         };
-        ack(&msg, kind).await;
+        self.settle(&msg, &job, attempt + 1, settle).await;
+    }
+
+    /// Settles the message. A scheduled retry is stored first and only then is this message
+    /// acknowledged, so a crash in between leaves the message to be redelivered, never lost.
+    async fn settle(&self, msg: &jetstream::Message, job: &DeliveryJob, next: u32, settle: Settle) {
+        match settle {
+            Settle::Ack => ack(msg, AckKind::Ack).await,
+            Settle::Term => ack(msg, AckKind::Term).await,
+            Settle::NakAfter(delay) => ack(msg, AckKind::Nak(Some(delay))).await,
+            Settle::ScheduleAt(at) => {
+                let retry = DeliveryJob { attempt: next, ..job.clone() };
+                match retry.schedule(&self.js, at).await {
+                    Ok(_) => ack(msg, AckKind::Term).await,
+                    Err(error) => {
+                        // Fall back to the longest delay a NAK may carry; the retry comes
+                        // early rather than never.
+                        tracing::warn!(%error, "cannot schedule the retry; NAK-delaying it instead");
+                        let delay =
+                            (at - Utc::now()).to_std().unwrap_or_default().min(self.nak_max_delay);
+                        ack(msg, AckKind::Nak(Some(delay))).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts a job back without attempting it, keeping its attempt number: as a schedule a
+    /// moment from now, so it frees its slot for other endpoints.
+    async fn put_back_unattempted(
+        &self,
+        msg: &jetstream::Message,
+        job: &DeliveryJob,
+        attempt: u32,
+    ) {
+        tracing::debug!("endpoint busy; putting the job aside");
+        let at = Utc::now() + chrono::Duration::from_std(BUSY_ENDPOINT_DELAY).unwrap_or_default();
+        self.settle(msg, job, attempt, Settle::ScheduleAt(at)).await;
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_five_percent_and_is_stable() {
-        let d = Duration::from_secs(60);
-        for attempt in 1..200 {
-            let j = jitter(d, "dlv_x", attempt);
-            assert!(j >= d.mul_f64(0.95) && j <= d.mul_f64(1.05), "{j:?}");
-            assert_eq!(j, jitter(d, "dlv_x", attempt));
-        }
-    }
+/// When JetStream stored the message (the fan-out's publish), as chrono time.
+fn published_at(info: &jetstream::message::Info<'_>) -> DateTime<Utc> {
+    i64::try_from(info.published.unix_timestamp_nanos())
+        .map(DateTime::from_timestamp_nanos)
+        .unwrap_or_else(|_| Utc::now())
 }

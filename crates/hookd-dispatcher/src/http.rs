@@ -87,9 +87,45 @@ impl HttpClient {
             Err(e) => return AttemptOutcome::Failed { error: describe(&e) },
         };
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let body_excerpt = read_excerpt(response.into_body()).await;
-        AttemptOutcome::Answered { status, body_excerpt }
+        AttemptOutcome::Answered { status, body_excerpt, retry_after }
     }
+}
+
+/// The headers of an attempt as the history shows them: every header hookd sends, with the
+/// values of credentials replaced.
+pub fn recorded_headers(req: &AttemptRequest<'_>) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("user-agent".to_owned(), USER_AGENT.to_owned()),
+    ];
+    for (name, value) in &req.headers {
+        let value = if is_secret(name) { "[redacted]".to_owned() } else { value.clone() };
+        headers.push(((*name).to_owned(), value));
+    }
+    headers
+}
+
+fn is_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["authorization", "api-key", "apikey", "secret", "token", "signature", "cookie"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date; `None` if it is neither.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Reads at most [`RESPONSE_EXCERPT_BYTES`] of the answer; the rest is not read, and the
@@ -123,5 +159,37 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
     match innermost {
         Some(cause) => format!("{kind}: {cause}"),
         None => format!("{kind}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .expect("valid");
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn credentials_are_redacted_in_the_history() {
+        let req = AttemptRequest {
+            url: "http://127.0.0.1:1/",
+            body: Bytes::new(),
+            headers: vec![("webhook-id", "dlv_1".into()), ("x-webhook-secret", "s3cret".into())],
+            timeout: Duration::from_secs(1),
+        };
+        let recorded = recorded_headers(&req);
+        assert!(recorded.contains(&("webhook-id".into(), "dlv_1".into())));
+        assert!(recorded.contains(&("x-webhook-secret".into(), "[redacted]".into())));
     }
 }

@@ -9,6 +9,7 @@
 mod config;
 mod definitions;
 mod delivery;
+mod endpoints;
 mod fanout;
 mod health;
 mod http;
@@ -30,9 +31,11 @@ use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tonic::transport::{Channel, Endpoint};
 
 pub use config::{Config, ConfigError};
-pub use delivery::jitter;
 
-use crate::{definitions::Definitions, delivery::Deliverer, http::HttpClient, reporter::Reporter};
+use crate::{
+    definitions::Definitions, delivery::Deliverer, endpoints::Endpoints, http::HttpClient,
+    reporter::Reporter,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatcherError {
@@ -135,11 +138,14 @@ impl Dispatcher {
             self.config.report_buffer,
         );
         let deliverer = Arc::new(Deliverer {
+            js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
             http: HttpClient::new(),
+            endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
             reporter,
-            schedule: self.config.retry_schedule(),
-            attempt_timeout: self.config.attempt_timeout(),
+            default_schedule: self.config.retry_schedule(),
+            default_timeout: self.config.attempt_timeout(),
+            nak_max_delay: self.config.nak_max_delay(),
             ack_wait: self.config.ack_wait(),
         });
 

@@ -84,7 +84,7 @@ pub(crate) async fn publish_with_id(
 
 /// One delivery job on `HOOKD_DELIVERIES`: the event, verbatim as the producer published it,
 /// bound for one webhook.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryJob {
     pub delivery_id: DeliveryId,
     pub webhook_id: WebhookId,
@@ -92,6 +92,18 @@ pub struct DeliveryJob {
     pub tenant: String,
     /// The producer's bytes, so fields hookd does not know survive untouched.
     pub event: Box<RawValue>,
+    /// The number of the attempt this message makes when first delivered; each redelivery
+    /// of the same message makes the next attempt.
+    #[serde(default = "first")]
+    pub attempt: u32,
+    /// The attempt that began this chain of retries: 1, or the attempt of a resend. The
+    /// webhook's retry schedule counts from it.
+    #[serde(default = "first")]
+    pub chain_start: u32,
+}
+
+fn first() -> u32 {
+    1
 }
 
 impl DeliveryJob {
@@ -110,12 +122,31 @@ impl DeliveryJob {
             event_id: event.id.clone(),
             tenant: tenant.to_owned(),
             event: event_json,
+            attempt: 1,
+            chain_start: 1,
         }
     }
 
-    /// The `Nats-Msg-Id` that makes the fan-out idempotent.
+    /// The attempt number a delivery of this message makes, given JetStream's delivery count
+    /// (1 for the first delivery).
+    pub fn attempt_for(&self, delivered: i64) -> u32 {
+        let redeliveries = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.attempt.saturating_add(redeliveries)
+    }
+
+    /// Which retry of its chain `attempt` is, counted from 1 for the chain's first attempt, as
+    /// [`hookd_core::RetrySchedule::delay_after`] expects.
+    pub fn position_in_chain(&self, attempt: u32) -> u32 {
+        attempt.saturating_sub(self.chain_start).saturating_add(1)
+    }
+
+    /// The `Nats-Msg-Id` that makes the fan-out (and each resend) idempotent.
     pub fn message_id(&self) -> String {
-        format!("{}.{}", self.event_id, self.webhook_id)
+        if self.attempt == 1 {
+            format!("{}.{}", self.event_id, self.webhook_id)
+        } else {
+            format!("{}.{}.{}", self.event_id, self.webhook_id, self.attempt)
+        }
     }
 
     pub fn to_bytes(&self) -> Bytes {
@@ -134,6 +165,35 @@ impl DeliveryJob {
     ) -> Result<Published, NatsError> {
         let subject = subject::delivery(&self.tenant, &self.webhook_id);
         publish_with_id(js, subject, &self.message_id(), self.to_bytes()).await
+    }
+
+    /// Stores this job in the deliveries stream as a schedule that JetStream publishes to the
+    /// job's delivery subject at `at`. Until then it is a stored message, not a pending one:
+    /// it counts against no consumer's `max_ack_pending`. One schedule per delivery (the
+    /// subject names the delivery), so scheduling again replaces it.
+    pub async fn schedule(
+        &self,
+        js: &async_nats::jetstream::Context,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Published, NatsError> {
+        let subject = subject::retry(&self.tenant, &self.delivery_id);
+        let mut headers = async_nats::HeaderMap::new();
+        let when = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        headers.insert("Nats-Schedule", format!("@at {when}").as_str());
+        headers.insert(
+            "Nats-Schedule-Target",
+            subject::delivery(&self.tenant, &self.webhook_id).as_str(),
+        );
+        let ack = async {
+            js.publish_with_headers(subject.clone(), headers, self.to_bytes())
+                .await?
+                .await
+                .map_err(Into::into)
+        };
+        match ack.await {
+            Ok(ack) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
+            Err(source) => Err(NatsError::Publish { subject, source }),
+        }
     }
 }
 

@@ -44,10 +44,12 @@ impl Default for ConsumerSettings {
     }
 }
 
-fn stream_config(name: &'static str, subjects: String, s: &StreamSettings) -> stream::Config {
+fn stream_config(name: &'static str, subjects: Vec<String>, s: &StreamSettings) -> stream::Config {
     stream::Config {
         name: name.to_owned(),
-        subjects: vec![subjects],
+        // Only the deliveries stream holds scheduled retries.
+        allow_message_schedules: subjects.len() > 1,
+        subjects,
         // Each message is work for exactly one consumer and is removed once acked.
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
@@ -65,12 +67,19 @@ pub async fn ensure_stream(
 ) -> Result<(jetstream::stream::Stream, jetstream::stream::Stream), NatsError> {
     let events = ensure_one(
         js,
-        stream_config(EVENTS_STREAM, format!("{}.>", subject::EVENTS_PREFIX), settings),
+        stream_config(EVENTS_STREAM, vec![format!("{}.>", subject::EVENTS_PREFIX)], settings),
     )
     .await?;
     let deliveries = ensure_one(
         js,
-        stream_config(DELIVERIES_STREAM, format!("{}.>", subject::DELIVERIES_PREFIX), settings),
+        stream_config(
+            DELIVERIES_STREAM,
+            vec![
+                format!("{}.>", subject::DELIVERIES_PREFIX),
+                format!("{}.>", subject::RETRIES_PREFIX),
+            ],
+            settings,
+        ),
     )
     .await?;
     Ok((events, deliveries))
@@ -87,7 +96,8 @@ async fn ensure_one(
     let current = stream.info().await.map_err(|e| err(e.into()))?.config.clone();
     let drifted = current.subjects != config.subjects
         || current.duplicate_window != config.duplicate_window
-        || current.max_age != config.max_age;
+        || current.max_age != config.max_age
+        || current.allow_message_schedules != config.allow_message_schedules;
     if drifted {
         tracing::info!(stream = name, "updating stream settings");
         js.update_stream(config).await.map_err(|e| err(e.into()))?;
@@ -102,8 +112,15 @@ pub async fn ensure_consumer(
     settings: &ConsumerSettings,
 ) -> Result<consumer::PullConsumer, NatsError> {
     debug_assert!(name == FANOUT_CONSUMER || name == DELIVERY_CONSUMER);
+    let filter_subject = if name == DELIVERY_CONSUMER {
+        // Not the scheduled retries waiting on `hookd.retries.>`: only what is due.
+        format!("{}.>", subject::DELIVERIES_PREFIX)
+    } else {
+        String::new()
+    };
     let config = consumer::pull::Config {
         durable_name: Some(name.to_owned()),
+        filter_subject,
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: settings.ack_wait,
         // Unlimited: the dispatcher ends a delivery itself after its webhook's last retry,

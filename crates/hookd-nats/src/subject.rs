@@ -5,6 +5,9 @@ use hookd_core::WebhookId;
 
 pub const EVENTS_PREFIX: &str = "hookd.events";
 pub const DELIVERIES_PREFIX: &str = "hookd.deliveries";
+/// Scheduled retries wait here, one subject per delivery, until JetStream publishes them to
+/// their delivery subject.
+pub const RETRIES_PREFIX: &str = "hookd.retries";
 
 /// `hookd.events.<tenant>.<event-type>`
 pub fn event(tenant: &str, event_type: &str) -> String {
@@ -14,6 +17,11 @@ pub fn event(tenant: &str, event_type: &str) -> String {
 /// `hookd.deliveries.<tenant>.<webhook-id>`
 pub fn delivery(tenant: &str, webhook: &WebhookId) -> String {
     format!("{DELIVERIES_PREFIX}.{tenant}.{webhook}")
+}
+
+/// `hookd.retries.<tenant>.<delivery-id>`
+pub fn retry(tenant: &str, delivery: &hookd_core::DeliveryId) -> String {
+    format!("{RETRIES_PREFIX}.{tenant}.{delivery}")
 }
 
 /// The tenant token of an event subject, if `subject` is one.

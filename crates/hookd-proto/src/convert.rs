@@ -1,7 +1,9 @@
 //! Conversions between wire types and domain types: timestamps, JSON values, webhooks.
 
 use chrono::{DateTime, Utc};
-use hookd_core::{Webhook, WebhookSpec};
+use std::time::Duration;
+
+use hookd_core::{RetrySchedule, Webhook, WebhookSpec};
 use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
 
 use crate::v1;
@@ -73,7 +75,33 @@ pub fn webhook_to_proto(w: &Webhook) -> v1::Webhook {
         created_at: Some(timestamp(w.created_at)),
         updated_at: Some(timestamp(w.updated_at)),
         description: w.spec.description.clone(),
+        attempt_timeout_ms: w
+            .spec
+            .attempt_timeout
+            .map_or(0, |t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
+        retry_policy: w.spec.retry_schedule.as_ref().map(retry_policy_to_proto),
     }
+}
+
+pub fn retry_policy_to_proto(s: &RetrySchedule) -> v1::RetryPolicy {
+    v1::RetryPolicy {
+        delay_seconds: s
+            .delays
+            .iter()
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .collect(),
+    }
+}
+
+pub fn retry_policy_from_proto(p: &v1::RetryPolicy) -> RetrySchedule {
+    RetrySchedule {
+        delays: p.delay_seconds.iter().map(|s| Duration::from_secs(u64::from(*s))).collect(),
+    }
+}
+
+/// `0` means "the default" on the wire.
+pub fn attempt_timeout_from_proto(ms: u32) -> Option<Duration> {
+    (ms != 0).then(|| Duration::from_millis(u64::from(ms)))
 }
 
 /// A webhook as the control plane sent it. Definitions from the control plane were validated
@@ -90,6 +118,8 @@ pub fn webhook_from_proto(w: v1::Webhook) -> Webhook {
             event_types: w.event_types,
             active: w.active,
             description: w.description,
+            attempt_timeout: attempt_timeout_from_proto(w.attempt_timeout_ms),
+            retry_schedule: w.retry_policy.as_ref().map(retry_policy_from_proto),
         },
     }
 }

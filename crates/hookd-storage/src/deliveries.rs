@@ -27,6 +27,8 @@ pub struct AttemptRecord {
     pub event_type: String,
     /// The JSON body sent to the endpoint.
     pub payload: String,
+    /// The event as the producer published it (JSON text), kept for resends.
+    pub event: String,
     pub attempt: StoredAttempt,
     pub status_after: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -43,6 +45,8 @@ pub struct StoredAttempt {
     pub error: String,
     pub response_body: String,
     pub success: bool,
+    /// The request headers sent, secrets redacted.
+    pub request_headers: Vec<(String, String)>,
 }
 
 /// A delivery as stored: its latest known state.
@@ -55,10 +59,19 @@ pub struct DeliveryRecord {
     pub status: DeliveryStatus,
     pub attempt_count: u32,
     pub payload: String,
+    pub event: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_attempt_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Which deliveries [`Store::list_deliveries`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    /// Created at or after this time.
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// Where a page of [`Store::list_deliveries`] ends: the last delivery returned.
@@ -190,17 +203,25 @@ impl Store {
             .collect())
     }
 
-    /// Newest first (created_at desc, id desc), strictly after `cursor` in that order.
+    /// Newest first (created_at desc, id desc), strictly after `cursor` in that order, and
+    /// only those that pass `filter`.
     pub async fn list_deliveries(
         &self,
         tenant: &str,
         webhook_id: &WebhookId,
+        filter: &DeliveryFilter,
         cursor: Option<&DeliveryCursor>,
         limit: u64,
     ) -> Result<Vec<DeliveryRecord>, StorageError> {
         let mut query = delivery::Entity::find()
             .filter(delivery::Column::Tenant.eq(tenant))
             .filter(delivery::Column::WebhookId.eq(webhook_id.as_str()));
+        if let Some(status) = filter.status {
+            query = query.filter(delivery::Column::Status.eq(status.as_str()));
+        }
+        if let Some(since) = filter.since {
+            query = query.filter(delivery::Column::CreatedAt.gte(db_time(since)));
+        }
         if let Some(cursor) = cursor {
             let created_at = db_time(cursor.created_at);
             query = query.filter(
@@ -220,6 +241,61 @@ impl Store {
             .into_iter()
             .map(to_delivery)
             .collect()
+    }
+
+    /// Marks a delivery pending again because it was resent, with its next attempt due now.
+    /// Only a delivered or failed delivery can be resent (a pending one has an attempt
+    /// scheduled already); returns the delivery as it was before, or `None` if there is no
+    /// such delivery or it is pending.
+    pub async fn mark_resent(
+        &self,
+        tenant: &str,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeliveryRecord>, StorageError> {
+        let txn = self.begin_write().await?;
+        let Some(row) = delivery::Entity::find_by_id(id.as_str())
+            .filter(delivery::Column::Tenant.eq(tenant))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let before = to_delivery(row)?;
+        if before.status == DeliveryStatus::Pending {
+            return Ok(None);
+        }
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, DeliveryStatus::Pending.as_str().into())
+            .col_expr(delivery::Column::NextAttemptAt, Some(db_time(now)).into())
+            .col_expr(delivery::Column::UpdatedAt, db_time(now).into())
+            .filter(delivery::Column::Id.eq(id.as_str()))
+            .filter(delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Some(before))
+    }
+
+    /// Puts back the status and next attempt time a delivery had, after a resend that could
+    /// not be queued.
+    pub async fn restore_status(
+        &self,
+        tenant: &str,
+        before: &DeliveryRecord,
+    ) -> Result<(), StorageError> {
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, before.status.as_str().into())
+            .col_expr(delivery::Column::NextAttemptAt, before.next_attempt_at.map(db_time).into())
+            .filter(delivery::Column::Id.eq(before.id.as_str()))
+            .filter(delivery::Column::Tenant.eq(tenant))
+            .filter(
+                delivery::Column::AttemptCount
+                    .eq(i32::try_from(before.attempt_count).unwrap_or(i32::MAX)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// The delivery and its attempts ordered by number.
@@ -267,6 +343,7 @@ async fn insert_attempts(
                 C::Error,
                 C::ResponseBody,
                 C::Success,
+                C::RequestHeaders,
             ])
             .on_conflict(OnConflict::columns([C::DeliveryId, C::Number]).do_nothing().to_owned())
             .returning(Query::returning().columns([C::DeliveryId, C::Number]));
@@ -282,6 +359,7 @@ async fn insert_attempts(
                     Expr::val(a.error.as_str()),
                     Expr::val(a.response_body.as_str()),
                     Expr::val(a.success),
+                    Expr::val(encode_headers(&a.request_headers)),
                 ])
                 .map_err(builder_error)?;
         }
@@ -320,6 +398,7 @@ async fn insert_deliveries(
                 C::Status,
                 C::AttemptCount,
                 C::Payload,
+                C::Event,
                 C::CreatedAt,
                 C::UpdatedAt,
                 C::LastAttemptAt,
@@ -340,6 +419,7 @@ async fn insert_deliveries(
                     Expr::val(r.status_after.as_str()),
                     Expr::val(row.number),
                     Expr::val(r.payload.as_str()),
+                    Expr::val(r.event.as_str()),
                     Expr::val(entry.first_started_at),
                     Expr::val(now),
                     Expr::val(Some(row.started_at)),
@@ -385,6 +465,11 @@ fn corrupt(table: &'static str, reason: String) -> StorageError {
     StorageError::Corrupt { table, reason }
 }
 
+fn encode_headers(headers: &[(String, String)]) -> String {
+    // A list of string pairs always serializes.
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
+}
+
 fn to_delivery(row: delivery::Model) -> Result<DeliveryRecord, StorageError> {
     let status = DeliveryStatus::parse(&row.status).ok_or_else(|| {
         corrupt("deliveries", format!("{} has unknown status {:?}", row.id, row.status))
@@ -400,6 +485,7 @@ fn to_delivery(row: delivery::Model) -> Result<DeliveryRecord, StorageError> {
         status,
         attempt_count,
         payload: row.payload,
+        event: row.event,
         created_at: row.created_at,
         updated_at: row.updated_at,
         last_attempt_at: row.last_attempt_at,
@@ -417,7 +503,10 @@ fn to_attempt(row: attempt::Model) -> Result<StoredAttempt, StorageError> {
         .transpose()?;
     let latency_ms =
         u64::try_from(row.latency_ms).map_err(|_| bad(format!("latency_ms {}", row.latency_ms)))?;
+    let request_headers = serde_json::from_str(&row.request_headers)
+        .map_err(|e| bad(format!("request_headers is not a list of pairs: {e}")))?;
     Ok(StoredAttempt {
+        request_headers,
         number,
         started_at: row.started_at,
         http_status,

@@ -17,7 +17,9 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use deliveries::{AttemptRecord, DeliveryCursor, DeliveryRecord, RecordSummary, StoredAttempt};
+pub use deliveries::{
+    AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StoredAttempt,
+};
 pub use migration::Migrator;
 
 /// How long a SQLite connection waits for another writer before giving up.

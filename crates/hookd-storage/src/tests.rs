@@ -7,8 +7,8 @@ use hookd_core::{DeliveryId, DeliveryStatus, EventId, Webhook, WebhookId, Webhoo
 use tempfile::TempDir;
 
 use crate::{
-    AttemptRecord, DeliveryCursor, DeliveryRecord, RecordSummary, StorageError, Store,
-    StoredAttempt,
+    AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StorageError,
+    Store, StoredAttempt,
 };
 
 const TENANT: &str = "default";
@@ -33,6 +33,8 @@ fn webhook(name: &str) -> Webhook {
             event_types: vec!["contact-created".to_owned(), "contact-deleted".to_owned()],
             active: true,
             description: format!("the {name} hook"),
+            attempt_timeout: Some(std::time::Duration::from_millis(2500)),
+            retry_schedule: Some(hookd_core::RetrySchedule::from_secs(&[1, 2, 3])),
         },
         created_at: at(0),
         updated_at: at(0),
@@ -48,7 +50,9 @@ fn report(webhook: &WebhookId, event: &str, number: u32, started: DateTime<Utc>)
         event_id,
         event_type: "contact-created".to_owned(),
         payload: format!(r#"{{"event":"{event}"}}"#),
+        event: format!(r#"{{"id":"{event}","type":"contact-created"}}"#),
         attempt: StoredAttempt {
+            request_headers: vec![("webhook-id".to_owned(), "dlv".to_owned())],
             number,
             started_at: started,
             http_status: if success { Some(200) } else { None },
@@ -94,7 +98,10 @@ async fn crud_and_record_flow(store: &Store, tenant: &str) {
     assert_eq!(record.status, DeliveryStatus::Delivered);
     assert_eq!(record.attempt_count, 3);
     assert_eq!(attempts.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 3]);
-    let listed = store.list_deliveries(tenant, &hook.id, None, 10).await.unwrap();
+    let listed = store
+        .list_deliveries(tenant, &hook.id, &DeliveryFilter::default(), None, 10)
+        .await
+        .unwrap();
     assert_eq!(listed, vec![record]);
 
     assert!(store.delete_webhook(tenant, &hook.id).await.unwrap());
@@ -242,6 +249,8 @@ async fn update_replaces_the_spec_but_not_created_at() {
             event_types: vec!["*".to_owned()],
             active: false,
             description: String::new(),
+            attempt_timeout: None,
+            retry_schedule: None,
         },
         created_at: at(1000),
         updated_at: at(90),
@@ -285,7 +294,13 @@ async fn delete_cascades_to_deliveries_and_attempts_of_that_webhook_only() {
     store.record_attempts(TENANT, &batch).await.unwrap();
 
     assert!(store.delete_webhook(TENANT, &gone.id).await.unwrap());
-    assert!(store.list_deliveries(TENANT, &gone.id, None, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_deliveries(TENANT, &gone.id, &DeliveryFilter::default(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.get_delivery(TENANT, &batch[0].delivery_id).await.unwrap(), None);
     // The attempts are gone too: recording the same attempt again stores it anew.
     let again = store.record_attempts(TENANT, &batch[..1]).await.unwrap();
@@ -330,11 +345,15 @@ async fn recording_the_same_batch_twice_counts_duplicates_and_changes_nothing() 
     let batch: Vec<_> = (1..=3).map(|i| report(&hook, &format!("e{i}"), 1, at(i))).collect();
     let first = store.record_attempts(TENANT, &batch).await.unwrap();
     assert_eq!(first, RecordSummary { recorded: 3, duplicates: 0 });
-    let before = store.list_deliveries(TENANT, &hook, None, 10).await.unwrap();
+    let before =
+        store.list_deliveries(TENANT, &hook, &DeliveryFilter::default(), None, 10).await.unwrap();
 
     let second = store.record_attempts(TENANT, &batch).await.unwrap();
     assert_eq!(second, RecordSummary { recorded: 0, duplicates: 3 });
-    assert_eq!(store.list_deliveries(TENANT, &hook, None, 10).await.unwrap(), before);
+    assert_eq!(
+        store.list_deliveries(TENANT, &hook, &DeliveryFilter::default(), None, 10).await.unwrap(),
+        before
+    );
     assert_eq!(delivery(&store, TENANT, &batch[0].delivery_id).await.1.len(), 1);
 }
 
@@ -425,7 +444,14 @@ async fn a_large_batch_is_recorded_across_several_inserts() {
     assert_eq!(summary, RecordSummary { recorded: 1200, duplicates: 0 });
     let again = store.record_attempts(TENANT, &batch).await.unwrap();
     assert_eq!(again, RecordSummary { recorded: 0, duplicates: 1200 });
-    assert_eq!(store.list_deliveries(TENANT, &hook, None, 5000).await.unwrap().len(), 1200);
+    assert_eq!(
+        store
+            .list_deliveries(TENANT, &hook, &DeliveryFilter::default(), None, 5000)
+            .await
+            .unwrap()
+            .len(),
+        1200
+    );
 }
 
 #[tokio::test]
@@ -448,7 +474,10 @@ async fn list_deliveries_pages_newest_first_with_ties_broken_by_id() {
     let mut seen = Vec::new();
     let mut cursor: Option<DeliveryCursor> = None;
     loop {
-        let page = store.list_deliveries(TENANT, &hook, cursor.as_ref(), 3).await.unwrap();
+        let page = store
+            .list_deliveries(TENANT, &hook, &DeliveryFilter::default(), cursor.as_ref(), 3)
+            .await
+            .unwrap();
         if page.is_empty() {
             break;
         }
@@ -474,4 +503,35 @@ async fn get_delivery_returns_attempts_ordered_by_number() {
     assert_eq!(attempts[0].error, "connection refused");
     assert_eq!(record.attempt_count, 3);
     assert_eq!(store.get_delivery(TENANT, &DeliveryId::from("dlv_missing")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn list_filters_by_status_and_time_and_resend_reopens_only_finished_deliveries() {
+    let (_dir, store) = file_store().await;
+    let hook = WebhookId::from("wh_filter");
+    // e1 fails at attempt 1 (pending), e2 succeeds at attempt 3 (delivered).
+    store.record_attempts(TENANT, &[report(&hook, "e1", 1, at(10))]).await.unwrap();
+    store.record_attempts(TENANT, &[report(&hook, "e2", 3, at(20))]).await.unwrap();
+    let list = |filter: DeliveryFilter| {
+        let store = store.clone();
+        let hook = hook.clone();
+        async move {
+            let rows = store.list_deliveries(TENANT, &hook, &filter, None, 10).await.unwrap();
+            rows.into_iter().map(|d| d.event_id.into_string()).collect::<Vec<_>>()
+        }
+    };
+    let pending = DeliveryFilter { status: Some(DeliveryStatus::Pending), since: None };
+    assert_eq!(list(pending).await, ["e1"]);
+    assert_eq!(list(DeliveryFilter { status: None, since: Some(at(15)) }).await, ["e2"]);
+
+    let e1 = DeliveryId::for_event(&EventId::from("e1"), &hook);
+    let e2 = DeliveryId::for_event(&EventId::from("e2"), &hook);
+    assert!(store.mark_resent(TENANT, &e1, at(30)).await.unwrap().is_none(), "pending: no resend");
+    let before = store.mark_resent(TENANT, &e2, at(30)).await.unwrap().expect("delivered");
+    assert_eq!(before.status, DeliveryStatus::Delivered);
+    assert!(before.event.contains("\"e2\""));
+    let (after, attempts) = store.get_delivery(TENANT, &e2).await.unwrap().expect("exists");
+    assert_eq!(after.status, DeliveryStatus::Pending);
+    assert_eq!(after.next_attempt_at, Some(at(30)));
+    assert_eq!(attempts[0].request_headers, [("webhook-id".to_owned(), "dlv".to_owned())]);
 }

@@ -25,6 +25,8 @@ impl Store {
             event_types: Set(encode_event_types(&webhook.spec.event_types)),
             active: Set(webhook.spec.active),
             description: Set(webhook.spec.description.clone()),
+            attempt_timeout_ms: Set(encode_timeout(&webhook.spec)),
+            retry_schedule: Set(encode_schedule(&webhook.spec)),
             created_at: Set(db_time(webhook.created_at)),
             updated_at: Set(db_time(webhook.updated_at)),
         };
@@ -97,6 +99,8 @@ impl Store {
             .col_expr(webhook::Column::EventTypes, encode_event_types(&spec.event_types).into())
             .col_expr(webhook::Column::Active, spec.active.into())
             .col_expr(webhook::Column::Description, spec.description.clone().into())
+            .col_expr(webhook::Column::AttemptTimeoutMs, encode_timeout(spec).into())
+            .col_expr(webhook::Column::RetrySchedule, encode_schedule(spec).into())
             .col_expr(webhook::Column::UpdatedAt, db_time(webhook.updated_at).into())
             .filter(webhook::Column::Tenant.eq(tenant))
             .filter(webhook::Column::Id.eq(webhook.id.as_str()))
@@ -151,12 +155,43 @@ fn encode_event_types(types: &[String]) -> String {
     serde_json::to_string(types).unwrap_or_else(|_| "[]".to_owned())
 }
 
+fn encode_timeout(spec: &WebhookSpec) -> Option<i32> {
+    // Validated to at most 30 s, so it fits.
+    spec.attempt_timeout.map(|t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX))
+}
+
+fn encode_schedule(spec: &WebhookSpec) -> Option<String> {
+    spec.retry_schedule.as_ref().map(|s| {
+        let secs: Vec<f64> = s.delays.iter().map(std::time::Duration::as_secs_f64).collect();
+        // Serializing a list of finite numbers cannot fail.
+        serde_json::to_string(&secs).unwrap_or_else(|_| "[]".to_owned())
+    })
+}
+
 fn to_webhook(row: webhook::Model) -> Result<Webhook, StorageError> {
     let event_types: Vec<String> =
         serde_json::from_str(&row.event_types).map_err(|e| StorageError::Corrupt {
             table: "webhooks",
             reason: format!("event_types of {} is not a JSON array of strings: {e}", row.id),
         })?;
+    let retry_schedule = match &row.retry_schedule {
+        None => None,
+        Some(text) => {
+            let secs: Vec<f64> = serde_json::from_str(text).map_err(|e| StorageError::Corrupt {
+                table: "webhooks",
+                reason: format!("retry_schedule of {} is not a JSON array of numbers: {e}", row.id),
+            })?;
+            let delays = secs
+                .into_iter()
+                .map(|s| std::time::Duration::try_from_secs_f64(s).unwrap_or_default())
+                .collect();
+            Some(hookd_core::RetrySchedule { delays })
+        }
+    };
+    let attempt_timeout = row
+        .attempt_timeout_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis);
     Ok(Webhook {
         id: WebhookId::from(row.id),
         spec: WebhookSpec {
@@ -165,6 +200,8 @@ fn to_webhook(row: webhook::Model) -> Result<Webhook, StorageError> {
             event_types,
             active: row.active,
             description: row.description,
+            attempt_timeout,
+            retry_schedule,
         },
         created_at: row.created_at,
         updated_at: row.updated_at,

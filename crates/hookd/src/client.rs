@@ -58,6 +58,12 @@ pub enum WebhookCommand {
         active: bool,
         #[arg(long, default_value = "")]
         description: String,
+        /// Attempt timeout in milliseconds (1 to 30000); the dispatcher's default otherwise.
+        #[arg(long)]
+        timeout_ms: Option<u32>,
+        /// Retry delays in seconds, comma separated (e.g. `15,60,225`); empty for no retries.
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        retry_schedule: Option<Vec<u32>>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -90,6 +96,15 @@ pub enum WebhookCommand {
         active: Option<bool>,
         #[arg(long)]
         description: Option<String>,
+        /// Attempt timeout in milliseconds; 0 for the dispatcher's default.
+        #[arg(long)]
+        timeout_ms: Option<u32>,
+        /// Retry delays in seconds, comma separated.
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        retry_schedule: Option<Vec<u32>>,
+        /// Go back to the dispatcher's default retry schedule.
+        #[arg(long, conflicts_with = "retry_schedule")]
+        default_retry_schedule: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -130,6 +145,12 @@ pub enum DeliveryCommand {
     List {
         #[arg(long)]
         webhook: String,
+        /// Only deliveries in this status.
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        /// Only deliveries created at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, default_value_t = 50)]
         page_size: u32,
         #[arg(long, default_value = "")]
@@ -143,6 +164,39 @@ pub enum DeliveryCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Deliver a delivered or failed delivery again, now.
+    Resend {
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Resend every failed delivery of a webhook created since a time.
+    Recover {
+        #[arg(long)]
+        webhook: String,
+        /// RFC 3339 time, e.g. 2026-11-23T00:00:00Z.
+        #[arg(long)]
+        since: chrono::DateTime<chrono::Utc>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl From<StatusArg> for v1::DeliveryStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Pending => Self::Pending,
+            StatusArg::Delivered => Self::Delivered,
+            StatusArg::Failed => Self::Failed,
+        }
+    }
 }
 
 async fn connect(conn: &Connection) -> anyhow::Result<Channel> {
@@ -175,9 +229,26 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
     match command {
-        WebhookCommand::Create { name, url, event_types, active, description, conn } => {
+        WebhookCommand::Create {
+            name,
+            url,
+            event_types,
+            active,
+            description,
+            timeout_ms,
+            retry_schedule,
+            conn,
+        } => {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            let request = v1::CreateWebhookRequest { name, url, event_types, active, description };
+            let request = v1::CreateWebhookRequest {
+                name,
+                url,
+                event_types,
+                active,
+                description,
+                attempt_timeout_ms: timeout_ms.unwrap_or(0),
+                retry_policy: retry_schedule.map(|delay_seconds| v1::RetryPolicy { delay_seconds }),
+            };
             let response = client.create_webhook(request).await.map_err(status_error)?;
             print_webhook(conn.output, response.into_inner().webhook)?;
         }
@@ -196,7 +267,18 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
                 client.get_webhook(v1::GetWebhookRequest { id }).await.map_err(status_error)?;
             print_webhook(conn.output, response.into_inner().webhook)?;
         }
-        WebhookCommand::Update { id, name, url, event_types, active, description, conn } => {
+        WebhookCommand::Update {
+            id,
+            name,
+            url,
+            event_types,
+            active,
+            description,
+            timeout_ms,
+            retry_schedule,
+            default_retry_schedule,
+            conn,
+        } => {
             let mut paths = Vec::new();
             let mut changes = v1::Webhook { id, ..Default::default() };
             if let Some(name) = name {
@@ -219,10 +301,18 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
                 changes.description = description;
                 paths.push("description".to_owned());
             }
+            if let Some(ms) = timeout_ms {
+                changes.attempt_timeout_ms = ms;
+                paths.push("attempt_timeout_ms".to_owned());
+            }
+            if let Some(delay_seconds) = retry_schedule {
+                changes.retry_policy = Some(v1::RetryPolicy { delay_seconds });
+                paths.push("retry_policy".to_owned());
+            } else if default_retry_schedule {
+                paths.push("retry_policy".to_owned());
+            }
             if paths.is_empty() {
-                anyhow::bail!(
-                    "nothing to change: pass --name, --url, --event-type, --active or --description"
-                );
+                anyhow::bail!("nothing to change: pass at least one field to change (see --help)");
             }
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
             let request = v1::UpdateWebhookRequest {
@@ -284,13 +374,15 @@ async fn event(command: EventCommand) -> anyhow::Result<()> {
 
 async fn delivery(command: DeliveryCommand) -> anyhow::Result<()> {
     match command {
-        DeliveryCommand::List { webhook, page_size, page_token, conn } => {
+        DeliveryCommand::List { webhook, status, since, page_size, page_token, conn } => {
             let mut client = DeliveryServiceClient::new(connect(&conn).await?);
             let response = client
                 .list_deliveries(v1::ListDeliveriesRequest {
                     webhook_id: webhook,
                     page_size,
                     page_token,
+                    status: status.map_or(0, |s| v1::DeliveryStatus::from(s).into()),
+                    since: since.map(timestamp),
                 })
                 .await
                 .map_err(status_error)?
@@ -367,6 +459,32 @@ async fn delivery(command: DeliveryCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        DeliveryCommand::Resend { id, conn } => {
+            let mut client = DeliveryServiceClient::new(connect(&conn).await?);
+            client
+                .resend_delivery(v1::ResendDeliveryRequest { id: id.clone() })
+                .await
+                .map_err(status_error)?;
+            match conn.output {
+                Output::Text => println!("resent {id}"),
+                Output::Json => println!("{}", serde_json::json!({ "resent": id })),
+            }
+        }
+        DeliveryCommand::Recover { webhook, since, conn } => {
+            let mut client = DeliveryServiceClient::new(connect(&conn).await?);
+            let response = client
+                .recover_failed_deliveries(v1::RecoverFailedDeliveriesRequest {
+                    webhook_id: webhook,
+                    since: Some(timestamp(since)),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            match conn.output {
+                Output::Text => println!("resent {} failed deliveries", response.resent),
+                Output::Json => println!("{}", serde_json::json!({ "resent": response.resent })),
+            }
+        }
     }
     Ok(())
 }
@@ -388,6 +506,8 @@ fn webhook_json(w: &v1::Webhook) -> serde_json::Value {
     serde_json::json!({
         "id": w.id, "name": w.name, "url": w.url, "event_types": w.event_types,
         "active": w.active, "description": w.description,
+        "attempt_timeout_ms": w.attempt_timeout_ms,
+        "retry_schedule": w.retry_policy.as_ref().map(|p| p.delay_seconds.clone()),
         "created_at": time_json(w.created_at.as_ref()), "updated_at": time_json(w.updated_at.as_ref()),
     })
 }
@@ -401,6 +521,7 @@ fn delivery_json(d: &v1::Delivery) -> serde_json::Value {
                 "number": a.number, "started_at": time_json(a.started_at.as_ref()),
                 "http_status": a.http_status, "latency_ms": a.latency_ms, "error": a.error,
                 "response_body": a.response_body, "success": a.success,
+                "request_headers": a.request_headers.iter().map(|h| [&h.name, &h.value]).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -93,6 +93,7 @@ impl Demo {
                 event_types: SAMPLES.iter().map(|(t, _, _)| (*t).to_owned()).collect(),
                 active: true,
                 description: "created by make run".into(),
+                ..Default::default()
             })
             .await?
             .into_inner()

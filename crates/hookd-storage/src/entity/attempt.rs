@@ -17,6 +17,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub response_body: String,
     pub success: bool,
+    /// A JSON array of `[name, value]` pairs: the request headers sent, secrets redacted.
+    #[sea_orm(column_type = "Text")]
+    pub request_headers: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

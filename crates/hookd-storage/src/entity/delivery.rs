@@ -16,6 +16,9 @@ pub struct Model {
     pub attempt_count: i32,
     #[sea_orm(column_type = "Text")]
     pub payload: String,
+    /// The event as the producer published it, for resends.
+    #[sea_orm(column_type = "Text")]
+    pub event: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub last_attempt_at: Option<DateTimeUtc>,

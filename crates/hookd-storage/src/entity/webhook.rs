@@ -17,6 +17,10 @@ pub struct Model {
     pub active: bool,
     #[sea_orm(column_type = "Text")]
     pub description: String,
+    pub attempt_timeout_ms: Option<i32>,
+    /// A JSON array of delays in seconds; NULL for the dispatcher's default schedule.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub retry_schedule: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -15,6 +15,8 @@ enum Webhooks {
     EventTypes,
     Active,
     Description,
+    AttemptTimeoutMs,
+    RetrySchedule,
     CreatedAt,
     UpdatedAt,
 }
@@ -30,6 +32,7 @@ enum Deliveries {
     Status,
     AttemptCount,
     Payload,
+    Event,
     CreatedAt,
     UpdatedAt,
     LastAttemptAt,
@@ -47,6 +50,7 @@ enum Attempts {
     Error,
     ResponseBody,
     Success,
+    RequestHeaders,
 }
 
 // `async_trait` needs the trait's elided `SchemaManager` lifetime repeated exactly;
@@ -66,6 +70,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Webhooks::EventTypes).text().not_null())
                     .col(ColumnDef::new(Webhooks::Active).boolean().not_null())
                     .col(ColumnDef::new(Webhooks::Description).text().not_null())
+                    .col(ColumnDef::new(Webhooks::AttemptTimeoutMs).integer().null())
+                    .col(ColumnDef::new(Webhooks::RetrySchedule).text().null())
                     .col(ColumnDef::new(Webhooks::CreatedAt).timestamp_with_time_zone().not_null())
                     .col(ColumnDef::new(Webhooks::UpdatedAt).timestamp_with_time_zone().not_null())
                     .to_owned(),
@@ -105,6 +111,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Deliveries::Status).string().not_null())
                     .col(ColumnDef::new(Deliveries::AttemptCount).integer().not_null())
                     .col(ColumnDef::new(Deliveries::Payload).text().not_null())
+                    .col(ColumnDef::new(Deliveries::Event).text().not_null())
                     .col(
                         ColumnDef::new(Deliveries::CreatedAt).timestamp_with_time_zone().not_null(),
                     )
@@ -144,6 +151,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Attempts::Error).text().not_null())
                     .col(ColumnDef::new(Attempts::ResponseBody).text().not_null())
                     .col(ColumnDef::new(Attempts::Success).boolean().not_null())
+                    .col(ColumnDef::new(Attempts::RequestHeaders).text().not_null())
                     .primary_key(Index::create().col(Attempts::DeliveryId).col(Attempts::Number))
                     .to_owned(),
             )
