@@ -49,7 +49,7 @@ impl DispatchApi {
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchWebhooksResponse, Status>> + Send>>;
 
 /// How often an idle watch stream says its definitions are still current.
-const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100);
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(25);
 
 fn message(
     change: Option<Wire>,

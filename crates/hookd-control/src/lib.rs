@@ -108,12 +108,26 @@ impl ControlPlane {
             .add_service(EventServiceServer::new(event_service))
             .add_service(DeliveryServiceServer::new(delivery_service))
             .add_service(DispatchServiceServer::new(dispatch_service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         tracing::info!("control plane stopped");
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: the definitions watch sends small frames
+/// (heartbeats every 25 ms) that must not wait for a delayed ACK.
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn {
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    })
 }
 
 /// Starts the control plane and serves until `shutdown`.

@@ -88,8 +88,11 @@ impl Deliverer {
     ) {
         // The fan-out that wrote this job knew the webhook; once our definitions are as new
         // as the job, a webhook we do not know was deleted.
-        self.definitions.wait_current(published, DEFINITIONS_WAIT).await;
-        let Some(webhook) = self.definitions.get(&job.webhook_id) else {
+        let mut webhook = self.definitions.get(&job.webhook_id);
+        if webhook.is_none() && self.definitions.wait_current(published, DEFINITIONS_WAIT).await {
+            webhook = self.definitions.get(&job.webhook_id);
+        }
+        let Some(webhook) = webhook else {
             tracing::info!("webhook no longer exists; dropping its delivery");
             ack(&msg, AckKind::Term).await;
             return;

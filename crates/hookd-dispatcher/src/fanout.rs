@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::definitions::Definitions;
 
 /// Longest wait for definitions at least as new as an event. The control plane sends a
-/// heartbeat every 100 ms, so this is only reached while it is unreachable.
+/// heartbeat every 25 ms, so this is only reached while it is unreachable.
 const DEFINITIONS_WAIT: Duration = Duration::from_secs(2);
 
 /// How soon a fan-out that could not store all its jobs is tried again.

@@ -96,12 +96,21 @@ impl Dispatcher {
         .map_err(|_| nats_err(format!("no answer within {} s", startup.as_secs())))?
         .map_err(|e| nats_err(e.to_string()))?;
         let jetstream = jetstream::new(client);
-        let (events, deliveries) = tokio::time::timeout(
-            startup,
-            hookd_nats::ensure_stream(&jetstream, &hookd_nats::StreamSettings::default()),
-        )
+        // The control plane creates the streams before it serves, and the snapshot wait
+        // below needs it anyway; until then keep asking.
+        let (events, deliveries) = tokio::time::timeout(startup, async {
+            loop {
+                match hookd_nats::open_streams(&jetstream).await {
+                    Ok(streams) => break streams,
+                    Err(error) => {
+                        tracing::info!(%error, "waiting for the control plane to create the streams");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+            }
+        })
         .await
-        .map_err(|_| nats_err("JetStream did not answer".to_owned()))??;
+        .map_err(|_| nats_err("the hookd streams do not exist; is the control plane running?".to_owned()))?;
         let settings = hookd_nats::ConsumerSettings {
             ack_wait: config.ack_wait(),
             max_ack_pending: config.max_ack_pending,

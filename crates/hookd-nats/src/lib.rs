@@ -15,7 +15,7 @@ use bytes::Bytes;
 use hookd_core::{DeliveryId, Event, EventId, WebhookId};
 use serde_json::value::RawValue;
 
-pub use setup::{ConsumerSettings, StreamSettings, ensure_consumer, ensure_stream};
+pub use setup::{ConsumerSettings, StreamSettings, ensure_consumer, ensure_stream, open_streams};
 
 pub const EVENTS_STREAM: &str = "HOOKD_EVENTS";
 pub const DELIVERIES_STREAM: &str = "HOOKD_DELIVERIES";

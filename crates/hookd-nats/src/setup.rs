@@ -105,6 +105,22 @@ async fn ensure_one(
     Ok(stream)
 }
 
+/// Opens the events and deliveries streams without changing them: their settings are the
+/// control plane's, which creates them at start-up.
+pub async fn open_streams(
+    js: &jetstream::Context,
+) -> Result<(jetstream::stream::Stream, jetstream::stream::Stream), NatsError> {
+    let events = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| NatsError::Stream { stream: EVENTS_STREAM, source: e.into() })?;
+    let deliveries = js
+        .get_stream(DELIVERIES_STREAM)
+        .await
+        .map_err(|e| NatsError::Stream { stream: DELIVERIES_STREAM, source: e.into() })?;
+    Ok((events, deliveries))
+}
+
 /// Creates (or updates) the durable pull consumer of a dispatch stage.
 pub async fn ensure_consumer(
     stream: &jetstream::stream::Stream,
