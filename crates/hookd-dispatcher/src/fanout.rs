@@ -80,8 +80,15 @@ async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: je
     ack(&msg, AckKind::Ack).await;
 }
 
+/// Settles a message and, except for progress acks, waits until the server confirms: the
+/// caller's slot is freed only then, so a dispatcher killed at any moment can have at most
+/// its in-flight messages redelivered, never ones it had already finished.
 pub(crate) async fn ack(msg: &jetstream::Message, kind: AckKind) {
-    if let Err(error) = msg.ack_with(kind).await {
+    let result = match kind {
+        AckKind::Progress => msg.ack_with(kind).await,
+        kind => msg.double_ack_with(kind).await,
+    };
+    if let Err(error) = result {
         // The server redelivers after ack_wait; idempotency makes that harmless.
         tracing::warn!(%error, "cannot acknowledge message");
     }
