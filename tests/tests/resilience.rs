@@ -1,0 +1,653 @@
+//! End to end, with real processes, under failure and load: a dispatcher crash, a control plane
+//! outage, a dead endpoint with many retries, how answers are classified, and retry timing.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use hookd_proto::v1;
+use hookd_tests::{Cluster, ReceivedRequest, Receiver, Response, responder, wait_until};
+
+const DELIVERED: i32 = v1::DeliveryStatus::Delivered as i32;
+const PENDING: i32 = v1::DeliveryStatus::Pending as i32;
+const FAILED: i32 = v1::DeliveryStatus::Failed as i32;
+
+async fn create_webhook(
+    cluster: &Cluster,
+    name: &str,
+    url: String,
+    event_types: &[&str],
+) -> anyhow::Result<v1::Webhook> {
+    let response = cluster
+        .webhooks()
+        .await?
+        .create_webhook(v1::CreateWebhookRequest {
+            name: name.into(),
+            url,
+            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+            active: true,
+            ..Default::default()
+        })
+        .await?;
+    response.into_inner().webhook.context("no webhook in the answer")
+}
+
+async fn jetstream(cluster: &Cluster) -> anyhow::Result<jetstream::Context> {
+    Ok(jetstream::new(cluster.nats.client().await?))
+}
+
+/// Publishes one event straight to NATS the way a producer does, and waits for the store ack.
+async fn publish(js: &jetstream::Context, event_type: &str, id: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "id": id,
+        "type": event_type,
+        "entity_id": format!("entity-{id}"),
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": {"id": id},
+    });
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    js.publish_with_headers(
+        format!("hookd.events.default.{event_type}"),
+        headers,
+        body.to_string().into(),
+    )
+    .await
+    .with_context(|| format!("publishing {id}"))?
+    .await
+    .with_context(|| format!("store ack of {id}"))?;
+    Ok(())
+}
+
+/// Publishes every id, at most `concurrency` at a time.
+async fn publish_all(
+    js: jetstream::Context,
+    event_type: String,
+    ids: Vec<String>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    futures::stream::iter(ids)
+        .map(|id| {
+            let js = js.clone();
+            let event_type = event_type.clone();
+            async move { publish(&js, &event_type, &id).await }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+fn event_id(request: &ReceivedRequest) -> anyhow::Result<String> {
+    request.json()?["meta"]["eventId"]
+        .as_str()
+        .map(str::to_owned)
+        .context("request body without meta.eventId")
+}
+
+fn webhook_id_header(request: &ReceivedRequest) -> anyhow::Result<String> {
+    request.header("webhook-id").map(str::to_owned).context("request without webhook-id")
+}
+
+/// Every copy of each event the receiver got: event id → the `webhook-id` of each copy, in
+/// arrival order. Fed incrementally so polling a large receiver stays cheap.
+#[derive(Default)]
+struct Tally {
+    seen: usize,
+    copies: HashMap<String, Vec<String>>,
+}
+
+impl Tally {
+    fn update(&mut self, receiver: &Receiver) -> anyhow::Result<()> {
+        let requests = receiver.requests();
+        for request in &requests[self.seen.min(requests.len())..] {
+            self.copies.entry(event_id(request)?).or_default().push(webhook_id_header(request)?);
+        }
+        self.seen = requests.len();
+        Ok(())
+    }
+
+    /// Copies beyond the first, summed over all events.
+    fn extra_copies(&self) -> usize {
+        self.copies.values().map(|c| c.len() - 1).sum()
+    }
+
+    fn duplicated_events(&self) -> usize {
+        self.copies.values().filter(|c| c.len() > 1).count()
+    }
+}
+
+/// Waits until the receiver got every one of `expected` at least once; returns the tally.
+async fn wait_all_arrived(
+    receiver: &Receiver,
+    expected: &[String],
+    timeout: Duration,
+) -> anyhow::Result<Tally> {
+    let tally = RefCell::new(Tally::default());
+    wait_until(&format!("all {} events at the receiver", expected.len()), timeout, || {
+        let tally = &tally;
+        async move {
+            let mut tally = tally.borrow_mut();
+            tally.update(receiver)?;
+            let missing = expected.iter().filter(|id| !tally.copies.contains_key(*id)).count();
+            if missing == 0 {
+                return Ok(Some(()));
+            }
+            anyhow::bail!("{missing} events not yet received ({} requests)", receiver.count())
+        }
+    })
+    .await?;
+    Ok(tally.into_inner())
+}
+
+/// Every delivery of a webhook, paging through ListDeliveries 500 at a time.
+async fn list_all(cluster: &Cluster, webhook_id: &str) -> anyhow::Result<Vec<v1::Delivery>> {
+    let mut client = cluster.deliveries().await?;
+    let mut all: HashMap<String, v1::Delivery> = HashMap::new();
+    let mut page_token = String::new();
+    // Bounded: 100 pages of 500 is far more than any test here creates.
+    for _ in 0..100 {
+        // No status or time filter.
+        let request = v1::ListDeliveriesRequest {
+            webhook_id: webhook_id.to_owned(),
+            page_size: 500,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let page = client.list_deliveries(request).await?.into_inner();
+        for delivery in page.deliveries {
+            all.insert(delivery.id.clone(), delivery);
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(all.into_values().collect());
+        }
+        page_token = page.next_page_token;
+    }
+    anyhow::bail!("ListDeliveries of {webhook_id} did not end within 100 pages")
+}
+
+async fn get_delivery(cluster: &Cluster, id: &str) -> anyhow::Result<v1::Delivery> {
+    cluster
+        .deliveries()
+        .await?
+        .get_delivery(v1::GetDeliveryRequest { id: id.to_owned() })
+        .await?
+        .into_inner()
+        .delivery
+        .context("no delivery in the answer")
+}
+
+/// Waits until the webhook has exactly `n` deliveries and none is pending; returns them.
+async fn wait_settled(
+    cluster: &Cluster,
+    webhook_id: &str,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<v1::Delivery>> {
+    wait_until(&format!("{n} settled deliveries of {webhook_id}"), timeout, || async {
+        let deliveries = list_all(cluster, webhook_id).await?;
+        let pending = deliveries.iter().filter(|d| d.status == PENDING).count();
+        if deliveries.len() == n && pending == 0 {
+            return Ok(Some(deliveries));
+        }
+        anyhow::bail!("{} deliveries listed, {pending} pending", deliveries.len())
+    })
+    .await
+}
+
+/// Waits until the delivery consumer has nothing left: no job waiting, none unacknowledged
+/// (so redeliveries of a killed dispatcher's jobs have happened and been handled).
+async fn wait_deliveries_drained(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
+    let js = jetstream(cluster).await?;
+    wait_until("the delivery consumer to drain", timeout, || async {
+        let mut consumer: jetstream::consumer::PullConsumer =
+            js.get_consumer_from_stream("hookd-delivery", "HOOKD_DELIVERIES").await?;
+        let info = consumer.info().await?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            return Ok(Some(()));
+        }
+        anyhow::bail!("{} pending, {} awaiting ack", info.num_pending, info.num_ack_pending)
+    })
+    .await
+}
+
+/// A port on loopback where nothing listens (bound by the kernel, then released).
+fn dead_url(path: &str) -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    Ok(format!("http://{addr}{path}"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    // Nearest rank.
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const LOAD_EVENTS: usize = 2000;
+/// Per dispatcher: also the most HTTP calls a killed dispatcher can have made without their
+/// acknowledgement, hence the bound on duplicates.
+const LOAD_MAX_IN_FLIGHT: usize = 64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_dispatcher_mid_load_loses_no_delivery() -> anyhow::Result<()> {
+    let test_started = Instant::now();
+    let mut cluster = Cluster::start(
+        2,
+        &format!(
+            "max_in_flight = {LOAD_MAX_IN_FLIGHT}\nack_wait_secs = 10\nattempt_timeout_secs = 2\n\
+             retry_schedule_secs = [1, 2, 3]"
+        ),
+    )?;
+    let receiver =
+        Receiver::start(responder(|_, _| Response::ok().with_delay(Duration::from_millis(50))))?;
+    let webhook = create_webhook(&cluster, "load", receiver.url("/load"), &["load-test"]).await?;
+
+    let expected = ids("evt-load", LOAD_EVENTS);
+    let publisher = tokio::spawn(publish_all(
+        jetstream(&cluster).await?,
+        "load-test".into(),
+        expected.clone(),
+        32,
+    ));
+    receiver.wait_for(300, Duration::from_secs(60)).await?;
+    let at_kill = receiver.count();
+    let killed_at = Instant::now();
+    cluster.dispatchers[0].kill()?;
+    publisher.await.context("publisher task")??;
+    println!("killed dispatcher 0 after {at_kill} requests had arrived");
+
+    let tally = wait_all_arrived(&receiver, &expected, Duration::from_secs(120)).await?;
+    let all_arrived = killed_at.elapsed();
+    // The killed dispatcher's unacknowledged jobs come back after ack_wait; let them finish
+    // before counting duplicates, so every duplicate there will be is counted.
+    wait_deliveries_drained(&cluster, Duration::from_secs(60)).await?;
+    let mut tally = tally;
+    tally.update(&receiver)?;
+
+    let extra = tally.extra_copies();
+    println!(
+        "all {LOAD_EVENTS} events arrived {:.1} s after the kill; {} requests in all, {} events \
+         duplicated, {extra} extra copies (bound {LOAD_MAX_IN_FLIGHT})",
+        all_arrived.as_secs_f64(),
+        receiver.count(),
+        tally.duplicated_events(),
+    );
+    assert_eq!(tally.copies.len(), LOAD_EVENTS, "only the published events arrive");
+    for (event, copies) in &tally.copies {
+        assert!(
+            copies.iter().all(|c| *c == copies[0]),
+            "{event}: copies carry different webhook-id headers: {copies:?}"
+        );
+    }
+
+    let deliveries =
+        wait_until("every delivery recorded as delivered", Duration::from_secs(60), || async {
+            let deliveries = list_all(&cluster, &webhook.id).await?;
+            let delivered = deliveries.iter().filter(|d| d.status == DELIVERED).count();
+            if deliveries.len() == LOAD_EVENTS && delivered == LOAD_EVENTS {
+                return Ok(Some(deliveries));
+            }
+            anyhow::bail!("{} deliveries listed, {delivered} delivered", deliveries.len())
+        })
+        .await?;
+    let listed: HashSet<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    let sent: HashSet<&str> = tally.copies.values().map(|c| c[0].as_str()).collect();
+    assert_eq!(listed, sent, "the history lists exactly the deliveries the endpoint got");
+    let events: HashSet<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(events.len(), LOAD_EVENTS);
+    println!("test took {:.1} s", test_started.elapsed().as_secs_f64());
+    // Last, so that a run failing here has already proved that nothing was lost.
+    assert!(
+        extra <= LOAD_MAX_IN_FLIGHT,
+        "{extra} duplicate deliveries, more than the killed dispatcher's {LOAD_MAX_IN_FLIGHT} in flight"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_outage_loses_no_result_and_repeats_no_call() -> anyhow::Result<()> {
+    const EVENTS: usize = 200;
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let test_started = Instant::now();
+    // ack_wait well below the outage: only progress acks keep JetStream from redelivering
+    // the jobs whose results cannot be stored.
+    let mut cluster = Cluster::start(
+        1,
+        "ack_wait_secs = 10\nattempt_timeout_secs = 2\nretry_schedule_secs = [1, 2, 3]",
+    )?;
+    let receiver =
+        Receiver::start(responder(|_, _| Response::ok().with_delay(Duration::from_millis(20))))?;
+    let webhook =
+        create_webhook(&cluster, "outage", receiver.url("/outage"), &["outage-test"]).await?;
+    let js = jetstream(&cluster).await?;
+
+    let expected = ids("evt-outage", EVENTS);
+    let (before, during) = expected.split_at(EVENTS / 2);
+    let publisher = tokio::spawn(publish_all(js.clone(), "outage-test".into(), before.to_vec(), 8));
+    receiver.wait_for(30, Duration::from_secs(30)).await?;
+    cluster.control.kill()?;
+    let killed_at = Instant::now();
+    let at_kill = receiver.count();
+    publisher.await.context("publisher task")??;
+    // The control plane's gRPC is down: producers publish to NATS directly.
+    publish_all(js.clone(), "outage-test".into(), during.to_vec(), 8).await?;
+
+    // The outage itself lasts a fixed time; this sleep is the scenario, not a wait for a
+    // condition.
+    tokio::time::sleep(OUTAGE.saturating_sub(killed_at.elapsed())).await;
+    let during_outage = receiver.count();
+    let old_control = cluster.restart_control()?;
+    println!(
+        "control plane killed after {at_kill} requests; {during_outage} requests by the end of \
+         the {}-s outage; restarted on {}",
+        OUTAGE.as_secs(),
+        cluster.control.addr()
+    );
+    drop(old_control);
+    let restarted_at = Instant::now();
+    // Otherwise the scenario proved nothing: results must have been held during the outage.
+    assert!(during_outage > at_kill, "no HTTP call was made while the control plane was down");
+
+    let tally = wait_all_arrived(&receiver, &expected, Duration::from_secs(60)).await?;
+    let deliveries = wait_until(
+        "every delivery recorded as delivered with one attempt",
+        Duration::from_secs(60),
+        || async {
+            let deliveries = list_all(&cluster, &webhook.id).await?;
+            let done =
+                deliveries.iter().filter(|d| d.status == DELIVERED && d.attempt_count == 1).count();
+            if deliveries.len() == EVENTS && done == EVENTS {
+                return Ok(Some(deliveries));
+            }
+            anyhow::bail!("{} deliveries listed, {done} delivered with 1 attempt", deliveries.len())
+        },
+    )
+    .await?;
+    println!("all results stored {:.1} s after the restart", restarted_at.elapsed().as_secs_f64());
+    wait_deliveries_drained(&cluster, Duration::from_secs(30)).await?;
+    let mut tally = tally;
+    tally.update(&receiver)?;
+    assert_eq!(
+        tally.extra_copies(),
+        0,
+        "HTTP calls repeated: {:?}",
+        tally.copies.iter().filter(|(_, c)| c.len() > 1).collect::<Vec<_>>()
+    );
+    assert_eq!(receiver.count(), EVENTS);
+    for delivery in &deliveries {
+        let full = get_delivery(&cluster, &delivery.id).await?;
+        assert_eq!(full.attempts.len(), 1, "{}: {:?}", delivery.id, full.attempts);
+        let attempt = &full.attempts[0];
+        assert!(attempt.success && attempt.http_status == 200, "{attempt:?}");
+    }
+    println!("test took {:.1} s", test_started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Publishes `n` events of `event_type` one every 100 ms and returns each one's latency, from
+/// just before its publish to its arrival at `receiver`.
+async fn measure_latencies(
+    js: &jetstream::Context,
+    receiver: &Receiver,
+    event_type: &str,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let already = receiver.count();
+    let mut published = HashMap::new();
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    for id in ids(prefix, n) {
+        pace.tick().await;
+        published.insert(id.clone(), Instant::now());
+        publish(js, event_type, &id).await?;
+    }
+    let requests = receiver.wait_for(already + n, Duration::from_secs(60)).await?;
+    let mut latencies = Vec::with_capacity(n);
+    for request in &requests[already..] {
+        let id = event_id(request)?;
+        let sent = published.remove(&id).with_context(|| format!("unexpected or repeated {id}"))?;
+        latencies.push(request.received_at.saturating_duration_since(sent));
+    }
+    anyhow::ensure!(published.is_empty(), "not received: {:?}", published.keys());
+    latencies.sort();
+    Ok(latencies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_endpoint_with_many_pending_retries_does_not_slow_a_healthy_one() -> anyhow::Result<()>
+{
+    const DEAD_EVENTS: usize = 2000;
+    const LIVE_EVENTS: usize = 50;
+    // A healthy delivery is one fan-out plus one HTTP call; on an idle cluster that is a few
+    // milliseconds. A second leaves room for a 2-core machine busy with the dead endpoint's
+    // retries (each a connect attempt plus a reported result), while a live job queued behind
+    // the ~2000 retried jobs would take several seconds.
+    const P99_BOUND: Duration = Duration::from_secs(1);
+    let test_started = Instant::now();
+    let cluster = Cluster::start(1, "retry_schedule_secs = [1, 1, 1, 1, 1, 1, 1, 1]")?;
+    let live = Receiver::ok()?;
+    let dead = create_webhook(&cluster, "dead", dead_url("/dead")?, &["dead-type"]).await?;
+    create_webhook(&cluster, "live", live.url("/live"), &["live-type"]).await?;
+    let js = jetstream(&cluster).await?;
+
+    let baseline = measure_latencies(&js, &live, "live-type", "evt-live-base", LIVE_EVENTS).await?;
+
+    let load_started = Instant::now();
+    publish_all(js.clone(), "dead-type".into(), ids("evt-dead", DEAD_EVENTS), 64).await?;
+    let first_attempts =
+        wait_until("a first attempt at every dead delivery", Duration::from_secs(90), || async {
+            let deliveries = list_all(&cluster, &dead.id).await?;
+            if deliveries.len() == DEAD_EVENTS {
+                return Ok(Some(deliveries));
+            }
+            anyhow::bail!("{} dead deliveries recorded", deliveries.len())
+        })
+        .await?;
+    let pending_before = first_attempts.iter().filter(|d| d.status == PENDING).count();
+    let attempts_before: u32 = first_attempts.iter().map(|d| d.attempt_count).sum();
+    println!(
+        "dead load: {DEAD_EVENTS} deliveries recorded {:.1} s after publishing began, {pending_before} \
+         pending, {attempts_before} attempts so far",
+        load_started.elapsed().as_secs_f64()
+    );
+    assert!(pending_before >= DEAD_EVENTS / 2, "the dead load is mostly over already");
+
+    let measure_started = Instant::now();
+    let loaded = measure_latencies(&js, &live, "live-type", "evt-live-load", LIVE_EVENTS).await?;
+    let window = measure_started.elapsed();
+    let after = list_all(&cluster, &dead.id).await?;
+    let pending_after = after.iter().filter(|d| d.status == PENDING).count();
+    let attempts_after: u32 = after.iter().map(|d| d.attempt_count).sum();
+
+    let report = |name: &str, l: &[Duration]| {
+        println!(
+            "{name}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(l, 0.5)),
+            ms(percentile(l, 0.9)),
+            ms(percentile(l, 0.99)),
+            ms(l[l.len() - 1])
+        );
+    };
+    report("baseline latency", &baseline);
+    report("latency under dead load", &loaded);
+    println!(
+        "during the {:.1}-s measurement the dead endpoint got {} attempts; {pending_after} dead \
+         deliveries still pending after it",
+        window.as_secs_f64(),
+        attempts_after - attempts_before
+    );
+    assert!(
+        attempts_after > attempts_before,
+        "the dead endpoint was not being retried while measuring"
+    );
+    let p99 = percentile(&loaded, 0.99);
+    assert!(
+        p99 < P99_BOUND,
+        "p99 latency of the healthy webhook under dead load is {p99:?} (baseline p99 {:?})",
+        percentile(&baseline, 0.99)
+    );
+    println!("test took {:.1} s", test_started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_classified() -> anyhow::Result<()> {
+    let test_started = Instant::now();
+    let cluster = Cluster::start(1, "retry_schedule_secs = []\nattempt_timeout_secs = 1")?;
+    let base: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let receiver = Receiver::start(responder({
+        let base = base.clone();
+        move |request, _| match request.path.as_str() {
+            "/redirect" => Response::status(302).with_header(
+                "location",
+                format!("{}/redirect-target", base.get().map_or("", String::as_str)),
+            ),
+            "/throttled" => Response::status(429).with_body("slow down"),
+            "/slow" => Response::ok().with_delay(Duration::from_secs(3)),
+            "/no-content" => Response::status(204),
+            _ => Response::ok(),
+        }
+    }))?;
+    base.set(receiver.url("")).map_err(|_| anyhow::anyhow!("base set twice"))?;
+
+    let cases = [
+        ("redirect", receiver.url("/redirect")),
+        ("throttled", receiver.url("/throttled")),
+        ("slow", receiver.url("/slow")),
+        ("refused", dead_url("/refused")?),
+        ("no-content", receiver.url("/no-content")),
+    ];
+    let js = jetstream(&cluster).await?;
+    let mut webhooks = HashMap::new();
+    for (name, url) in &cases {
+        let webhook = create_webhook(&cluster, name, url.clone(), &[name]).await?;
+        publish(&js, name, &format!("evt-{name}")).await?;
+        webhooks.insert(*name, webhook);
+    }
+    let mut attempts = HashMap::new();
+    for (name, _) in &cases {
+        let listed = wait_settled(&cluster, &webhooks[name].id, 1, Duration::from_secs(30)).await?;
+        let delivery = get_delivery(&cluster, &listed[0].id).await?;
+        assert_eq!(delivery.attempts.len(), 1, "{name}: {:?}", delivery.attempts);
+        let a = &delivery.attempts[0];
+        println!(
+            "{name}: status {}, http_status {}, latency {} ms, error {:?}",
+            delivery.status, a.http_status, a.latency_ms, a.error
+        );
+        attempts.insert(*name, (delivery.status, delivery.attempts[0].clone()));
+    }
+
+    let (status, a) = &attempts["redirect"];
+    assert_eq!((*status, a.success, a.http_status), (FAILED, false, 302), "{a:?}");
+    assert!(a.error.contains("redirect"), "{a:?}");
+    let (status, a) = &attempts["throttled"];
+    assert_eq!((*status, a.success, a.http_status), (FAILED, false, 429), "{a:?}");
+    assert!(a.error.contains("429"), "{a:?}");
+    let (status, a) = &attempts["slow"];
+    assert_eq!((*status, a.success, a.http_status), (FAILED, false, 0), "{a:?}");
+    assert!(a.error.contains("no answer"), "{a:?}");
+    assert!(a.latency_ms >= 900 && a.latency_ms < 2500, "timeout after 1 s: {a:?}");
+    let (status, a) = &attempts["refused"];
+    assert_eq!((*status, a.success, a.http_status), (FAILED, false, 0), "{a:?}");
+    assert!(a.error.contains("connect"), "{a:?}");
+    let (status, a) = &attempts["no-content"];
+    assert_eq!((*status, a.success, a.http_status), (DELIVERED, true, 204), "{a:?}");
+    assert!(a.error.is_empty(), "{a:?}");
+
+    // Every attempt has been recorded, so a followed redirect would have arrived by now.
+    let paths: Vec<String> = receiver.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(!paths.iter().any(|p| p == "/redirect-target"), "redirect followed: {paths:?}");
+    for path in ["/redirect", "/throttled", "/slow", "/no-content"] {
+        assert_eq!(paths.iter().filter(|p| *p == path).count(), 1, "{path}: {paths:?}");
+    }
+    println!("test took {:.1} s", test_started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_endpoint_is_retried_on_schedule_then_succeeds() -> anyhow::Result<()> {
+    const TOLERANCE: Duration = Duration::from_millis(500);
+    let test_started = Instant::now();
+    let cluster = Cluster::start(1, "retry_schedule_secs = [1, 2, 3]")?;
+    let receiver = Receiver::start(responder(|_, index| {
+        if index < 2 { Response::status(500).with_body("broken") } else { Response::ok() }
+    }))?;
+    let webhook = create_webhook(&cluster, "flaky", receiver.url("/flaky"), &["flaky"]).await?;
+    publish(&jetstream(&cluster).await?, "flaky", "evt-flaky").await?;
+
+    let requests = receiver.wait_for(3, Duration::from_secs(30)).await?;
+    let delivery_id = webhook_id_header(&requests[0])?;
+    for request in &requests {
+        assert_eq!(webhook_id_header(request)?, delivery_id, "webhook-id stable across retries");
+        assert_eq!(event_id(request)?, "evt-flaky");
+    }
+    let scheduled = [Duration::from_secs(1), Duration::from_secs(2)];
+    for (i, expected) in scheduled.iter().enumerate() {
+        let gap = requests[i + 1].received_at.duration_since(requests[i].received_at);
+        let error = gap.as_secs_f64() - expected.as_secs_f64();
+        println!(
+            "retry {}: gap {:.0} ms, scheduled {:.0} ms, error {:+.0} ms",
+            i + 1,
+            ms(gap),
+            ms(*expected),
+            error * 1000.0
+        );
+        assert!(
+            error.abs() <= TOLERANCE.as_secs_f64(),
+            "retry {} came {gap:?} after the previous attempt, scheduled {expected:?}",
+            i + 1
+        );
+    }
+
+    let listed = wait_settled(&cluster, &webhook.id, 1, Duration::from_secs(20)).await?;
+    assert_eq!(listed[0].id, delivery_id);
+    let delivery = get_delivery(&cluster, &delivery_id).await?;
+    assert_eq!(delivery.status, DELIVERED);
+    let summary: Vec<(u32, u32, bool)> =
+        delivery.attempts.iter().map(|a| (a.number, a.http_status, a.success)).collect();
+    assert_eq!(summary, [(1, 500, false), (2, 500, false), (3, 200, true)]);
+    assert_eq!(receiver.count(), 3);
+    println!("test took {:.1} s", test_started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_failing_endpoint_ends_failed_without_more_calls() -> anyhow::Result<()> {
+    let test_started = Instant::now();
+    let cluster = Cluster::start(1, "retry_schedule_secs = [1, 1]")?;
+    let receiver = Receiver::start(responder(|_, _| Response::status(500)))?;
+    let webhook = create_webhook(&cluster, "broken", receiver.url("/broken"), &["broken"]).await?;
+    publish(&jetstream(&cluster).await?, "broken", "evt-broken").await?;
+
+    receiver.wait_for(3, Duration::from_secs(30)).await?;
+    let listed = wait_settled(&cluster, &webhook.id, 1, Duration::from_secs(20)).await?;
+    assert_eq!(listed[0].status, FAILED);
+    // Proving that nothing more happens needs a fixed wait: three times the retry delay.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.count(), 3, "no call after the last scheduled retry");
+
+    let delivery = get_delivery(&cluster, &listed[0].id).await?;
+    assert_eq!(delivery.status, FAILED);
+    assert_eq!(delivery.attempt_count, 3);
+    assert!(delivery.next_attempt_at.is_none(), "{:?}", delivery.next_attempt_at);
+    let summary: Vec<(u32, u32, bool)> =
+        delivery.attempts.iter().map(|a| (a.number, a.http_status, a.success)).collect();
+    assert_eq!(summary, [(1, 500, false), (2, 500, false), (3, 500, false)]);
+    println!("test took {:.1} s", test_started.elapsed().as_secs_f64());
+    Ok(())
+}
