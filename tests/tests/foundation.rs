@@ -79,6 +79,15 @@ async fn event_published_to_nats_is_delivered_and_recorded() -> anyhow::Result<(
     )
     .await?;
 
+    // The same event id again, as a retrying producer would send it: stored once.
+    publish_raw(
+        &cluster,
+        "hookd.events.default.contact-created",
+        Some("evt-1"),
+        event.to_string().as_bytes(),
+    )
+    .await?;
+
     let requests = receiver.wait_for(1, DEADLINE).await?;
     let request = &requests[0];
     assert_eq!(request.method, "POST");
@@ -117,6 +126,8 @@ async fn event_published_to_nats_is_delivered_and_recorded() -> anyhow::Result<(
     assert_eq!((attempt.number, attempt.http_status, attempt.success), (1, 200, true));
     assert!(attempt.error.is_empty());
     assert_eq!(serde_json::from_str::<serde_json::Value>(&delivery.payload)?, request.json()?);
+    assert_eq!(receiver.count(), 1, "a duplicate publish is delivered once");
+    assert_eq!(deliveries_of(&cluster, &webhook.id).await?.len(), 1);
     Ok(())
 }
 

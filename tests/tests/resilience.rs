@@ -320,6 +320,33 @@ async fn killing_a_dispatcher_mid_load_loses_no_delivery() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_share_the_work_and_deliver_each_event_once() -> anyhow::Result<()> {
+    const EVENTS: usize = 1000;
+    let cluster = Cluster::start(2, "max_in_flight = 64")?;
+    let receiver =
+        Receiver::start(responder(|_, _| Response::ok().with_delay(Duration::from_millis(5))))?;
+    let webhook = create_webhook(&cluster, "shared", receiver.url("/"), &["shared"]).await?;
+    let expected = ids("evt-shared", EVENTS);
+    publish_all(jetstream(&cluster).await?, "shared".into(), expected.clone(), 32).await?;
+    let mut tally = wait_all_arrived(&receiver, &expected, Duration::from_secs(60)).await?;
+    wait_deliveries_drained(&cluster, Duration::from_secs(30)).await?;
+    tally.update(&receiver)?;
+    assert_eq!(tally.extra_copies(), 0, "with nothing failing, each delivery is made once");
+    // Both processes took part: each logged attempts of its own.
+    let mut shares = Vec::new();
+    for dispatcher in &cluster.dispatchers {
+        let log = std::fs::read_to_string(dispatcher.log_path())?;
+        shares.push(log.matches("attempt made").count());
+    }
+    println!("attempts per dispatcher: {shares:?}");
+    assert_eq!(shares.iter().sum::<usize>(), EVENTS);
+    assert!(shares.iter().all(|s| *s > 0), "one dispatcher did nothing: {shares:?}");
+    let deliveries = list_all(&cluster, &webhook.id).await?;
+    assert_eq!(deliveries.iter().filter(|d| d.status == DELIVERED).count(), EVENTS);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_outage_loses_no_result_and_repeats_no_call() -> anyhow::Result<()> {
     const EVENTS: usize = 200;
     const OUTAGE: Duration = Duration::from_secs(20);
