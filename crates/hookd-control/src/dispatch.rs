@@ -3,11 +3,10 @@
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
 use futures::Stream;
 use hookd_core::{DeliveryId, EventId, InvalidField, WebhookId};
 use hookd_proto::{
-    convert::{from_timestamp, timestamp, webhook_to_proto},
+    convert::{from_timestamp, webhook_to_proto},
     v1::{self, dispatch_service_server::DispatchService, watch_webhooks_response::Change as Wire},
 };
 use hookd_storage::{AttemptRecord, Store, StoredAttempt};
@@ -48,24 +47,17 @@ impl DispatchApi {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchWebhooksResponse, Status>> + Send>>;
 
-/// How often an idle watch stream says its definitions are still current.
-const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(25);
-
-fn message(
-    change: Option<Wire>,
-    as_of: DateTime<Utc>,
-) -> Result<v1::WatchWebhooksResponse, Status> {
-    Ok(v1::WatchWebhooksResponse { change, as_of: Some(timestamp(as_of)) })
+fn message(seq: u64, change: Wire) -> Result<v1::WatchWebhooksResponse, Status> {
+    Ok(v1::WatchWebhooksResponse { seq, change: Some(change) })
 }
 
 /// Sends a full snapshot in pages. Returns false once the watcher has gone away.
 async fn send_snapshot(
     store: &Store,
+    seq: u64,
     page_size: usize,
     out: &mpsc::Sender<Result<v1::WatchWebhooksResponse, Status>>,
 ) -> bool {
-    // Anything committed before this instant is in the rows read below.
-    let as_of = Utc::now();
     let all = match store.all_webhooks().await {
         Ok(all) => all,
         Err(e) => {
@@ -80,7 +72,7 @@ async fn send_snapshot(
     for index in 0..pages {
         let page = chunks.next().unwrap_or_default().to_vec();
         let snapshot = v1::SnapshotPage { webhooks: page, complete: index + 1 == pages };
-        if out.send(message(Some(Wire::Snapshot(snapshot)), as_of)).await.is_err() {
+        if out.send(message(seq, Wire::Snapshot(snapshot))).await.is_err() {
             return false;
         }
     }
@@ -147,56 +139,60 @@ fn record_from_report(r: v1::AttemptReport) -> Result<AttemptRecord, InvalidFiel
 impl DispatchService for DispatchApi {
     type WatchWebhooksStream = WatchStream;
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(watcher = %request.get_ref().watcher_id))]
     async fn watch_webhooks(
         &self,
-        _request: Request<v1::WatchWebhooksRequest>,
+        request: Request<v1::WatchWebhooksRequest>,
     ) -> Result<Response<Self::WatchWebhooksStream>, Status> {
+        let watcher_id = request.into_inner().watcher_id;
         // Subscribe before reading the snapshot: a change made while it is read is then sent
         // after it, and applying a change twice is harmless.
-        let mut changes = self.changes.subscribe();
+        let (mut seq, mut changes) = self.changes.subscribe();
+        // A watcher without an id cannot confirm changes, so writers do not wait for it.
+        let registration =
+            (!watcher_id.is_empty()).then(|| self.changes.register(watcher_id.clone()));
         let (out, stream) = mpsc::channel(64);
         let store = self.store.clone();
+        let feed = self.changes.clone();
         let page_size = self.snapshot_page_size;
         tracing::info!("dispatcher watching webhooks");
         tokio::spawn(async move {
+            let _registration = registration;
             'snapshot: loop {
-                if !send_snapshot(&store, page_size, &out).await {
+                if !send_snapshot(&store, seq, page_size, &out).await {
                     return;
                 }
-                let mut heartbeat = tokio::time::interval(HEARTBEAT);
                 loop {
                     let change = tokio::select! {
-                        biased;
                         () = out.closed() => return,
                         change = changes.recv() => change,
-                        _ = heartbeat.tick() => {
-                            // Read the clock first: a change announced before `now` is then
-                            // in the queue, and the watcher gets it before any heartbeat.
-                            let now = Utc::now();
-                            if changes.is_empty() && out.send(message(None, now)).await.is_err() {
-                                return;
-                            }
-                            continue;
-                        }
                     };
-                    let wire = match change {
-                        Ok(Change::Upserted(w)) => Wire::Upserted(webhook_to_proto(&w)),
-                        Ok(Change::Deleted(id)) => Wire::DeletedId(id.into_string()),
+                    let (change_seq, wire) = match change {
+                        Ok((n, Change::Upserted(w))) => (n, Wire::Upserted(webhook_to_proto(&w))),
+                        Ok((n, Change::Deleted(id))) => (n, Wire::DeletedId(id.into_string())),
                         Err(RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "watcher fell behind; sending a new snapshot");
-                            changes = changes.resubscribe();
+                            (seq, changes) = feed.subscribe();
                             continue 'snapshot;
                         }
                         Err(RecvError::Closed) => return,
                     };
-                    if out.send(message(Some(wire), Utc::now())).await.is_err() {
+                    if out.send(message(change_seq, wire)).await.is_err() {
                         return;
                     }
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+    }
+
+    async fn ack_webhooks(
+        &self,
+        request: Request<v1::AckWebhooksRequest>,
+    ) -> Result<Response<v1::AckWebhooksResponse>, Status> {
+        let r = request.into_inner();
+        self.changes.ack(&r.watcher_id, r.seq);
+        Ok(Response::new(v1::AckWebhooksResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(reports = request.get_ref().reports.len()))]

@@ -101,6 +101,10 @@ impl ControlPlane {
 
         tracing::info!(addr = ?local_addr, "control plane serving");
         tonic::transport::Server::builder()
+            // Finds dispatchers that vanished without closing their connection, so webhook
+            // changes stop waiting for them.
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -116,8 +120,8 @@ impl ControlPlane {
     }
 }
 
-/// Accepted connections with Nagle's algorithm off: the definitions watch sends small frames
-/// (heartbeats every 25 ms) that must not wait for a delayed ACK.
+/// Accepted connections with Nagle's algorithm off: the definitions watch and its acks are
+/// small frames that must not wait for a delayed ACK.
 fn incoming(
     listener: TcpListener,
 ) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {

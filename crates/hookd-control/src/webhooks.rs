@@ -1,6 +1,12 @@
 //! `WebhookService`: create, read, update and delete webhook definitions. Every change is
 //! also announced on [`Changes`] so watching dispatchers pick it up at once.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
 use chrono::Utc;
 use hookd_core::{InvalidField, Webhook, WebhookId, WebhookSpec};
 use hookd_proto::{
@@ -8,7 +14,8 @@ use hookd_proto::{
     v1::{self, webhook_service_server::WebhookService},
 };
 use hookd_storage::Store;
-use tokio::sync::broadcast;
+
+use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response, Status};
 
 use crate::ControlError;
@@ -25,25 +32,104 @@ pub enum Change {
     Deleted(WebhookId),
 }
 
-/// The in-process feed of definition changes. A watcher that lags behind gets a new
-/// snapshot instead, so the capacity only bounds memory, not correctness.
-#[derive(Debug, Clone)]
-pub struct Changes(broadcast::Sender<Change>);
+/// The in-process feed of definition changes, numbered in the order they are sent, and the
+/// watchers (dispatchers) that follow it with how far each has applied it. A watcher that
+/// lags behind the feed gets a new snapshot instead, so the capacity bounds only memory.
+#[derive(Clone)]
+pub struct Changes(Arc<Feed>);
+
+struct Feed {
+    sender: broadcast::Sender<(u64, Change)>,
+    /// The seq of the last change sent; held while sending so seq order is feed order.
+    seq: Mutex<u64>,
+    watchers: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+/// Removes its watcher from the registry when the watch stream ends.
+pub struct Registration {
+    changes: Changes,
+    id: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.changes.0.watchers).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl Changes {
     pub fn new() -> Self {
-        Self(broadcast::channel(4096).0)
+        Self(Arc::new(Feed {
+            sender: broadcast::channel(4096).0,
+            seq: Mutex::new(0),
+            watchers: Mutex::default(),
+        }))
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.0.subscribe()
+    /// A receiver of every change after the returned seq.
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<(u64, Change)>) {
+        let seq = lock(&self.0.seq);
+        (*seq, self.0.sender.subscribe())
     }
 
-    fn announce(&self, change: Change) {
+    /// Registers a watcher that has applied nothing yet.
+    pub fn register(&self, id: String) -> Registration {
+        lock(&self.0.watchers).insert(id.clone(), watch::channel(0).0);
+        Registration { changes: self.clone(), id }
+    }
+
+    /// Records that watcher `id` has applied everything up to `seq`.
+    pub fn ack(&self, id: &str, seq: u64) {
+        if let Some(applied) = lock(&self.0.watchers).get(id) {
+            applied.send_if_modified(|current| {
+                let newer = seq > *current;
+                if newer {
+                    *current = seq;
+                }
+                newer
+            });
+        }
+    }
+
+    fn announce(&self, change: Change) -> u64 {
+        let mut seq = lock(&self.0.seq);
+        *seq += 1;
         // No receivers (no dispatcher connected) is fine: they read a snapshot on connect.
-        let _ = self.0.send(change);
+        let _ = self.0.sender.send((*seq, change));
+        *seq
+    }
+
+    /// Waits until every registered watcher has applied `seq`, or until `timeout`: a
+    /// dispatcher that is gone or stuck must not block changes for long.
+    async fn wait_applied(&self, seq: u64, timeout: Duration) {
+        let watchers: Vec<(String, watch::Receiver<u64>)> = lock(&self.0.watchers)
+            .iter()
+            .map(|(id, applied)| (id.clone(), applied.subscribe()))
+            .collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (id, mut applied) in watchers {
+            let caught_up =
+                tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= seq)).await;
+            if !matches!(caught_up, Ok(Ok(_))) {
+                tracing::warn!(watcher = %id, seq, "a dispatcher did not confirm a webhook change in time");
+            }
+        }
+    }
+
+    /// Announces `change` and returns once every watcher has applied it (or the deadline
+    /// passed), so whoever made the change can publish events that depend on it at once.
+    pub async fn publish(&self, change: Change) {
+        let seq = self.announce(change);
+        self.wait_applied(seq, APPLY_DEADLINE).await;
     }
 }
+
+/// How long a webhook change waits for dispatchers to confirm it.
+const APPLY_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct WebhookApi {
     store: Store,
@@ -95,7 +181,7 @@ impl WebhookService for WebhookApi {
         let webhook = Webhook { id: WebhookId::generate(), spec, created_at: now, updated_at: now };
         self.store.create_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)?;
         tracing::info!(webhook_id = %webhook.id, "webhook created");
-        self.changes.announce(Change::Upserted(webhook.clone()));
+        self.changes.publish(Change::Upserted(webhook.clone())).await;
         Ok(Response::new(v1::CreateWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
     }
 
@@ -187,7 +273,7 @@ impl WebhookService for WebhookApi {
             return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
         }
         tracing::info!("webhook updated");
-        self.changes.announce(Change::Upserted(webhook.clone()));
+        self.changes.publish(Change::Upserted(webhook.clone())).await;
         Ok(Response::new(v1::UpdateWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
     }
 
@@ -201,7 +287,7 @@ impl WebhookService for WebhookApi {
             return Err(ControlError::NotFound { what: "webhook", id: id.into_string() }.into());
         }
         tracing::info!("webhook deleted");
-        self.changes.announce(Change::Deleted(id));
+        self.changes.publish(Change::Deleted(id)).await;
         Ok(Response::new(v1::DeleteWebhookResponse {}))
     }
 }

@@ -46,6 +46,9 @@ pub struct Config {
     pub report_buffer: usize,
     /// On shutdown, how long in-flight deliveries may take to finish.
     pub shutdown_grace_secs: u64,
+    /// Fault injection for tests: apply each definitions change this much later, as over a
+    /// slow link to the control plane. Always 0 in production.
+    pub watch_apply_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             report_batch_max: 500,
             report_buffer: 50_000,
             shutdown_grace_secs: 30,
+            watch_apply_delay_ms: 0,
         }
     }
 }

@@ -8,12 +8,11 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
 use hookd_core::{EventType, Webhook, WebhookId, webhook::ALL_EVENT_TYPES};
 use hookd_proto::{
-    convert::{from_timestamp, webhook_from_proto},
+    convert::webhook_from_proto,
     v1::{
-        WatchWebhooksRequest, dispatch_service_client::DispatchServiceClient,
+        AckWebhooksRequest, WatchWebhooksRequest, dispatch_service_client::DispatchServiceClient,
         watch_webhooks_response::Change,
     },
 };
@@ -49,17 +48,13 @@ impl Index {
 pub struct Definitions {
     index: Arc<RwLock<Arc<Index>>>,
     ready: watch::Sender<bool>,
-    /// Control plane time up to which the definitions are known to be complete.
-    as_of: watch::Sender<Option<DateTime<Utc>>>,
+    /// Bumped on every applied change, for whoever waits for a particular webhook.
+    version: watch::Sender<u64>,
 }
 
 impl Default for Definitions {
     fn default() -> Self {
-        Self {
-            index: Arc::default(),
-            ready: watch::channel(false).0,
-            as_of: watch::channel(None).0,
-        }
+        Self { index: Arc::default(), ready: watch::channel(false).0, version: watch::channel(0).0 }
     }
 }
 
@@ -74,6 +69,8 @@ impl Definitions {
     fn replace(&self, index: Index) {
         let mut slot = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         *slot = Arc::new(index);
+        drop(slot);
+        self.version.send_modify(|v| *v += 1);
     }
 
     /// Active webhooks subscribed to `event_type`, each once.
@@ -102,19 +99,19 @@ impl Definitions {
         *self.ready.borrow()
     }
 
-    /// Waits until the definitions are complete up to `published` (so a webhook created
-    /// before an event was published is known when the event is fanned out), or until
-    /// `max_wait` has passed. Returns whether they are.
-    pub async fn wait_current(&self, published: DateTime<Utc>, max_wait: Duration) -> bool {
-        let mut rx = self.as_of.subscribe();
-        let current = |as_of: &Option<DateTime<Utc>>| as_of.is_some_and(|t| t >= published);
-        match *rx.borrow() {
-            // Not watching (control plane unreachable): waiting would only slow every event.
-            None => return false,
-            Some(as_of) if as_of >= published => return true,
-            Some(_) => {}
-        }
-        tokio::time::timeout(max_wait, rx.wait_for(current)).await.is_ok_and(|r| r.is_ok())
+    /// The webhook `id`, waiting up to `max_wait` for it to appear: a job can reach this
+    /// dispatcher a moment before the change that created its webhook does.
+    pub async fn wait_for(&self, id: &WebhookId, max_wait: Duration) -> Option<Arc<Webhook>> {
+        let mut version = self.version.subscribe();
+        let found = async {
+            loop {
+                if let Some(webhook) = self.get(id) {
+                    return Some(webhook);
+                }
+                version.changed().await.ok()?;
+            }
+        };
+        tokio::time::timeout(max_wait, found).await.ok().flatten()
     }
 
     /// Resolves once the first complete snapshot has arrived.
@@ -158,12 +155,19 @@ impl Definitions {
         }
     }
 
-    /// Follows the control plane's watch stream for ever, reconnecting with backoff. While
+    /// Follows the control plane's watch stream for ever, reconnecting with backoff, and
+    /// confirms each applied change (the control plane's writers wait for that). While
     /// disconnected the last known definitions stay in force, so deliveries go on.
-    pub async fn follow(self, mut client: DispatchServiceClient<Channel>) {
+    pub async fn follow(self, mut client: DispatchServiceClient<Channel>, apply_delay: Duration) {
+        let (applied, applied_rx) = watch::channel((String::new(), 0u64));
+        tokio::spawn(confirm_applied(client.clone(), applied_rx));
         let mut backoff = Duration::from_millis(100);
         loop {
-            match client.watch_webhooks(WatchWebhooksRequest {}).await {
+            let watcher_id = format!("dispatcher-{}", uuid::Uuid::now_v7().simple());
+            match client
+                .watch_webhooks(WatchWebhooksRequest { watcher_id: watcher_id.clone() })
+                .await
+            {
                 Ok(response) => {
                     backoff = Duration::from_millis(100);
                     let mut stream = response.into_inner();
@@ -171,13 +175,15 @@ impl Definitions {
                     loop {
                         match stream.message().await {
                             Ok(Some(msg)) => {
+                                if !apply_delay.is_zero() {
+                                    tokio::time::sleep(apply_delay).await;
+                                }
                                 if let Some(change) = msg.change {
                                     self.apply(change, &mut pending);
                                 }
-                                // Only a complete snapshot makes the definitions current.
+                                // A snapshot counts as applied only once complete.
                                 if pending.is_none() {
-                                    let as_of = msg.as_of.as_ref().and_then(from_timestamp);
-                                    self.as_of.send_replace(as_of);
+                                    applied.send_replace((watcher_id.clone(), msg.seq));
                                 }
                             }
                             Ok(None) => {
@@ -195,9 +201,22 @@ impl Definitions {
                     tracing::warn!(error = %status.message(), code = ?status.code(), "cannot watch definitions");
                 }
             }
-            self.as_of.send_replace(None);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Tells the control plane how far the definitions are applied. Confirmations coalesce: only
+/// the latest position is sent, once per round trip.
+async fn confirm_applied(
+    mut client: DispatchServiceClient<Channel>,
+    mut applied: watch::Receiver<(String, u64)>,
+) {
+    while applied.changed().await.is_ok() {
+        let (watcher_id, seq) = applied.borrow_and_update().clone();
+        if let Err(status) = client.ack_webhooks(AckWebhooksRequest { watcher_id, seq }).await {
+            tracing::debug!(error = %status.message(), "cannot confirm applied definitions");
         }
     }
 }

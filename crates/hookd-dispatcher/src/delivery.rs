@@ -25,7 +25,7 @@ use crate::{
     reporter::Reporter,
 };
 
-/// Longest wait for definitions as new as a job, before an unknown webhook counts as deleted.
+/// Longest wait for an unknown webhook to appear before it counts as deleted.
 const DEFINITIONS_WAIT: Duration = Duration::from_secs(2);
 /// How long a job for an endpoint whose line is full is put aside.
 const BUSY_ENDPOINT_DELAY: Duration = Duration::from_secs(1);
@@ -59,7 +59,6 @@ impl Deliverer {
             return;
         };
         let delivered = info.delivered;
-        let published = published_at(&info);
         let job = match DeliveryJob::from_bytes(&msg.payload) {
             Ok(job) => job,
             Err(error) => {
@@ -76,22 +75,16 @@ impl Deliverer {
             event_id = %job.event_id,
             attempt,
         );
-        self.attempt(msg, job, attempt, published).instrument(span).await;
+        self.attempt(msg, job, attempt).instrument(span).await;
     }
 
-    async fn attempt(
-        &self,
-        msg: jetstream::Message,
-        job: DeliveryJob,
-        attempt: u32,
-        published: DateTime<Utc>,
-    ) {
-        // The fan-out that wrote this job knew the webhook; once our definitions are as new
-        // as the job, a webhook we do not know was deleted.
-        let mut webhook = self.definitions.get(&job.webhook_id);
-        if webhook.is_none() && self.definitions.wait_current(published, DEFINITIONS_WAIT).await {
-            webhook = self.definitions.get(&job.webhook_id);
-        }
+    async fn attempt(&self, msg: jetstream::Message, job: DeliveryJob, attempt: u32) {
+        // The fan-out that wrote this job knew the webhook; if this dispatcher does not know
+        // it yet, the change is on its way (or the webhook was deleted).
+        let webhook = match self.definitions.get(&job.webhook_id) {
+            Some(webhook) => Some(webhook),
+            None => self.definitions.wait_for(&job.webhook_id, DEFINITIONS_WAIT).await,
+        };
         let Some(webhook) = webhook else {
             tracing::info!("webhook no longer exists; dropping its delivery");
             ack(&msg, AckKind::Term).await;
@@ -269,11 +262,4 @@ impl Deliverer {
         let at = Utc::now() + chrono::Duration::from_std(BUSY_ENDPOINT_DELAY).unwrap_or_default();
         self.settle(msg, job, attempt, Settle::ScheduleAt(at)).await;
     }
-}
-
-/// When JetStream stored the message (the fan-out's publish), as chrono time.
-fn published_at(info: &jetstream::message::Info<'_>) -> DateTime<Utc> {
-    i64::try_from(info.published.unix_timestamp_nanos())
-        .map(DateTime::from_timestamp_nanos)
-        .unwrap_or_else(|_| Utc::now())
 }

@@ -6,17 +6,13 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::future::join_all;
 use hookd_core::{DEFAULT_TENANT, Event};
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
 use crate::definitions::Definitions;
-
-/// Longest wait for definitions at least as new as an event. The control plane sends a
-/// heartbeat every 25 ms, so this is only reached while it is unreachable.
-const DEFINITIONS_WAIT: Duration = Duration::from_secs(2);
 
 /// How soon a fan-out that could not store all its jobs is tried again.
 const FANOUT_RETRY: Duration = Duration::from_secs(1);
@@ -42,20 +38,6 @@ async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: je
         }
     };
     let tenant = subject::tenant_of_event(&msg.subject).unwrap_or(DEFAULT_TENANT);
-    let published = msg
-        .info()
-        .ok()
-        .and_then(|i| {
-            DateTime::from_timestamp_nanos(i64::try_from(i.published.unix_timestamp_nanos()).ok()?)
-                .into()
-        })
-        .unwrap_or_else(Utc::now);
-    if !definitions.wait_current(published, DEFINITIONS_WAIT).await {
-        tracing::warn!(
-            "webhook definitions are not known to be current (control plane unreachable?); \
-             fanning out with the last known ones"
-        );
-    }
     let span = tracing::Span::current();
     span.record("event_id", event.id.as_str());
     span.record("event_type", event.event_type.as_str());

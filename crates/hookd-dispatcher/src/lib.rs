@@ -81,7 +81,11 @@ impl Dispatcher {
             .connect_lazy();
         let control = DispatchServiceClient::new(channel);
         let definitions = Definitions::default();
-        let watch = tokio::spawn(definitions.clone().follow(control.clone()));
+        let watch = tokio::spawn(
+            definitions
+                .clone()
+                .follow(control.clone(), Duration::from_millis(config.watch_apply_delay_ms)),
+        );
 
         let nats_err =
             |reason: String| DispatcherError::NatsConnect { url: config.nats_url.clone(), reason };
