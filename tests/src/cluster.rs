@@ -2,7 +2,7 @@
 //! dispatchers, each a real process on its own loopback port.
 
 use hookd_proto::v1::{
-    delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
+    self, delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
     webhook_service_client::WebhookServiceClient,
 };
 use tonic::transport::Channel;
@@ -78,5 +78,23 @@ impl Cluster {
 
     pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Channel>> {
         Ok(DeliveryServiceClient::new(self.channel().await?))
+    }
+
+    /// Creates an active webhook for `event_types` with every other setting at its default.
+    pub async fn create_webhook(
+        &self,
+        name: &str,
+        url: String,
+        event_types: &[&str],
+    ) -> anyhow::Result<v1::Webhook> {
+        let request = v1::CreateWebhookRequest {
+            name: name.into(),
+            url,
+            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+            active: true,
+            ..Default::default()
+        };
+        let response = self.webhooks().await?.create_webhook(request).await?;
+        response.into_inner().webhook.ok_or_else(|| anyhow::anyhow!("no webhook in the answer"))
     }
 }

@@ -10,27 +10,6 @@ use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-async fn create_webhook(
-    cluster: &Cluster,
-    name: &str,
-    url: String,
-    event_types: &[&str],
-) -> anyhow::Result<v1::Webhook> {
-    let response = cluster
-        .webhooks()
-        .await?
-        .create_webhook(v1::CreateWebhookRequest {
-            name: name.into(),
-            url,
-            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
-            active: true,
-            description: String::new(),
-            ..Default::default()
-        })
-        .await?;
-    response.into_inner().webhook.context("no webhook in the answer")
-}
-
 /// Publishes raw bytes to NATS the way a producer does.
 async fn publish_raw(
     cluster: &Cluster,
@@ -65,7 +44,7 @@ async fn event_published_to_nats_is_delivered_and_recorded() -> anyhow::Result<(
     let cluster = Cluster::start(1, "")?;
     let receiver = Receiver::ok()?;
     let webhook =
-        create_webhook(&cluster, "crm", receiver.url("/hooks/crm"), &["contact-created"]).await?;
+        cluster.create_webhook("crm", receiver.url("/hooks/crm"), &["contact-created"]).await?;
 
     let event = serde_json::json!({
         "id": "evt-1", "type": "contact-created", "entity_id": "contact-42",
@@ -141,8 +120,7 @@ async fn event_published_right_after_create_webhook_returns_is_delivered() -> an
     const ROUNDS: usize = 5;
     for round in 0..ROUNDS {
         let event_type = format!("type-{round}");
-        create_webhook(&cluster, &format!("hook-{round}"), receiver.url("/"), &[&event_type])
-            .await?;
+        cluster.create_webhook(&format!("hook-{round}"), receiver.url("/"), &[&event_type]).await?;
         let body = serde_json::json!({"id": format!("evt-{round}"), "type": event_type});
         publish_raw(
             &cluster,
@@ -160,7 +138,7 @@ async fn event_published_right_after_create_webhook_returns_is_delivered() -> an
 async fn bad_events_are_terminated_and_do_not_block_good_ones() -> anyhow::Result<()> {
     let cluster = Cluster::start(1, "")?;
     let receiver = Receiver::ok()?;
-    create_webhook(&cluster, "all", receiver.url("/"), &["*"]).await?;
+    cluster.create_webhook("all", receiver.url("/"), &["*"]).await?;
 
     let bad: [(&str, &[u8]); 4] = [
         ("not-json", b"this is not json"),
@@ -239,7 +217,7 @@ async fn webhook_changes_reach_the_dispatcher_and_duplicate_publishes_deliver_on
 -> anyhow::Result<()> {
     let cluster = Cluster::start(1, "")?;
     let receiver = Receiver::ok()?;
-    let webhook = create_webhook(&cluster, "crm", receiver.url("/"), &["basket-submitted"]).await?;
+    let webhook = cluster.create_webhook("crm", receiver.url("/"), &["basket-submitted"]).await?;
     let mut events = cluster.events().await?;
     let publish = |id: &str| v1::PublishEventRequest {
         event: Some(v1::Event {

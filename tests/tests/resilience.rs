@@ -16,26 +16,6 @@ const DELIVERED: i32 = v1::DeliveryStatus::Delivered as i32;
 const PENDING: i32 = v1::DeliveryStatus::Pending as i32;
 const FAILED: i32 = v1::DeliveryStatus::Failed as i32;
 
-async fn create_webhook(
-    cluster: &Cluster,
-    name: &str,
-    url: String,
-    event_types: &[&str],
-) -> anyhow::Result<v1::Webhook> {
-    let response = cluster
-        .webhooks()
-        .await?
-        .create_webhook(v1::CreateWebhookRequest {
-            name: name.into(),
-            url,
-            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
-            active: true,
-            ..Default::default()
-        })
-        .await?;
-    response.into_inner().webhook.context("no webhook in the answer")
-}
-
 async fn jetstream(cluster: &Cluster) -> anyhow::Result<jetstream::Context> {
     Ok(jetstream::new(cluster.nats.client().await?))
 }
@@ -255,7 +235,7 @@ async fn killing_a_dispatcher_mid_load_loses_no_delivery() -> anyhow::Result<()>
     )?;
     let receiver =
         Receiver::start(responder(|_, _| Response::ok().with_delay(Duration::from_millis(50))))?;
-    let webhook = create_webhook(&cluster, "load", receiver.url("/load"), &["load-test"]).await?;
+    let webhook = cluster.create_webhook("load", receiver.url("/load"), &["load-test"]).await?;
 
     let expected = ids("evt-load", LOAD_EVENTS);
     let publisher = tokio::spawn(publish_all(
@@ -325,7 +305,7 @@ async fn two_dispatchers_share_the_work_and_deliver_each_event_once() -> anyhow:
     let cluster = Cluster::start(2, "max_in_flight = 64")?;
     let receiver =
         Receiver::start(responder(|_, _| Response::ok().with_delay(Duration::from_millis(5))))?;
-    let webhook = create_webhook(&cluster, "shared", receiver.url("/"), &["shared"]).await?;
+    let webhook = cluster.create_webhook("shared", receiver.url("/"), &["shared"]).await?;
     let expected = ids("evt-shared", EVENTS);
     publish_all(jetstream(&cluster).await?, "shared".into(), expected.clone(), 32).await?;
     let mut tally = wait_all_arrived(&receiver, &expected, Duration::from_secs(60)).await?;
@@ -360,7 +340,7 @@ async fn control_plane_outage_loses_no_result_and_repeats_no_call() -> anyhow::R
     let receiver =
         Receiver::start(responder(|_, _| Response::ok().with_delay(Duration::from_millis(20))))?;
     let webhook =
-        create_webhook(&cluster, "outage", receiver.url("/outage"), &["outage-test"]).await?;
+        cluster.create_webhook("outage", receiver.url("/outage"), &["outage-test"]).await?;
     let js = jetstream(&cluster).await?;
 
     let expected = ids("evt-outage", EVENTS);
@@ -468,8 +448,8 @@ async fn dead_endpoint_with_many_pending_retries_does_not_slow_a_healthy_one() -
     let test_started = Instant::now();
     let cluster = Cluster::start(1, "retry_schedule_secs = [1, 1, 1, 1, 1, 1, 1, 1]")?;
     let live = Receiver::ok()?;
-    let dead = create_webhook(&cluster, "dead", dead_url("/dead")?, &["dead-type"]).await?;
-    create_webhook(&cluster, "live", live.url("/live"), &["live-type"]).await?;
+    let dead = cluster.create_webhook("dead", dead_url("/dead")?, &["dead-type"]).await?;
+    cluster.create_webhook("live", live.url("/live"), &["live-type"]).await?;
     let js = jetstream(&cluster).await?;
 
     let baseline = measure_latencies(&js, &live, "live-type", "evt-live-base", LIVE_EVENTS).await?;
@@ -562,7 +542,7 @@ async fn responses_are_classified() -> anyhow::Result<()> {
     let js = jetstream(&cluster).await?;
     let mut webhooks = HashMap::new();
     for (name, url) in &cases {
-        let webhook = create_webhook(&cluster, name, url.clone(), &[name]).await?;
+        let webhook = cluster.create_webhook(name, url.clone(), &[name]).await?;
         publish(&js, name, &format!("evt-{name}")).await?;
         webhooks.insert(*name, webhook);
     }
@@ -614,7 +594,7 @@ async fn failing_endpoint_is_retried_on_schedule_then_succeeds() -> anyhow::Resu
     let receiver = Receiver::start(responder(|_, index| {
         if index < 2 { Response::status(500).with_body("broken") } else { Response::ok() }
     }))?;
-    let webhook = create_webhook(&cluster, "flaky", receiver.url("/flaky"), &["flaky"]).await?;
+    let webhook = cluster.create_webhook("flaky", receiver.url("/flaky"), &["flaky"]).await?;
     publish(&jetstream(&cluster).await?, "flaky", "evt-flaky").await?;
 
     let requests = receiver.wait_for(3, Duration::from_secs(30)).await?;
@@ -658,7 +638,7 @@ async fn always_failing_endpoint_ends_failed_without_more_calls() -> anyhow::Res
     let test_started = Instant::now();
     let cluster = Cluster::start(1, "retry_schedule_secs = [1, 1]")?;
     let receiver = Receiver::start(responder(|_, _| Response::status(500)))?;
-    let webhook = create_webhook(&cluster, "broken", receiver.url("/broken"), &["broken"]).await?;
+    let webhook = cluster.create_webhook("broken", receiver.url("/broken"), &["broken"]).await?;
     publish(&jetstream(&cluster).await?, "broken", "evt-broken").await?;
 
     receiver.wait_for(3, Duration::from_secs(30)).await?;
