@@ -157,7 +157,11 @@ impl Deliverer {
             (false, None) => DeliveryStatus::Failed,
         };
         let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
+        // Successes are the bulk at high volume: debug. Failures are what operators look for.
         match &result.outcome {
+            AttemptOutcome::Answered { status: code, .. } if success => {
+                tracing::debug!(http_status = code, latency_ms, "attempt made");
+            }
             AttemptOutcome::Answered { status: code, .. } => {
                 tracing::info!(
                     http_status = code,
