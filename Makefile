@@ -41,3 +41,8 @@ test: tools lint ## the whole test suite: unit tests and end-to-end tests with r
 run: tools ## build and start a local hookd with a demo receiver; Ctrl-C stops everything
 	cargo build -p hookd -p hookd-tests --bins
 	$(CARGO_TARGET_DIR)/debug/hookd-demo
+
+.PHONY: bench
+bench: tools ## release build, then measure hookd against the machine's ceiling; writes tests/bench/results.{md,json}
+	cargo build --release -p hookd -p hookd-tests --bins
+	$(CARGO_TARGET_DIR)/release/hookd-bench --out tests/bench $(BENCH_ARGS)

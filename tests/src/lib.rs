@@ -10,6 +10,7 @@
 //! The `start` functions are synchronous: they block while waiting for readiness (on a
 //! multi-threaded tokio runtime via `block_in_place`, so other tasks keep running).
 
+pub mod bench;
 mod cluster;
 mod hookd;
 mod nats;

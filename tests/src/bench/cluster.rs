@@ -1,0 +1,93 @@
+//! The hookd under test: like [`crate::Cluster`], but every `hookd` process logs at `warn`
+//! (`$HOOKD_BENCH_LOG` overrides), because the test runner's default (`info,hookd=debug`, a
+//! line per attempt) would make the benchmark measure log writing.
+
+use hookd_proto::v1::{
+    delivery_service_client::DeliveryServiceClient, dispatch_service_client::DispatchServiceClient,
+    webhook_service_client::WebhookServiceClient,
+};
+use tonic::transport::Channel;
+
+use crate::{HookdProcess, NatsServer, Role, control_config, dispatcher_config};
+
+pub struct BenchCluster {
+    pub nats: NatsServer,
+    pub control: HookdProcess,
+    pub dispatchers: Vec<HookdProcess>,
+    dispatcher_toml: String,
+    log: String,
+    // Dropped last: it holds the database file.
+    _dir: tempfile::TempDir,
+}
+
+impl BenchCluster {
+    /// nats-server, the control plane on SQLite, and `dispatchers` dispatchers with
+    /// `dispatcher_extra` appended to their settings.
+    pub fn start(dispatchers: usize, dispatcher_extra: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("hookd-bench-").tempdir()?;
+        let nats = NatsServer::start()?;
+        let log = std::env::var("HOOKD_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned());
+        let control_toml = control_config(&nats.url(), &dir.path().join("hookd.db"));
+        let control =
+            HookdProcess::start_with_env(Role::Control, &control_toml, &[("RUST_LOG", &log)])?;
+        let dispatcher_toml = format!(
+            "{}{}\n",
+            dispatcher_config(&nats.url(), &control.grpc_url()),
+            dispatcher_extra
+        );
+        let mut cluster =
+            Self { nats, control, dispatchers: Vec::new(), dispatcher_toml, log, _dir: dir };
+        for _ in 0..dispatchers {
+            cluster.add_dispatcher()?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one more dispatcher and waits until it is ready.
+    pub fn add_dispatcher(&mut self) -> anyhow::Result<()> {
+        let d = HookdProcess::start_with_env(
+            Role::Dispatcher,
+            &self.dispatcher_toml,
+            &[("RUST_LOG", &self.log)],
+        )?;
+        self.dispatchers.push(d);
+        Ok(())
+    }
+
+    /// Stops every dispatcher gracefully (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop_dispatchers(&mut self) {
+        for mut d in self.dispatchers.drain(..) {
+            let _ = d.terminate();
+        }
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(self.control.grpc_url())?.connect().await?)
+    }
+
+    pub async fn webhooks(&self) -> anyhow::Result<WebhookServiceClient<Channel>> {
+        Ok(WebhookServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Channel>> {
+        Ok(DeliveryServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn dispatch(&self) -> anyhow::Result<DispatchServiceClient<Channel>> {
+        Ok(DispatchServiceClient::new(self.channel().await?))
+    }
+
+    /// The processes sampled for CPU, memory and sockets, by name; the benchmark itself
+    /// (load generator and sink) last.
+    pub fn procs(&self) -> Vec<(String, u32)> {
+        let mut procs = vec![
+            ("nats-server".to_owned(), self.nats.pid()),
+            ("control".to_owned(), self.control.pid()),
+        ];
+        for (i, d) in self.dispatchers.iter().enumerate() {
+            procs.push((format!("dispatcher{}", i + 1), d.pid()));
+        }
+        procs.push(("bench (load+sink)".to_owned(), std::process::id()));
+        procs
+    }
+}
