@@ -20,7 +20,6 @@ use tracing::Instrument;
 use crate::{
     definitions::Definitions,
     endpoints::Endpoints,
-    fanout::ack,
     http::{AttemptRequest, HttpClient, recorded_headers},
     reporter::Reporter,
 };
@@ -265,5 +264,19 @@ impl Deliverer {
         tracing::debug!("endpoint busy; putting the job aside");
         let at = Utc::now() + chrono::Duration::from_std(BUSY_ENDPOINT_DELAY).unwrap_or_default();
         self.settle(msg, job, attempt, Settle::ScheduleAt(at)).await;
+    }
+}
+
+/// Settles a message and, except for progress acks, waits until the server confirms: the
+/// caller's slot is freed only then, so a dispatcher killed at any moment can have at most
+/// its in-flight messages redelivered, never ones it had already finished.
+async fn ack(msg: &jetstream::Message, kind: AckKind) {
+    let result = match kind {
+        AckKind::Progress => msg.ack_with(kind).await,
+        kind => msg.double_ack_with(kind).await,
+    };
+    if let Err(error) = result {
+        // The server redelivers after ack_wait; idempotency makes that harmless.
+        tracing::warn!(%error, "cannot acknowledge message");
     }
 }

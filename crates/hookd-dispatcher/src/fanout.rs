@@ -33,7 +33,7 @@ async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: je
         Err(error) => {
             // It can never become valid: terminate it so it neither loops nor blocks others.
             tracing::warn!(%error, subject = %msg.subject, sequence, "dropping malformed event");
-            ack(&msg, AckKind::Term).await;
+            settle_event(&msg, AckKind::Term).await;
             return;
         }
     };
@@ -44,7 +44,7 @@ async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: je
     let webhooks = definitions.matching(&event.event_type);
     if webhooks.is_empty() {
         tracing::debug!("no webhook subscribes to this event");
-        ack(&msg, AckKind::Ack).await;
+        settle_event(&msg, AckKind::Ack).await;
         return;
     }
     let jobs: Vec<DeliveryJob> =
@@ -55,23 +55,18 @@ async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: je
         if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
             tracing::warn!(%error, failed, "cannot store every delivery job; retrying the fan-out");
         }
-        ack(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
+        settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
         return;
     }
     tracing::debug!(deliveries = jobs.len(), "event fanned out");
-    ack(&msg, AckKind::Ack).await;
+    settle_event(&msg, AckKind::Ack).await;
 }
 
-/// Settles a message and, except for progress acks, waits until the server confirms: the
-/// caller's slot is freed only then, so a dispatcher killed at any moment can have at most
-/// its in-flight messages redelivered, never ones it had already finished.
-pub(crate) async fn ack(msg: &jetstream::Message, kind: AckKind) {
-    let result = match kind {
-        AckKind::Progress => msg.ack_with(kind).await,
-        kind => msg.double_ack_with(kind).await,
-    };
-    if let Err(error) = result {
-        // The server redelivers after ack_wait; idempotency makes that harmless.
-        tracing::warn!(%error, "cannot acknowledge message");
+/// Settles an event without waiting for the server's confirmation: if the ack is lost the
+/// event is fanned out again, and the deliveries stream drops the jobs it already has, so
+/// confirming would cost a round trip per event for nothing.
+async fn settle_event(msg: &jetstream::Message, kind: AckKind) {
+    if let Err(error) = msg.ack_with(kind).await {
+        tracing::warn!(%error, "cannot acknowledge event");
     }
 }
