@@ -79,8 +79,10 @@ async fn send_loop(
 
 /// Sends one batch until the control plane has stored it, then tells each waiting delivery.
 async fn send_batch(mut client: DispatchServiceClient<Channel>, batch: Vec<Pending>) {
-    let request =
-        ReportAttemptsRequest { reports: batch.iter().map(|p| p.report.clone()).collect() };
+    // Move the reports out rather than copying them: they carry payloads and events.
+    let (reports, waiting): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|p| (p.report, p.stored)).unzip();
+    let request = ReportAttemptsRequest { reports };
     let mut backoff = Duration::from_millis(50);
     loop {
         match client.report_attempts(request.clone()).await {
@@ -112,7 +114,7 @@ async fn send_batch(mut client: DispatchServiceClient<Channel>, batch: Vec<Pendi
             }
         }
     }
-    for pending in batch {
-        let _ = pending.stored.send(());
+    for stored in waiting {
+        let _ = stored.send(());
     }
 }
