@@ -185,17 +185,7 @@ async fn wait_settled(
 /// Waits until the delivery consumer has nothing left: no job waiting, none unacknowledged
 /// (so redeliveries of a killed dispatcher's jobs have happened and been handled).
 async fn wait_deliveries_drained(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
-    let js = jetstream(cluster).await?;
-    wait_until("the delivery consumer to drain", timeout, || async {
-        let mut consumer: jetstream::consumer::PullConsumer =
-            js.get_consumer_from_stream("hookd-delivery", "HOOKD_DELIVERIES").await?;
-        let info = consumer.info().await?;
-        if info.num_pending == 0 && info.num_ack_pending == 0 {
-            return Ok(Some(()));
-        }
-        anyhow::bail!("{} pending, {} awaiting ack", info.num_pending, info.num_ack_pending)
-    })
-    .await
+    hookd_tests::bench::wait_deliveries_settled(&jetstream(cluster).await?, timeout).await
 }
 
 /// A port on loopback where nothing listens (bound by the kernel, then released).
