@@ -95,13 +95,19 @@ async fn shutdown_signal() {
     }
 }
 
+/// Binds the service's listener first, so a taken port fails before any connection is made.
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, std::net::SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
 async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging();
     let config: hookd_control::Config = settings::load(config_file.as_deref())?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let (listener, addr) = bind(config.listen).await?;
     let control = hookd_control::ControlPlane::start(config).await?;
     // The one line on stdout: scripts and tests wait for it.
     println!("hookd control ready on {addr}");
@@ -112,10 +118,7 @@ async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
 async fn run_dispatcher(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging();
     let config: hookd_dispatcher::Config = settings::load(config_file.as_deref())?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let (listener, addr) = bind(config.listen).await?;
     let dispatcher = hookd_dispatcher::Dispatcher::start(config).await?;
     println!("hookd dispatcher ready on {addr}");
     dispatcher.serve(listener, shutdown_signal()).await?;
