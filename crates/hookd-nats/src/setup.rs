@@ -40,7 +40,7 @@ pub struct ConsumerSettings {
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
-        Self { ack_wait: Duration::from_secs(60), max_ack_pending: 20_000 }
+        Self { ack_wait: Duration::from_secs(60), max_ack_pending: 100_000 }
     }
 }
 
