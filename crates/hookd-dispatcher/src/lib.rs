@@ -257,7 +257,8 @@ async fn run_stage<F, Fut>(
             };
             match next {
                 Some(Ok(msg)) => {
-                    let work = handle(msg);
+                    // Boxed: a delivery future is several KB, and spawning moves it more than once.
+                    let work = Box::pin(handle(msg));
                     tasks.spawn(async move {
                         work.await;
                         drop(permit);
