@@ -36,6 +36,16 @@ pub struct Connection {
     output: Output,
 }
 
+/// Paging of list commands.
+#[derive(Args, Clone)]
+pub struct Paging {
+    #[arg(long, default_value_t = 50)]
+    page_size: u32,
+    /// The `next page` token a previous listing printed.
+    #[arg(long, default_value = "")]
+    page_token: String,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
@@ -69,10 +79,8 @@ pub enum WebhookCommand {
     },
     /// List webhooks.
     List {
-        #[arg(long, default_value_t = 50)]
-        page_size: u32,
-        #[arg(long, default_value = "")]
-        page_token: String,
+        #[command(flatten)]
+        page: Paging,
         #[command(flatten)]
         conn: Connection,
     },
@@ -151,10 +159,8 @@ pub enum DeliveryCommand {
         /// Only deliveries created at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<chrono::DateTime<chrono::Utc>>,
-        #[arg(long, default_value_t = 50)]
-        page_size: u32,
-        #[arg(long, default_value = "")]
-        page_token: String,
+        #[command(flatten)]
+        page: Paging,
         #[command(flatten)]
         conn: Connection,
     },
@@ -252,10 +258,13 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
             let response = client.create_webhook(request).await.map_err(status_error)?;
             print_webhook(conn.output, response.into_inner().webhook)?;
         }
-        WebhookCommand::List { page_size, page_token, conn } => {
+        WebhookCommand::List { page, conn } => {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
             let response = client
-                .list_webhooks(v1::ListWebhooksRequest { page_size, page_token })
+                .list_webhooks(v1::ListWebhooksRequest {
+                    page_size: page.page_size,
+                    page_token: page.page_token,
+                })
                 .await
                 .map_err(status_error)?
                 .into_inner();
@@ -374,13 +383,13 @@ async fn event(command: EventCommand) -> anyhow::Result<()> {
 
 async fn delivery(command: DeliveryCommand) -> anyhow::Result<()> {
     match command {
-        DeliveryCommand::List { webhook, status, since, page_size, page_token, conn } => {
+        DeliveryCommand::List { webhook, status, since, page, conn } => {
             let mut client = DeliveryServiceClient::new(connect(&conn).await?);
             let response = client
                 .list_deliveries(v1::ListDeliveriesRequest {
                     webhook_id: webhook,
-                    page_size,
-                    page_token,
+                    page_size: page.page_size,
+                    page_token: page.page_token,
                     status: status.map_or(0, |s| v1::DeliveryStatus::from(s).into()),
                     since: since.map(timestamp),
                 })
