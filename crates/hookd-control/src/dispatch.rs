@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures::Stream;
 use hookd_core::{DeliveryId, EventId, InvalidField, WebhookId};
 use hookd_proto::{
-    convert::{from_timestamp, webhook_to_proto},
+    convert::{Secrets, from_timestamp, webhook_to_proto},
     v1::{self, dispatch_service_server::DispatchService, watch_webhooks_response::Change as Wire},
 };
 use hookd_storage::{AttemptRecord, Store, StoredAttempt};
@@ -66,12 +66,14 @@ async fn send_snapshot(
             return false;
         }
     };
-    let webhooks: Vec<v1::Webhook> = all.iter().map(|(_, w)| webhook_to_proto(w)).collect();
+    let webhooks: Vec<v1::Webhook> =
+        all.iter().map(|(_, w)| webhook_to_proto(w, Secrets::Revealed)).collect();
     let pages = webhooks.chunks(page_size).count().max(1);
     let mut chunks = webhooks.chunks(page_size);
     for index in 0..pages {
         let page = chunks.next().unwrap_or_default().to_vec();
-        let snapshot = v1::SnapshotPage { webhooks: page, complete: index + 1 == pages };
+        let snapshot =
+            v1::SnapshotPage { webhooks: page, complete: index + 1 == pages, event_types: vec![] };
         if out.send(message(seq, Wire::Snapshot(snapshot))).await.is_err() {
             return false;
         }
@@ -168,7 +170,9 @@ impl DispatchService for DispatchApi {
                         change = changes.recv() => change,
                     };
                     let (change_seq, wire) = match change {
-                        Ok((n, Change::Upserted(w))) => (n, Wire::Upserted(webhook_to_proto(&w))),
+                        Ok((n, Change::Upserted(w))) => {
+                            (n, Wire::Upserted(webhook_to_proto(&w, Secrets::Revealed)))
+                        }
                         Ok((n, Change::Deleted(id))) => (n, Wire::DeletedId(id.into_string())),
                         Err(RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "watcher fell behind; sending a new snapshot");
@@ -193,6 +197,13 @@ impl DispatchService for DispatchApi {
         let r = request.into_inner();
         self.changes.ack(&r.watcher_id, r.seq);
         Ok(Response::new(v1::AckWebhooksResponse {}))
+    }
+
+    async fn get_access_token(
+        &self,
+        _request: Request<v1::GetAccessTokenRequest>,
+    ) -> Result<Response<v1::GetAccessTokenResponse>, Status> {
+        Err(Status::unimplemented("oauth2 credentials are not wired yet"))
     }
 
     #[tracing::instrument(skip_all, fields(reports = request.get_ref().reports.len()))]

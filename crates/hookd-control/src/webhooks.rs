@@ -10,7 +10,10 @@ use std::{
 use chrono::Utc;
 use hookd_core::{InvalidField, Webhook, WebhookId, WebhookSpec};
 use hookd_proto::{
-    convert::{attempt_timeout_from_proto, retry_policy_from_proto, webhook_to_proto},
+    convert::{
+        Secrets, attempt_timeout_from_proto, retry_policy_from_proto, spec_from_create,
+        webhook_to_proto,
+    },
     v1::{self, webhook_service_server::WebhookService},
 };
 use hookd_storage::Store;
@@ -28,7 +31,7 @@ const MAX_PAGE_SIZE: u32 = 500;
 /// A change to one webhook definition, as dispatchers need it.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Upserted(Webhook),
+    Upserted(Box<Webhook>),
     Deleted(WebhookId),
 }
 
@@ -166,23 +169,16 @@ impl WebhookService for WebhookApi {
         request: Request<v1::CreateWebhookRequest>,
     ) -> Result<Response<v1::CreateWebhookResponse>, Status> {
         let r = request.into_inner();
-        let spec = WebhookSpec {
-            name: r.name,
-            url: r.url,
-            event_types: r.event_types,
-            active: r.active,
-            description: r.description,
-            attempt_timeout: attempt_timeout_from_proto(r.attempt_timeout_ms),
-            retry_schedule: r.retry_policy.as_ref().map(retry_policy_from_proto),
-        }
-        .validate()
-        .map_err(ControlError::from)?;
+        let spec =
+            spec_from_create(r).and_then(WebhookSpec::validate).map_err(ControlError::from)?;
         let now = Utc::now();
         let webhook = Webhook { id: WebhookId::generate(), spec, created_at: now, updated_at: now };
         self.store.create_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)?;
         tracing::info!(webhook_id = %webhook.id, "webhook created");
-        self.changes.publish(Change::Upserted(webhook.clone())).await;
-        Ok(Response::new(v1::CreateWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
+        self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
+        Ok(Response::new(v1::CreateWebhookResponse {
+            webhook: Some(webhook_to_proto(&webhook, Secrets::Masked)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
@@ -191,7 +187,9 @@ impl WebhookService for WebhookApi {
         request: Request<v1::GetWebhookRequest>,
     ) -> Result<Response<v1::GetWebhookResponse>, Status> {
         let webhook = self.load(&request.get_ref().id).await?;
-        Ok(Response::new(v1::GetWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
+        Ok(Response::new(v1::GetWebhookResponse {
+            webhook: Some(webhook_to_proto(&webhook, Secrets::Masked)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -219,7 +217,7 @@ impl WebhookService for WebhookApi {
             _ => String::new(),
         };
         Ok(Response::new(v1::ListWebhooksResponse {
-            webhooks: page.iter().map(webhook_to_proto).collect(),
+            webhooks: page.iter().map(|w| webhook_to_proto(w, Secrets::Masked)).collect(),
             next_page_token,
         }))
     }
@@ -273,8 +271,10 @@ impl WebhookService for WebhookApi {
             return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
         }
         tracing::info!("webhook updated");
-        self.changes.publish(Change::Upserted(webhook.clone())).await;
-        Ok(Response::new(v1::UpdateWebhookResponse { webhook: Some(webhook_to_proto(&webhook)) }))
+        self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
+        Ok(Response::new(v1::UpdateWebhookResponse {
+            webhook: Some(webhook_to_proto(&webhook, Secrets::Masked)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
@@ -289,5 +289,33 @@ impl WebhookService for WebhookApi {
         tracing::info!("webhook deleted");
         self.changes.publish(Change::Deleted(id)).await;
         Ok(Response::new(v1::DeleteWebhookResponse {}))
+    }
+
+    async fn activate_webhook(
+        &self,
+        _request: Request<v1::ActivateWebhookRequest>,
+    ) -> Result<Response<v1::ActivateWebhookResponse>, Status> {
+        Err(Status::unimplemented("not wired yet"))
+    }
+
+    async fn deactivate_webhook(
+        &self,
+        _request: Request<v1::DeactivateWebhookRequest>,
+    ) -> Result<Response<v1::DeactivateWebhookResponse>, Status> {
+        Err(Status::unimplemented("not wired yet"))
+    }
+
+    async fn duplicate_webhook(
+        &self,
+        _request: Request<v1::DuplicateWebhookRequest>,
+    ) -> Result<Response<v1::DuplicateWebhookResponse>, Status> {
+        Err(Status::unimplemented("not wired yet"))
+    }
+
+    async fn test_webhook(
+        &self,
+        _request: Request<v1::TestWebhookRequest>,
+    ) -> Result<Response<v1::TestWebhookResponse>, Status> {
+        Err(Status::unimplemented("not wired yet"))
     }
 }

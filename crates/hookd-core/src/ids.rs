@@ -56,6 +56,10 @@ string_id!(
     /// `dlv_` followed by a UUID v5 of the event id and webhook id.
     DeliveryId
 );
+string_id!(
+    /// `cred_` followed by a UUID v7.
+    CredentialId
+);
 
 /// Namespace for delivery ids, so they cannot collide with other v5 UUIDs.
 const DELIVERY_NAMESPACE: Uuid = Uuid::from_u128(0x6b6f_6f68_6464_4000_8000_6465_6c69_7672);
@@ -63,6 +67,12 @@ const DELIVERY_NAMESPACE: Uuid = Uuid::from_u128(0x6b6f_6f68_6464_4000_8000_6465
 impl WebhookId {
     pub fn generate() -> Self {
         Self(format!("wh_{}", Uuid::now_v7().simple()))
+    }
+}
+
+impl CredentialId {
+    pub fn generate() -> Self {
+        Self(format!("cred_{}", Uuid::now_v7().simple()))
     }
 }
 

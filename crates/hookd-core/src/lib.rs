@@ -1,7 +1,10 @@
 //! hookd's domain: webhooks, events, deliveries, attempts and retry schedules, with the rules
 //! that decide what is valid. Pure data and logic: no I/O, no async, no wire formats.
 
+pub mod catalog;
+pub mod credential;
 pub mod delivery;
+pub mod endpoint;
 pub mod event;
 pub mod ids;
 pub mod payload;
@@ -10,9 +13,9 @@ pub mod webhook;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus};
 pub use event::{Event, EventError, EventType};
-pub use ids::{DeliveryId, EventId, WebhookId};
+pub use ids::{CredentialId, DeliveryId, EventId, WebhookId};
 pub use retry::{RetrySchedule, next_delay};
-pub use webhook::{Webhook, WebhookSpec};
+pub use webhook::{Webhook, WebhookSpec, WebhookStats};
 
 /// The tenant every webhook and event belongs to until tenants exist (issue: security).
 pub const DEFAULT_TENANT: &str = "default";

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::{
-    EventType, InvalidField, RetrySchedule, WebhookId, event::validate_token,
+    CredentialId, EventType, InvalidField, RetrySchedule, WebhookId,
+    endpoint::{EndpointAuth, Header, HttpMethod, validate_headers},
+    event::validate_token,
+    payload::{PayloadFormat, validate_fields},
     retry::MAX_RETRY_DELAY,
 };
 
@@ -20,6 +23,7 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub const MAX_EVENT_TYPES: usize = 256;
+pub const MAX_APP_LEN: usize = 128;
 /// The event type pattern that subscribes to every event type.
 pub const ALL_EVENT_TYPES: &str = "*";
 
@@ -32,8 +36,9 @@ pub struct Webhook {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a user decides about a webhook; validated by [`WebhookSpec::validate`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a user decides about a webhook; validated by [`WebhookSpec::validate`]. The default
+/// is not valid (no name, URL or event types) but gives every option its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookSpec {
     pub name: String,
     pub url: String,
@@ -48,6 +53,41 @@ pub struct WebhookSpec {
     /// Delays before each retry; `None` means the dispatcher's default schedule.
     #[serde(default)]
     pub retry_schedule: Option<RetrySchedule>,
+    /// A label for the producer's own use (Mailingwork's `app`); lists can filter on it.
+    #[serde(default)]
+    pub app: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Sent with every delivery, in this order; names lowercase once validated.
+    #[serde(default)]
+    pub headers: Vec<Header>,
+    #[serde(default)]
+    pub auth: EndpointAuth,
+    /// An OAuth2 credential whose access token goes in `Authorization: Bearer`.
+    #[serde(default)]
+    pub credential_id: Option<CredentialId>,
+    /// JSON pointers into the event data; empty sends the raw data.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub format: PayloadFormat,
+}
+
+/// What the history says about a webhook, kept current as results arrive. Test sends are not
+/// counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// HTTP status of the last attempt; `None` when it got no answer (or there was none).
+    pub last_attempt_status: Option<u16>,
+    /// Whether the last attempt succeeded.
+    pub last_attempt_succeeded: bool,
+    /// Deliveries created (one per matching event).
+    pub triggered: u64,
+    /// Deliveries that ended delivered.
+    pub succeeded: u64,
+    /// Deliveries that ended failed (retries exhausted).
+    pub failed: u64,
 }
 
 impl WebhookSpec {
@@ -85,7 +125,44 @@ impl WebhookSpec {
                 format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
             ));
         }
+        self.app = self.app.trim().to_owned();
+        if self.app.chars().count() > MAX_APP_LEN || self.app.chars().any(char::is_control) {
+            return Err(InvalidField::new(
+                "app",
+                format!("must be at most {MAX_APP_LEN} characters without control characters"),
+            ));
+        }
+        self.headers = validate_headers(self.headers)?;
+        self.auth = self.auth.validate()?;
+        if let Some(auth_header) = self.auth.header_name()
+            && self.headers.iter().any(|h| h.name == auth_header)
+        {
+            return Err(InvalidField::new(
+                "headers",
+                format!("{auth_header:?} is already set by the webhook's auth"),
+            ));
+        }
+        if self.credential_id.is_some() && self.auth.uses_authorization() {
+            return Err(InvalidField::new(
+                "auth",
+                "an OAuth2 credential sets the Authorization header; use auth none or a custom header with it",
+            ));
+        }
+        if let Some(id) = &self.credential_id
+            && !id.as_str().starts_with("cred_")
+        {
+            return Err(InvalidField::new(
+                "credential_id",
+                format!("{id:?} is not a credential id"),
+            ));
+        }
+        self.fields = validate_fields(self.fields)?;
         Ok(self)
+    }
+
+    /// A copy safe to show: secrets replaced by their masks.
+    pub fn masked(&self) -> Self {
+        Self { auth: self.auth.masked(), ..self.clone() }
     }
 
     /// Whether an event of type `event_type` goes to this webhook (ignoring `active`).
@@ -101,7 +178,7 @@ impl Webhook {
     }
 }
 
-fn validate_name(name: &str) -> Result<String, InvalidField> {
+pub(crate) fn validate_name(name: &str) -> Result<String, InvalidField> {
     let name = name.trim();
     if name.is_empty() {
         return Err(InvalidField::new("name", "must not be empty"));
@@ -191,6 +268,13 @@ mod tests {
             description: String::new(),
             attempt_timeout: None,
             retry_schedule: None,
+            app: String::new(),
+            method: HttpMethod::Post,
+            headers: vec![],
+            auth: EndpointAuth::None,
+            credential_id: None,
+            fields: vec![],
+            format: PayloadFormat::Envelope,
         }
     }
 
@@ -234,6 +318,25 @@ mod tests {
         let many =
             WebhookSpec { retry_schedule: Some(RetrySchedule::from_secs(&[1; 21])), ..spec() };
         assert_eq!(rejected_field(many), "retry_schedule");
+    }
+
+    #[test]
+    fn request_options_are_checked_together() {
+        use crate::endpoint::Secret;
+        let clash = WebhookSpec {
+            auth: EndpointAuth::Header { name: "x-key".into(), value: Secret::new("v") },
+            headers: vec![Header { name: "X-Key".into(), value: "w".into() }],
+            ..spec()
+        };
+        assert_eq!(rejected_field(clash), "headers");
+        let oauth_and_bearer = WebhookSpec {
+            auth: EndpointAuth::Bearer { token: Secret::new("t") },
+            credential_id: Some(CredentialId::from("cred_1")),
+            ..spec()
+        };
+        assert_eq!(rejected_field(oauth_and_bearer), "auth");
+        assert_eq!(rejected_field(WebhookSpec { fields: vec!["x".into()], ..spec() }), "fields");
+        assert_eq!(rejected_field(WebhookSpec { app: "a\nb".into(), ..spec() }), "app");
     }
 
     #[test]

@@ -146,6 +146,8 @@ impl Definitions {
                 by_id.insert(w.id.clone(), Arc::new(w));
                 self.replace(Index::build(by_id));
             }
+            // The catalog is not used by the dispatcher yet.
+            Change::EventTypeUpserted(_) | Change::EventTypeDeleted(_) => {}
             Change::DeletedId(id) => {
                 tracing::debug!(webhook_id = %id, "webhook deleted");
                 let mut by_id = self.current().by_id.clone();
@@ -247,6 +249,7 @@ mod tests {
             Change::Snapshot(v1::SnapshotPage {
                 webhooks: vec![wire("wh_a", &["contact-created"], true)],
                 complete: false,
+                event_types: vec![],
             }),
             &mut pending,
         );
@@ -258,6 +261,7 @@ mod tests {
                     wire("wh_c", &["contact-created"], false),
                 ],
                 complete: true,
+                event_types: vec![],
             }),
             &mut pending,
         );

@@ -82,7 +82,7 @@ async fn send_batch(mut client: DispatchServiceClient<Channel>, batch: Vec<Pendi
     // Move the reports out rather than copying them: they carry payloads and events.
     let (reports, waiting): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.report, p.stored)).unzip();
-    let request = ReportAttemptsRequest { reports };
+    let request = ReportAttemptsRequest { reports, rejected: vec![] };
     let mut backoff = Duration::from_millis(50);
     loop {
         match client.report_attempts(request.clone()).await {

@@ -10,6 +10,7 @@
 
 pub mod setup;
 pub mod subject;
+pub mod test_send;
 
 use bytes::Bytes;
 use hookd_core::{DeliveryId, Event, EventId, WebhookId};

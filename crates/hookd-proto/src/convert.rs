@@ -1,9 +1,17 @@
-//! Conversions between wire types and domain types: timestamps, JSON values, webhooks.
+//! Conversions between wire types and domain types: timestamps, JSON values, webhooks,
+//! credentials and event types. Secrets leave as masks unless [`Secrets::Revealed`] is asked
+//! for, which only the internal dispatch stream does.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use hookd_core::{RetrySchedule, Webhook, WebhookSpec};
+use hookd_core::{
+    CredentialId, InvalidField, RetrySchedule, Webhook, WebhookSpec, WebhookStats,
+    catalog::{EventTypeDef, EventTypeSpec},
+    credential::{Credential, CredentialSpec, GrantType, TokenMethod},
+    endpoint::{ApiKeyLocation, EndpointAuth, Header, HttpMethod, Secret},
+    payload::PayloadFormat,
+};
 use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
 
 use crate::v1;
@@ -65,7 +73,20 @@ fn number_to_json(n: f64) -> serde_json::Value {
     serde_json::Number::from_f64(n).map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
-pub fn webhook_to_proto(w: &Webhook) -> v1::Webhook {
+/// Whether secret values go on the wire in full or masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// For every user-facing read.
+    Masked,
+    /// Only for the internal dispatch stream.
+    Revealed,
+}
+
+pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
+    let auth = match secrets {
+        Secrets::Masked => w.spec.auth.masked(),
+        Secrets::Revealed => w.spec.auth.clone(),
+    };
     v1::Webhook {
         id: w.id.to_string(),
         name: w.spec.name.clone(),
@@ -80,7 +101,146 @@ pub fn webhook_to_proto(w: &Webhook) -> v1::Webhook {
             .attempt_timeout
             .map_or(0, |t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
         retry_policy: w.spec.retry_schedule.as_ref().map(retry_policy_to_proto),
+        app: w.spec.app.clone(),
+        method: method_to_proto(w.spec.method).into(),
+        headers: headers_to_proto(&w.spec.headers),
+        auth: auth_to_proto(&auth),
+        credential_id: w.spec.credential_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        fields: w.spec.fields.clone(),
+        format: format_to_proto(w.spec.format).into(),
+        stats: None,
     }
+}
+
+pub fn stats_to_proto(s: &WebhookStats) -> v1::WebhookStats {
+    v1::WebhookStats {
+        last_attempt_at: s.last_attempt_at.map(timestamp),
+        last_attempt_status: s.last_attempt_status.map_or(0, u32::from),
+        last_attempt_success: s.last_attempt_succeeded,
+        triggered: s.triggered,
+        succeeded: s.succeeded,
+        failed: s.failed,
+    }
+}
+
+pub fn method_to_proto(m: HttpMethod) -> v1::HttpMethod {
+    match m {
+        HttpMethod::Post => v1::HttpMethod::Post,
+        HttpMethod::Put => v1::HttpMethod::Put,
+        HttpMethod::Patch => v1::HttpMethod::Patch,
+        HttpMethod::Get => v1::HttpMethod::Get,
+        HttpMethod::Delete => v1::HttpMethod::Delete,
+    }
+}
+
+/// Unspecified means POST; a number outside the enum is refused.
+pub fn method_from_proto(m: i32) -> Result<HttpMethod, InvalidField> {
+    match v1::HttpMethod::try_from(m) {
+        Ok(v1::HttpMethod::Unspecified | v1::HttpMethod::Post) => Ok(HttpMethod::Post),
+        Ok(v1::HttpMethod::Put) => Ok(HttpMethod::Put),
+        Ok(v1::HttpMethod::Patch) => Ok(HttpMethod::Patch),
+        Ok(v1::HttpMethod::Get) => Ok(HttpMethod::Get),
+        Ok(v1::HttpMethod::Delete) => Ok(HttpMethod::Delete),
+        Err(_) => Err(InvalidField::new("method", format!("{m} is not an HttpMethod"))),
+    }
+}
+
+pub fn format_to_proto(f: PayloadFormat) -> v1::PayloadFormat {
+    match f {
+        PayloadFormat::Envelope => v1::PayloadFormat::Envelope,
+        PayloadFormat::Flat => v1::PayloadFormat::Flat,
+        PayloadFormat::Data => v1::PayloadFormat::Data,
+    }
+}
+
+/// Unspecified means `envelope`; a number outside the enum is refused.
+pub fn format_from_proto(f: i32) -> Result<PayloadFormat, InvalidField> {
+    match v1::PayloadFormat::try_from(f) {
+        Ok(v1::PayloadFormat::Unspecified | v1::PayloadFormat::Envelope) => {
+            Ok(PayloadFormat::Envelope)
+        }
+        Ok(v1::PayloadFormat::Flat) => Ok(PayloadFormat::Flat),
+        Ok(v1::PayloadFormat::Data) => Ok(PayloadFormat::Data),
+        Err(_) => Err(InvalidField::new("format", format!("{f} is not a PayloadFormat"))),
+    }
+}
+
+pub fn headers_to_proto(headers: &[Header]) -> Vec<v1::HttpHeader> {
+    headers
+        .iter()
+        .map(|h| v1::HttpHeader { name: h.name.clone(), value: h.value.clone() })
+        .collect()
+}
+
+pub fn headers_from_proto(headers: Vec<v1::HttpHeader>) -> Vec<Header> {
+    headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect()
+}
+
+/// `None` (unset) for no authentication.
+pub fn auth_to_proto(auth: &EndpointAuth) -> Option<v1::EndpointAuth> {
+    use v1::endpoint_auth::Kind as K;
+    let kind = match auth {
+        EndpointAuth::None => return None,
+        EndpointAuth::Header { name, value } => {
+            K::Header(v1::HeaderAuth { name: name.clone(), value: value.expose().to_owned() })
+        }
+        EndpointAuth::ApiKey { name, value, location } => K::ApiKey(v1::ApiKeyAuth {
+            name: name.clone(),
+            value: value.expose().to_owned(),
+            in_query: *location == ApiKeyLocation::Query,
+        }),
+        EndpointAuth::Basic { username, password } => K::Basic(v1::BasicAuth {
+            username: username.clone(),
+            password: password.expose().to_owned(),
+        }),
+        EndpointAuth::Bearer { token } => {
+            K::Bearer(v1::BearerAuth { token: token.expose().to_owned() })
+        }
+    };
+    Some(v1::EndpointAuth { kind: Some(kind) })
+}
+
+/// Unset, or set without a kind, means no authentication. Not validated here.
+pub fn auth_from_proto(auth: Option<v1::EndpointAuth>) -> EndpointAuth {
+    use v1::endpoint_auth::Kind as K;
+    match auth.and_then(|a| a.kind) {
+        None | Some(K::None(_)) => EndpointAuth::None,
+        Some(K::Header(h)) => EndpointAuth::Header { name: h.name, value: Secret::new(h.value) },
+        Some(K::ApiKey(k)) => EndpointAuth::ApiKey {
+            name: k.name,
+            value: Secret::new(k.value),
+            location: if k.in_query { ApiKeyLocation::Query } else { ApiKeyLocation::Header },
+        },
+        Some(K::Basic(b)) => {
+            EndpointAuth::Basic { username: b.username, password: Secret::new(b.password) }
+        }
+        Some(K::Bearer(b)) => EndpointAuth::Bearer { token: Secret::new(b.token) },
+    }
+}
+
+/// Empty means none.
+pub fn credential_id_from_proto(id: &str) -> Option<CredentialId> {
+    (!id.trim().is_empty()).then(|| CredentialId::from(id.trim()))
+}
+
+/// The spec a create request asks for, not yet validated.
+pub fn spec_from_create(r: v1::CreateWebhookRequest) -> Result<WebhookSpec, InvalidField> {
+    Ok(WebhookSpec {
+        name: r.name,
+        url: r.url,
+        event_types: r.event_types,
+        active: r.active,
+        description: r.description,
+        attempt_timeout: attempt_timeout_from_proto(r.attempt_timeout_ms),
+        retry_schedule: r.retry_policy.as_ref().map(retry_policy_from_proto),
+        app: r.app,
+        method: method_from_proto(r.method)?,
+        headers: headers_from_proto(r.headers),
+        auth: auth_from_proto(r.auth),
+        credential_id: credential_id_from_proto(&r.credential_id),
+        fields: r.fields,
+        format: format_from_proto(r.format)?,
+    })
 }
 
 pub fn retry_policy_to_proto(s: &RetrySchedule) -> v1::RetryPolicy {
@@ -120,8 +280,115 @@ pub fn webhook_from_proto(w: v1::Webhook) -> Webhook {
             description: w.description,
             attempt_timeout: attempt_timeout_from_proto(w.attempt_timeout_ms),
             retry_schedule: w.retry_policy.as_ref().map(retry_policy_from_proto),
+            app: w.app,
+            method: method_from_proto(w.method).unwrap_or_default(),
+            headers: headers_from_proto(w.headers),
+            auth: auth_from_proto(w.auth),
+            credential_id: credential_id_from_proto(&w.credential_id),
+            fields: w.fields,
+            format: format_from_proto(w.format).unwrap_or_default(),
         },
     }
+}
+
+pub fn grant_type_from_proto(g: i32) -> Result<GrantType, InvalidField> {
+    match v1::GrantType::try_from(g) {
+        Ok(v1::GrantType::Unspecified | v1::GrantType::ClientCredentials) => {
+            Ok(GrantType::ClientCredentials)
+        }
+        Ok(v1::GrantType::AuthorizationCode) => Ok(GrantType::AuthorizationCode),
+        Err(_) => Err(InvalidField::new("grant_type", format!("{g} is not a GrantType"))),
+    }
+}
+
+pub fn token_method_from_proto(m: i32) -> Result<TokenMethod, InvalidField> {
+    match v1::TokenMethod::try_from(m) {
+        Ok(v1::TokenMethod::Unspecified | v1::TokenMethod::Post) => Ok(TokenMethod::Post),
+        Ok(v1::TokenMethod::Get) => Ok(TokenMethod::Get),
+        Err(_) => Err(InvalidField::new("method", format!("{m} is not a TokenMethod"))),
+    }
+}
+
+/// The spec a credential message asks for, not yet validated. An empty code is no code.
+pub fn credential_spec_from_proto(c: v1::Credential) -> Result<CredentialSpec, InvalidField> {
+    Ok(CredentialSpec {
+        name: c.name,
+        token_url: c.token_url,
+        method: token_method_from_proto(c.method)?,
+        client_id: c.client_id,
+        client_secret: Secret::new(c.client_secret),
+        grant_type: grant_type_from_proto(c.grant_type)?,
+        code: (!c.code.is_empty()).then(|| Secret::new(c.code)),
+        scope: c.scope,
+        extra_params: c.extra_params.into_iter().collect(),
+    })
+}
+
+/// A credential for reads: secrets masked. The token fields are filled by the caller.
+pub fn credential_to_proto(c: &Credential) -> v1::Credential {
+    let spec = c.spec.masked();
+    v1::Credential {
+        id: c.id.to_string(),
+        name: spec.name,
+        token_url: spec.token_url,
+        method: match spec.method {
+            TokenMethod::Post => v1::TokenMethod::Post,
+            TokenMethod::Get => v1::TokenMethod::Get,
+        }
+        .into(),
+        client_id: spec.client_id,
+        client_secret: spec.client_secret.expose().to_owned(),
+        grant_type: match spec.grant_type {
+            GrantType::ClientCredentials => v1::GrantType::ClientCredentials,
+            GrantType::AuthorizationCode => v1::GrantType::AuthorizationCode,
+        }
+        .into(),
+        code: spec.code.map(|c| c.expose().to_owned()).unwrap_or_default(),
+        scope: spec.scope,
+        extra_params: spec.extra_params.into_iter().collect(),
+        created_at: Some(timestamp(c.created_at)),
+        updated_at: Some(timestamp(c.updated_at)),
+        token_expires_at: None,
+        last_error: String::new(),
+    }
+}
+
+pub fn event_type_to_proto(t: &EventTypeDef) -> v1::EventType {
+    v1::EventType {
+        name: t.spec.name.to_string(),
+        description: t.spec.description.clone(),
+        schema: t.spec.schema.clone().and_then(|s| match json_to_value(s).kind {
+            Some(Kind::StructValue(s)) => Some(s),
+            _ => None,
+        }),
+        example: t.spec.example.clone().map(json_to_value),
+        created_at: Some(timestamp(t.created_at)),
+        updated_at: Some(timestamp(t.updated_at)),
+        rejected: t.rejected,
+    }
+}
+
+/// The spec an event type message asks for, not yet validated (but the name is parsed).
+pub fn event_type_spec_from_proto(t: v1::EventType) -> Result<EventTypeSpec, InvalidField> {
+    Ok(EventTypeSpec {
+        name: hookd_core::EventType::parse(&t.name)
+            .map_err(|e| InvalidField::new("name", e.reason))?,
+        description: t.description,
+        schema: t.schema.map(|s| value_to_json(Value { kind: Some(Kind::StructValue(s)) })),
+        example: t.example.map(value_to_json),
+    })
+}
+
+/// An event type as the dispatch stream carries it (timestamps and counts do not matter
+/// there).
+pub fn event_type_from_proto(t: v1::EventType) -> Option<EventTypeDef> {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    Some(EventTypeDef {
+        created_at: t.created_at.as_ref().and_then(from_timestamp).unwrap_or(epoch),
+        updated_at: t.updated_at.as_ref().and_then(from_timestamp).unwrap_or(epoch),
+        rejected: t.rejected,
+        spec: event_type_spec_from_proto(t).ok()?,
+    })
 }
 
 impl From<hookd_core::DeliveryStatus> for v1::DeliveryStatus {
@@ -155,6 +422,42 @@ mod tests {
             "name": "Ada", "count": 3, "ratio": 0.5, "tags": ["a", null, true], "nested": {"x": -7}
         });
         assert_eq!(value_to_json(json_to_value(json.clone())), json);
+    }
+
+    #[test]
+    fn webhooks_round_trip_and_mask_secrets() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid time");
+        let webhook = Webhook {
+            id: "wh_1".into(),
+            created_at: now,
+            updated_at: now,
+            spec: WebhookSpec {
+                name: "crm".into(),
+                url: "https://example.com/".into(),
+                event_types: vec!["*".into()],
+                active: true,
+                description: String::new(),
+                attempt_timeout: None,
+                retry_schedule: None,
+                app: "shop".into(),
+                method: HttpMethod::Patch,
+                headers: vec![Header { name: "x-a".into(), value: "1".into() }],
+                auth: EndpointAuth::Basic {
+                    username: "u".into(),
+                    password: Secret::new("a-very-long-password"),
+                },
+                credential_id: None,
+                fields: vec!["/a".into()],
+                format: PayloadFormat::Flat,
+            },
+        };
+        let revealed = webhook_from_proto(webhook_to_proto(&webhook, Secrets::Revealed));
+        assert_eq!(revealed, webhook);
+        let masked = webhook_to_proto(&webhook, Secrets::Masked);
+        let Some(v1::endpoint_auth::Kind::Basic(basic)) = masked.auth.and_then(|a| a.kind) else {
+            panic!("basic auth expected");
+        };
+        assert_eq!(basic.password, "****word");
     }
 
     #[test]

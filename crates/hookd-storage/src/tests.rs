@@ -35,6 +35,7 @@ fn webhook(name: &str) -> Webhook {
             description: format!("the {name} hook"),
             attempt_timeout: Some(std::time::Duration::from_millis(2500)),
             retry_schedule: Some(hookd_core::RetrySchedule::from_secs(&[1, 2, 3])),
+            ..WebhookSpec::default()
         },
         created_at: at(0),
         updated_at: at(0),
@@ -251,6 +252,7 @@ async fn update_replaces_the_spec_but_not_created_at() {
             description: String::new(),
             attempt_timeout: None,
             retry_schedule: None,
+            ..WebhookSpec::default()
         },
         created_at: at(1000),
         updated_at: at(90),

@@ -202,6 +202,7 @@ fn to_webhook(row: webhook::Model) -> Result<Webhook, StorageError> {
             description: row.description,
             attempt_timeout,
             retry_schedule,
+            ..WebhookSpec::default()
         },
         created_at: row.created_at,
         updated_at: row.updated_at,

@@ -254,6 +254,7 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
                 description,
                 attempt_timeout_ms: timeout_ms.unwrap_or(0),
                 retry_policy: retry_schedule.map(|delay_seconds| v1::RetryPolicy { delay_seconds }),
+                ..Default::default()
             };
             let response = client.create_webhook(request).await.map_err(status_error)?;
             print_webhook(conn.output, response.into_inner().webhook)?;
@@ -264,6 +265,7 @@ async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
                 .list_webhooks(v1::ListWebhooksRequest {
                     page_size: page.page_size,
                     page_token: page.page_token,
+                    ..Default::default()
                 })
                 .await
                 .map_err(status_error)?

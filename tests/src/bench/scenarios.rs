@@ -727,7 +727,7 @@ impl Bench {
                         .map(|i| report(&webhook_id, salt, i))
                         .collect();
                     let answer = client
-                        .report_attempts(v1::ReportAttemptsRequest { reports })
+                        .report_attempts(v1::ReportAttemptsRequest { reports, rejected: vec![] })
                         .await?
                         .into_inner();
                     recorded.fetch_add(u64::from(answer.recorded), Ordering::Relaxed);
