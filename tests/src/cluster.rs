@@ -2,7 +2,9 @@
 //! dispatchers, each a real process on its own loopback port.
 
 use hookd_proto::v1::{
-    self, delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
+    self, credential_service_client::CredentialServiceClient,
+    delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
+    event_type_service_client::EventTypeServiceClient,
     webhook_service_client::WebhookServiceClient,
 };
 use tonic::transport::Channel;
@@ -78,6 +80,20 @@ impl Cluster {
 
     pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Channel>> {
         Ok(DeliveryServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn credentials(&self) -> anyhow::Result<CredentialServiceClient<Channel>> {
+        Ok(CredentialServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn event_types(&self) -> anyhow::Result<EventTypeServiceClient<Channel>> {
+        Ok(EventTypeServiceClient::new(self.channel().await?))
+    }
+
+    /// Creates a webhook from a full request (tests that set options beyond the defaults).
+    pub async fn create(&self, request: v1::CreateWebhookRequest) -> anyhow::Result<v1::Webhook> {
+        let response = self.webhooks().await?.create_webhook(request).await?;
+        response.into_inner().webhook.ok_or_else(|| anyhow::anyhow!("no webhook in the answer"))
     }
 
     /// Creates an active webhook for `event_types` with every other setting at its default.

@@ -4,9 +4,11 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use hookd_core::{DeliveryId, EventId, InvalidField, WebhookId};
+use hookd_core::{
+    CredentialId, DeliveryId, EventId, InvalidField, WebhookId, catalog::EventTypeDef,
+};
 use hookd_proto::{
-    convert::{Secrets, from_timestamp, webhook_to_proto},
+    convert::{Secrets, event_type_to_proto, from_timestamp, timestamp, webhook_to_proto},
     v1::{self, dispatch_service_server::DispatchService, watch_webhooks_response::Change as Wire},
 };
 use hookd_storage::{AttemptRecord, Store, StoredAttempt};
@@ -16,8 +18,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     ControlError,
+    changes::{Change, Changes},
+    oauth::Tokens,
     recorder::Recorder,
-    webhooks::{Change, Changes},
 };
 
 /// Largest response body excerpt stored per attempt.
@@ -30,6 +33,7 @@ pub struct DispatchApi {
     tenant: String,
     changes: Changes,
     recorder: Recorder,
+    tokens: Tokens,
     snapshot_page_size: usize,
 }
 
@@ -39,10 +43,22 @@ impl DispatchApi {
         tenant: String,
         changes: Changes,
         recorder: Recorder,
+        tokens: Tokens,
         snapshot_page_size: usize,
     ) -> Self {
-        Self { store, tenant, changes, recorder, snapshot_page_size: snapshot_page_size.max(1) }
+        Self {
+            store,
+            tenant,
+            changes,
+            recorder,
+            tokens,
+            snapshot_page_size: snapshot_page_size.max(1),
+        }
     }
+}
+
+fn catalog_entry(tenant: String, def: &EventTypeDef) -> v1::CatalogEntry {
+    v1::CatalogEntry { tenant, event_type: Some(event_type_to_proto(def)) }
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchWebhooksResponse, Status>> + Send>>;
@@ -58,22 +74,34 @@ async fn send_snapshot(
     page_size: usize,
     out: &mpsc::Sender<Result<v1::WatchWebhooksResponse, Status>>,
 ) -> bool {
-    let all = match store.all_webhooks().await {
+    let read = async {
+        Ok::<_, hookd_storage::StorageError>((
+            store.all_webhooks().await?,
+            store.all_event_types().await?,
+        ))
+    };
+    let (all, catalog) = match read.await {
         Ok(all) => all,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read webhooks for a snapshot");
-            let _ = out.send(Err(Status::unavailable(format!("cannot read webhooks: {e}")))).await;
+            tracing::warn!(error = %e, "cannot read definitions for a snapshot");
+            let _ =
+                out.send(Err(Status::unavailable(format!("cannot read definitions: {e}")))).await;
             return false;
         }
     };
+    let mut event_types: Vec<v1::CatalogEntry> =
+        catalog.into_iter().map(|(tenant, def)| catalog_entry(tenant, &def)).collect();
     let webhooks: Vec<v1::Webhook> =
         all.iter().map(|(_, w)| webhook_to_proto(w, Secrets::Revealed)).collect();
     let pages = webhooks.chunks(page_size).count().max(1);
     let mut chunks = webhooks.chunks(page_size);
     for index in 0..pages {
         let page = chunks.next().unwrap_or_default().to_vec();
-        let snapshot =
-            v1::SnapshotPage { webhooks: page, complete: index + 1 == pages, event_types: vec![] };
+        let snapshot = v1::SnapshotPage {
+            webhooks: page,
+            complete: index + 1 == pages,
+            event_types: std::mem::take(&mut event_types),
+        };
         if out.send(message(seq, Wire::Snapshot(snapshot))).await.is_err() {
             return false;
         }
@@ -174,6 +202,16 @@ impl DispatchService for DispatchApi {
                             (n, Wire::Upserted(webhook_to_proto(&w, Secrets::Revealed)))
                         }
                         Ok((n, Change::Deleted(id))) => (n, Wire::DeletedId(id.into_string())),
+                        Ok((n, Change::EventTypeUpserted { tenant, def })) => {
+                            (n, Wire::EventTypeUpserted(catalog_entry(tenant, &def)))
+                        }
+                        Ok((n, Change::EventTypeDeleted { tenant, name })) => (
+                            n,
+                            Wire::EventTypeDeleted(v1::CatalogEntry {
+                                tenant,
+                                event_type: Some(v1::EventType { name, ..Default::default() }),
+                            }),
+                        ),
                         Err(RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "watcher fell behind; sending a new snapshot");
                             (seq, changes) = feed.subscribe();
@@ -199,11 +237,26 @@ impl DispatchService for DispatchApi {
         Ok(Response::new(v1::AckWebhooksResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(credential_id = %request.get_ref().credential_id))]
     async fn get_access_token(
         &self,
-        _request: Request<v1::GetAccessTokenRequest>,
+        request: Request<v1::GetAccessTokenRequest>,
     ) -> Result<Response<v1::GetAccessTokenResponse>, Status> {
-        Err(Status::unimplemented("oauth2 credentials are not wired yet"))
+        let r = request.into_inner();
+        if r.credential_id.is_empty() {
+            return Err(
+                ControlError::from(InvalidField::new("credential_id", "is required")).into()
+            );
+        }
+        let tenant = if r.tenant.is_empty() { self.tenant.clone() } else { r.tenant };
+        let (token, expires_at) = self
+            .tokens
+            .get(&tenant, &CredentialId::from(r.credential_id), &r.rejected_token)
+            .await?;
+        Ok(Response::new(v1::GetAccessTokenResponse {
+            access_token: token.expose().to_owned(),
+            expires_at: Some(timestamp(expires_at)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(reports = request.get_ref().reports.len()))]
@@ -211,7 +264,26 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<v1::ReportAttemptsRequest>,
     ) -> Result<Response<v1::ReportAttemptsResponse>, Status> {
-        let reports = request.into_inner().reports;
+        let r = request.into_inner();
+        let reports = r.reports;
+        if !r.rejected.is_empty() {
+            let counts: Vec<(String, String, u64)> = r
+                .rejected
+                .iter()
+                .map(|x| {
+                    let tenant =
+                        if x.tenant.is_empty() { self.tenant.clone() } else { x.tenant.clone() };
+                    (tenant, x.event_type.clone(), x.count)
+                })
+                .collect();
+            for x in &r.rejected {
+                tracing::info!(event_type = %x.event_type, count = x.count, error = %x.error, "events rejected by their schema");
+            }
+            self.store
+                .add_rejected(&counts)
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot store rejection counts: {e}")))?;
+        }
         if reports.len() > MAX_REPORTS_PER_CALL {
             return Err(ControlError::from(InvalidField::new(
                 "reports",

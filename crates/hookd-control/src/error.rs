@@ -11,8 +11,10 @@ pub enum ControlError {
     Invalid(#[from] InvalidField),
     #[error("{what} {id:?} not found")]
     NotFound { what: &'static str, id: String },
-    #[error("webhook name {name:?} is already taken")]
+    #[error("name {name:?} is already taken")]
     NameTaken { name: String },
+    #[error("{what} {name:?} already exists")]
+    AlreadyExists { what: &'static str, name: String },
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("invalid page_token: pass the next_page_token of the previous page")]
@@ -23,6 +25,8 @@ pub enum ControlError {
     NatsConnect(String),
     #[error("event stream: {0}")]
     Nats(NatsError),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -41,11 +45,14 @@ impl From<ControlError> for Status {
         let code = match &e {
             ControlError::Invalid(_) | ControlError::PageToken => Code::InvalidArgument,
             ControlError::NotFound { .. } => Code::NotFound,
-            ControlError::NameTaken { .. } => Code::AlreadyExists,
-            ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ControlError::Storage(_) | ControlError::NatsConnect(_) | ControlError::Nats(_) => {
-                Code::Unavailable
+            ControlError::NameTaken { .. } | ControlError::AlreadyExists { .. } => {
+                Code::AlreadyExists
             }
+            ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ControlError::Storage(_)
+            | ControlError::NatsConnect(_)
+            | ControlError::Nats(_)
+            | ControlError::Unavailable(_) => Code::Unavailable,
             ControlError::Internal(_) => Code::Internal,
         };
         if code == Code::Unavailable || code == Code::Internal {

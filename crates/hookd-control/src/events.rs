@@ -1,5 +1,6 @@
 //! `EventService`: publishing over gRPC, for producers that do not speak NATS. The event
-//! goes to the same stream, subject and dedupe window as one published to NATS directly.
+//! goes to the same stream, subject and dedupe window as one published to NATS directly; its
+//! data is first checked against its type's schema, if the catalog has one.
 
 use chrono::Utc;
 use hookd_core::{Event, EventId, EventType, InvalidField, event::validate_event_id};
@@ -9,16 +10,21 @@ use hookd_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::ControlError;
+use crate::{ControlError, catalog::Catalog};
 
 pub struct EventApi {
     jetstream: async_nats::jetstream::Context,
     tenant: String,
+    catalog: Catalog,
 }
 
 impl EventApi {
-    pub fn new(jetstream: async_nats::jetstream::Context, tenant: String) -> Self {
-        Self { jetstream, tenant }
+    pub fn new(
+        jetstream: async_nats::jetstream::Context,
+        tenant: String,
+        catalog: Catalog,
+    ) -> Self {
+        Self { jetstream, tenant, catalog }
     }
 }
 
@@ -57,6 +63,11 @@ impl EventService for EventApi {
         let span = tracing::Span::current();
         span.record("event_id", event.id.as_str());
         span.record("event_type", event.event_type.as_str());
+        if let Some(schema) = self.catalog.schema(&self.tenant, event.event_type.as_str()) {
+            schema
+                .check(&event.data)
+                .map_err(|e| ControlError::from(InvalidField::new("event.data", e)))?;
+        }
         let published = hookd_nats::publish_event(&self.jetstream, &self.tenant, &event)
             .await
             .map_err(ControlError::Nats)?;

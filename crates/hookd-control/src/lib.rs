@@ -4,19 +4,26 @@
 //!
 //! Architecture invariant: this is the only crate that depends on `hookd-storage`.
 
+mod catalog;
+mod changes;
 mod config;
+mod credentials;
 mod deliveries;
 mod dispatch;
 mod error;
+mod event_types;
 mod events;
+mod oauth;
 mod recorder;
 mod webhooks;
 
 use std::{future::Future, net::SocketAddr};
 
 use hookd_proto::v1::{
+    credential_service_server::CredentialServiceServer,
     delivery_service_server::DeliveryServiceServer, dispatch_service_server::DispatchServiceServer,
-    event_service_server::EventServiceServer, webhook_service_server::WebhookServiceServer,
+    event_service_server::EventServiceServer, event_type_service_server::EventTypeServiceServer,
+    webhook_service_server::WebhookServiceServer,
 };
 use hookd_storage::Store;
 use tokio::net::TcpListener;
@@ -61,7 +68,9 @@ impl ControlPlane {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ControlError> {
         let local_addr: Option<SocketAddr> = listener.local_addr().ok();
-        let changes = webhooks::Changes::new();
+        let changes = changes::Changes::new();
+        let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
+        let tokens = oauth::Tokens::new(self.store.clone());
         let recorder = recorder::Recorder::spawn(self.store.clone(), self.config.record_batch_max);
         let tenant = hookd_core::DEFAULT_TENANT.to_owned();
 
@@ -71,6 +80,8 @@ impl ControlPlane {
             "hookd.v1.EventService",
             "hookd.v1.DeliveryService",
             "hookd.v1.DispatchService",
+            "hookd.v1.CredentialService",
+            "hookd.v1.EventTypeService",
         ] {
             health_reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
         }
@@ -86,9 +97,19 @@ impl ControlPlane {
             .map_err(|e| ControlError::Internal(e.to_string()))?;
 
         let store = self.store.clone();
-        let webhook_service =
-            webhooks::WebhookApi::new(store.clone(), tenant.clone(), changes.clone());
-        let event_service = events::EventApi::new(self.jetstream.clone(), tenant.clone());
+        let webhook_service = webhooks::WebhookApi::new(
+            store.clone(),
+            tenant.clone(),
+            changes.clone(),
+            catalog.clone(),
+            self.jetstream.client(),
+        );
+        let event_service =
+            events::EventApi::new(self.jetstream.clone(), tenant.clone(), catalog.clone());
+        let credential_service =
+            credentials::CredentialApi::new(store.clone(), tenant.clone(), tokens.clone());
+        let event_type_service =
+            event_types::EventTypeApi::new(store.clone(), tenant.clone(), changes.clone(), catalog);
         let delivery_service =
             deliveries::DeliveryApi::new(store.clone(), tenant.clone(), self.jetstream.clone());
         let dispatch_service = dispatch::DispatchApi::new(
@@ -96,6 +117,7 @@ impl ControlPlane {
             tenant,
             changes,
             recorder,
+            tokens,
             self.config.snapshot_page_size,
         );
 
@@ -112,6 +134,8 @@ impl ControlPlane {
             .add_service(EventServiceServer::new(event_service))
             .add_service(DeliveryServiceServer::new(delivery_service))
             .add_service(DispatchServiceServer::new(dispatch_service))
+            .add_service(CredentialServiceServer::new(credential_service))
+            .add_service(EventTypeServiceServer::new(event_type_service))
             .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?;

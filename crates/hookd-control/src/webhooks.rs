@@ -1,148 +1,59 @@
-//! `WebhookService`: create, read, update and delete webhook definitions. Every change is
-//! also announced on [`Changes`] so watching dispatchers pick it up at once.
+//! `WebhookService`: webhook definitions (create, read, list with filters and counts,
+//! update, delete, activate, deactivate, duplicate) and test sends. Every change is announced
+//! on [`Changes`] so watching dispatchers pick it up at once.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use chrono::Utc;
-use hookd_core::{InvalidField, Webhook, WebhookId, WebhookSpec};
+use hookd_core::{
+    Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
+    webhook::ALL_EVENT_TYPES,
+};
+use hookd_nats::test_send::{TEST_SEND_SUBJECT, TestSendReply, TestSendRequest};
 use hookd_proto::{
     convert::{
-        Secrets, attempt_timeout_from_proto, retry_policy_from_proto, spec_from_create,
-        webhook_to_proto,
+        Secrets, attempt_timeout_from_proto, auth_from_proto, credential_id_from_proto,
+        format_from_proto, headers_from_proto, method_from_proto, retry_policy_from_proto,
+        spec_from_create, stats_to_proto, timestamp, value_to_json, webhook_to_proto,
     },
     v1::{self, webhook_service_server::WebhookService},
 };
-use hookd_storage::Store;
-
-use tokio::sync::{broadcast, watch};
+use hookd_storage::{StorageError, Store, WebhookFilter};
 use tonic::{Request, Response, Status};
 
-use crate::ControlError;
+use crate::{
+    ControlError,
+    catalog::Catalog,
+    changes::{Change, Changes},
+};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
-const UPDATABLE: &str =
-    "name, url, event_types, active, description, attempt_timeout_ms, retry_policy";
+const UPDATABLE: &str = "name, url, event_types, active, description, attempt_timeout_ms, \
+     retry_policy, app, method, headers, auth, credential_id, fields, format";
 const MAX_PAGE_SIZE: u32 = 500;
-
-/// A change to one webhook definition, as dispatchers need it.
-#[derive(Debug, Clone)]
-pub enum Change {
-    Upserted(Box<Webhook>),
-    Deleted(WebhookId),
-}
-
-/// The in-process feed of definition changes, numbered in the order they are sent, and the
-/// watchers (dispatchers) that follow it with how far each has applied it. A watcher that
-/// lags behind the feed gets a new snapshot instead, so the capacity bounds only memory.
-#[derive(Clone)]
-pub struct Changes(Arc<Feed>);
-
-struct Feed {
-    sender: broadcast::Sender<(u64, Change)>,
-    /// The seq of the last change sent; held while sending so seq order is feed order.
-    seq: Mutex<u64>,
-    watchers: Mutex<HashMap<String, watch::Sender<u64>>>,
-}
-
-/// Removes its watcher from the registry when the watch stream ends.
-pub struct Registration {
-    changes: Changes,
-    id: String,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        lock(&self.changes.0.watchers).remove(&self.id);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Changes {
-    pub fn new() -> Self {
-        Self(Arc::new(Feed {
-            sender: broadcast::channel(4096).0,
-            seq: Mutex::new(0),
-            watchers: Mutex::default(),
-        }))
-    }
-
-    /// A receiver of every change after the returned seq.
-    pub fn subscribe(&self) -> (u64, broadcast::Receiver<(u64, Change)>) {
-        let seq = lock(&self.0.seq);
-        (*seq, self.0.sender.subscribe())
-    }
-
-    /// Registers a watcher that has applied nothing yet.
-    pub fn register(&self, id: String) -> Registration {
-        lock(&self.0.watchers).insert(id.clone(), watch::channel(0).0);
-        Registration { changes: self.clone(), id }
-    }
-
-    /// Records that watcher `id` has applied everything up to `seq`.
-    pub fn ack(&self, id: &str, seq: u64) {
-        if let Some(applied) = lock(&self.0.watchers).get(id) {
-            applied.send_if_modified(|current| {
-                let newer = seq > *current;
-                if newer {
-                    *current = seq;
-                }
-                newer
-            });
-        }
-    }
-
-    fn announce(&self, change: Change) -> u64 {
-        let mut seq = lock(&self.0.seq);
-        *seq += 1;
-        // No receivers (no dispatcher connected) is fine: they read a snapshot on connect.
-        let _ = self.0.sender.send((*seq, change));
-        *seq
-    }
-
-    /// Waits until every registered watcher has applied `seq`, or until `timeout`: a
-    /// dispatcher that is gone or stuck must not block changes for long.
-    async fn wait_applied(&self, seq: u64, timeout: Duration) {
-        let watchers: Vec<(String, watch::Receiver<u64>)> = lock(&self.0.watchers)
-            .iter()
-            .map(|(id, applied)| (id.clone(), applied.subscribe()))
-            .collect();
-        let deadline = tokio::time::Instant::now() + timeout;
-        for (id, mut applied) in watchers {
-            let caught_up =
-                tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= seq)).await;
-            if !matches!(caught_up, Ok(Ok(_))) {
-                tracing::warn!(watcher = %id, seq, "a dispatcher did not confirm a webhook change in time");
-            }
-        }
-    }
-
-    /// Announces `change` and returns once every watcher has applied it (or the deadline
-    /// passed), so whoever made the change can publish events that depend on it at once.
-    pub async fn publish(&self, change: Change) {
-        let seq = self.announce(change);
-        self.wait_applied(seq, APPLY_DEADLINE).await;
-    }
-}
-
-/// How long a webhook change waits for dispatchers to confirm it.
-const APPLY_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a test send may take beyond the webhook's own attempt timeout (token fetch,
+/// queueing at the dispatcher).
+const TEST_SEND_MARGIN: Duration = Duration::from_secs(15);
+/// The dispatcher's default attempt timeout, for webhooks without their own.
+const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct WebhookApi {
     store: Store,
     tenant: String,
     changes: Changes,
+    catalog: Catalog,
+    nats: async_nats::Client,
 }
 
 impl WebhookApi {
-    pub fn new(store: Store, tenant: String, changes: Changes) -> Self {
-        Self { store, tenant, changes }
+    pub fn new(
+        store: Store,
+        tenant: String,
+        changes: Changes,
+        catalog: Catalog,
+        nats: async_nats::Client,
+    ) -> Self {
+        Self { store, tenant, changes, catalog, nats }
     }
 
     async fn load(&self, id: &str) -> Result<Webhook, ControlError> {
@@ -151,6 +62,58 @@ impl WebhookApi {
             return Err(InvalidField::new("id", "must not be empty").into());
         }
         self.store.get_webhook(&self.tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)
+    }
+
+    /// The webhook as reads show it: secrets masked, counts and last attempt filled in.
+    async fn shown(&self, webhook: &Webhook) -> Result<v1::Webhook, ControlError> {
+        let stats = self
+            .store
+            .get_webhook_with_stats(&self.tenant, &webhook.id)
+            .await?
+            .map(|(_, stats)| stats)
+            .unwrap_or_default();
+        let mut wire = webhook_to_proto(webhook, Secrets::Masked);
+        wire.stats = Some(stats_to_proto(&stats));
+        Ok(wire)
+    }
+
+    /// The checks that need the database: the referenced credential exists, and once the
+    /// tenant has a catalog, every subscribed type is in it.
+    async fn check_references(&self, spec: &WebhookSpec) -> Result<(), ControlError> {
+        if let Some(id) = &spec.credential_id
+            && self.store.get_credential(&self.tenant, id).await?.is_none()
+        {
+            return Err(InvalidField::new("credential_id", format!("no credential {id}")).into());
+        }
+        if self.store.has_catalog(&self.tenant).await? {
+            for t in spec.event_types.iter().filter(|t| *t != ALL_EVENT_TYPES) {
+                if self.store.get_event_type(&self.tenant, t).await?.is_none() {
+                    return Err(InvalidField::new(
+                        "event_types",
+                        format!(
+                            "{t:?} is not in the event-type catalog; add it first or use \"*\""
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `webhook` with `active` set and tells the dispatchers; no-op when it already is.
+    async fn set_active(&self, id: &str, active: bool) -> Result<v1::Webhook, ControlError> {
+        let mut webhook = self.load(id).await?;
+        if webhook.spec.active != active {
+            webhook.spec.active = active;
+            webhook.updated_at = Utc::now();
+            if !self.store.update_webhook(&self.tenant, &webhook).await? {
+                return Err(ControlError::NotFound { what: "webhook", id: id.to_owned() });
+            }
+            tracing::info!(active, "webhook status changed");
+            self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
+        }
+        self.shown(&webhook).await
     }
 }
 
@@ -161,9 +124,22 @@ pub(crate) fn page_size(requested: u32) -> u64 {
     })
 }
 
+fn non_empty(s: String) -> Option<String> {
+    let s = s.trim().to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+/// The name of the `n`th copy of `name`, cut so it stays within the name length limit.
+fn copy_name(name: &str, n: u32) -> String {
+    let suffix = if n == 1 { " (copy)".to_owned() } else { format!(" (copy {n})") };
+    let room = hookd_core::webhook::MAX_NAME_LEN.saturating_sub(suffix.chars().count());
+    let base: String = name.chars().take(room).collect();
+    format!("{}{suffix}", base.trim_end())
+}
+
 #[tonic::async_trait]
 impl WebhookService for WebhookApi {
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name, webhook_id))]
     async fn create_webhook(
         &self,
         request: Request<v1::CreateWebhookRequest>,
@@ -171,14 +147,14 @@ impl WebhookService for WebhookApi {
         let r = request.into_inner();
         let spec =
             spec_from_create(r).and_then(WebhookSpec::validate).map_err(ControlError::from)?;
+        self.check_references(&spec).await?;
         let now = Utc::now();
         let webhook = Webhook { id: WebhookId::generate(), spec, created_at: now, updated_at: now };
+        tracing::Span::current().record("webhook_id", webhook.id.as_str());
         self.store.create_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)?;
-        tracing::info!(webhook_id = %webhook.id, "webhook created");
+        tracing::info!("webhook created");
         self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
-        Ok(Response::new(v1::CreateWebhookResponse {
-            webhook: Some(webhook_to_proto(&webhook, Secrets::Masked)),
-        }))
+        Ok(Response::new(v1::CreateWebhookResponse { webhook: Some(self.shown(&webhook).await?) }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
@@ -187,9 +163,7 @@ impl WebhookService for WebhookApi {
         request: Request<v1::GetWebhookRequest>,
     ) -> Result<Response<v1::GetWebhookResponse>, Status> {
         let webhook = self.load(&request.get_ref().id).await?;
-        Ok(Response::new(v1::GetWebhookResponse {
-            webhook: Some(webhook_to_proto(&webhook, Secrets::Masked)),
-        }))
+        Ok(Response::new(v1::GetWebhookResponse { webhook: Some(self.shown(&webhook).await?) }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -203,23 +177,54 @@ impl WebhookService for WebhookApi {
             token if token.starts_with("wh_") => Some(WebhookId::from(token)),
             _ => return Err(ControlError::PageToken.into()),
         };
+        let active = match v1::StatusFilter::try_from(r.status) {
+            Ok(v1::StatusFilter::Any) => None,
+            Ok(v1::StatusFilter::Active) => Some(true),
+            Ok(v1::StatusFilter::Inactive) => Some(false),
+            Err(_) => {
+                return Err(ControlError::from(InvalidField::new(
+                    "status",
+                    format!("{} is not a StatusFilter", r.status),
+                ))
+                .into());
+            }
+        };
+        let event_type = match non_empty(r.event_type) {
+            Some(t) => Some(
+                EventType::parse(&t)
+                    .map_err(|e| ControlError::from(InvalidField::new("event_type", e.reason)))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let filter = WebhookFilter {
+            name_contains: non_empty(r.name_contains),
+            app: non_empty(r.app),
+            event_type,
+            active,
+        };
         let limit = page_size(r.page_size);
         // One extra row tells whether another page follows without a count query.
         let mut page = self
             .store
-            .list_webhooks(&self.tenant, after.as_ref(), limit + 1)
+            .list_webhooks(&self.tenant, after.as_ref(), limit + 1, &filter)
             .await
             .map_err(ControlError::from)?;
         let more = page.len() as u64 > limit;
         page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => last.id.to_string(),
+            (true, Some((last, _))) => last.id.to_string(),
             _ => String::new(),
         };
-        Ok(Response::new(v1::ListWebhooksResponse {
-            webhooks: page.iter().map(|w| webhook_to_proto(w, Secrets::Masked)).collect(),
-            next_page_token,
-        }))
+        let webhooks = page
+            .iter()
+            .map(|(w, stats)| {
+                let mut wire = webhook_to_proto(w, Secrets::Masked);
+                wire.stats = Some(stats_to_proto(stats));
+                wire
+            })
+            .collect();
+        Ok(Response::new(v1::ListWebhooksResponse { webhooks, next_page_token }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id))]
@@ -256,6 +261,19 @@ impl WebhookService for WebhookApi {
                     spec.retry_schedule =
                         changes.retry_policy.as_ref().map(retry_policy_from_proto);
                 }
+                "app" => spec.app.clone_from(&changes.app),
+                "method" => {
+                    spec.method = method_from_proto(changes.method).map_err(ControlError::from)?;
+                }
+                "headers" => spec.headers = headers_from_proto(changes.headers.clone()),
+                "auth" => spec.auth = auth_from_proto(changes.auth.clone()),
+                "credential_id" => {
+                    spec.credential_id = credential_id_from_proto(&changes.credential_id);
+                }
+                "fields" => spec.fields.clone_from(&changes.fields),
+                "format" => {
+                    spec.format = format_from_proto(changes.format).map_err(ControlError::from)?;
+                }
                 other => {
                     return Err(ControlError::from(InvalidField::new(
                         "update_mask",
@@ -266,15 +284,14 @@ impl WebhookService for WebhookApi {
             }
         }
         webhook.spec = spec.validate().map_err(ControlError::from)?;
+        self.check_references(&webhook.spec).await?;
         webhook.updated_at = Utc::now();
         if !self.store.update_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
         }
         tracing::info!("webhook updated");
         self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
-        Ok(Response::new(v1::UpdateWebhookResponse {
-            webhook: Some(webhook_to_proto(&webhook, Secrets::Masked)),
-        }))
+        Ok(Response::new(v1::UpdateWebhookResponse { webhook: Some(self.shown(&webhook).await?) }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
@@ -282,7 +299,11 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::DeleteWebhookRequest>,
     ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
-        let id = WebhookId::from(request.into_inner().id);
+        let id = request.into_inner().id;
+        if id.is_empty() {
+            return Err(ControlError::from(InvalidField::new("id", "must not be empty")).into());
+        }
+        let id = WebhookId::from(id);
         if !self.store.delete_webhook(&self.tenant, &id).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "webhook", id: id.into_string() }.into());
         }
@@ -291,31 +312,150 @@ impl WebhookService for WebhookApi {
         Ok(Response::new(v1::DeleteWebhookResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
     async fn activate_webhook(
         &self,
-        _request: Request<v1::ActivateWebhookRequest>,
+        request: Request<v1::ActivateWebhookRequest>,
     ) -> Result<Response<v1::ActivateWebhookResponse>, Status> {
-        Err(Status::unimplemented("not wired yet"))
+        let webhook = self.set_active(&request.get_ref().id, true).await?;
+        Ok(Response::new(v1::ActivateWebhookResponse { webhook: Some(webhook) }))
     }
 
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
     async fn deactivate_webhook(
         &self,
-        _request: Request<v1::DeactivateWebhookRequest>,
+        request: Request<v1::DeactivateWebhookRequest>,
     ) -> Result<Response<v1::DeactivateWebhookResponse>, Status> {
-        Err(Status::unimplemented("not wired yet"))
+        let webhook = self.set_active(&request.get_ref().id, false).await?;
+        Ok(Response::new(v1::DeactivateWebhookResponse { webhook: Some(webhook) }))
     }
 
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id, copy_id))]
     async fn duplicate_webhook(
         &self,
-        _request: Request<v1::DuplicateWebhookRequest>,
+        request: Request<v1::DuplicateWebhookRequest>,
     ) -> Result<Response<v1::DuplicateWebhookResponse>, Status> {
-        Err(Status::unimplemented("not wired yet"))
+        let original = self.load(&request.get_ref().id).await?;
+        let now = Utc::now();
+        let mut copy = Webhook {
+            id: WebhookId::generate(),
+            spec: WebhookSpec { active: false, ..original.spec.clone() },
+            created_at: now,
+            updated_at: now,
+        };
+        tracing::Span::current().record("copy_id", copy.id.as_str());
+        // The first free name of "<name> (copy)", "<name> (copy 2)", ...
+        let mut n = 1;
+        loop {
+            copy.spec.name = copy_name(&original.spec.name, n);
+            match self.store.create_webhook(&self.tenant, &copy).await {
+                Ok(()) => break,
+                Err(StorageError::NameTaken { .. }) if n < 1000 => n += 1,
+                Err(e) => return Err(ControlError::from(e).into()),
+            }
+        }
+        tracing::info!(name = %copy.spec.name, "webhook duplicated");
+        self.changes.publish(Change::Upserted(Box::new(copy.clone()))).await;
+        Ok(Response::new(v1::DuplicateWebhookResponse { webhook: Some(self.shown(&copy).await?) }))
     }
 
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id, event_type = %request.get_ref().event_type))]
     async fn test_webhook(
         &self,
-        _request: Request<v1::TestWebhookRequest>,
+        request: Request<v1::TestWebhookRequest>,
     ) -> Result<Response<v1::TestWebhookResponse>, Status> {
-        Err(Status::unimplemented("not wired yet"))
+        let r = request.into_inner();
+        let webhook = self.load(&r.id).await?;
+        let event_type = EventType::parse(r.event_type.trim())
+            .map_err(|e| ControlError::from(InvalidField::new("event_type", e.reason)))?;
+        if !webhook.spec.subscribes_to(&event_type) {
+            return Err(ControlError::from(InvalidField::new(
+                "event_type",
+                format!("webhook {} does not subscribe to {event_type:?}", webhook.id),
+            ))
+            .into());
+        }
+        let catalogued = self
+            .store
+            .get_event_type(&self.tenant, event_type.as_str())
+            .await
+            .map_err(ControlError::from)?;
+        let data = match (r.data.map(value_to_json), &catalogued) {
+            (Some(data), _) => data,
+            (None, Some(def)) => def.spec.sample_data(),
+            (None, None) => catalog::stock_sample(&event_type),
+        };
+        if let Some(schema) = self.catalog.schema(&self.tenant, event_type.as_str()) {
+            schema.check(&data).map_err(|e| ControlError::from(InvalidField::new("data", e)))?;
+        }
+        let event = Event {
+            id: EventId::generate(),
+            event_type,
+            entity_id: "test".to_owned(),
+            timestamp: Utc::now(),
+            context: serde_json::json!({ "test": true }),
+            data,
+        };
+        let payload = serde_json::to_vec(&TestSendRequest {
+            tenant: self.tenant.clone(),
+            webhook_id: webhook.id.clone(),
+            event: serde_json::to_value(&event).map_err(|e| ControlError::Internal(e.to_string()))?,
+        })
+        .map_err(|e| ControlError::Internal(e.to_string()))?;
+        let timeout =
+            webhook.spec.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT) + TEST_SEND_MARGIN;
+        let answer = self
+            .nats
+            .send_request(
+                TEST_SEND_SUBJECT,
+                async_nats::Request::new().payload(payload.into()).timeout(Some(timeout)),
+            )
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => ControlError::Unavailable(
+                    "no dispatcher is running to make the test send".to_owned(),
+                ),
+                async_nats::RequestErrorKind::TimedOut => ControlError::Unavailable(format!(
+                    "no dispatcher answered the test send within {} s",
+                    timeout.as_secs()
+                )),
+                _ => ControlError::Unavailable(format!("cannot reach a dispatcher: {e}")),
+            })?;
+        let reply: TestSendReply = serde_json::from_slice(&answer.payload)
+            .map_err(|e| ControlError::Internal(format!("unreadable test-send reply: {e}")))?;
+        tracing::info!(status = ?reply.http_status, success = reply.success, "test send made");
+        Ok(Response::new(v1::TestWebhookResponse {
+            attempt: Some(v1::Attempt {
+                number: 1,
+                started_at: Some(timestamp(reply.started_at)),
+                http_status: reply.http_status.map_or(0, u32::from),
+                latency_ms: reply.latency_ms,
+                error: reply.error,
+                response_body: reply.response_body,
+                success: reply.success,
+                request_headers: reply
+                    .request_headers
+                    .into_iter()
+                    .map(|(name, value)| v1::HttpHeader { name, value })
+                    .collect(),
+            }),
+            payload: reply.payload,
+            url: reply.url,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_names_count_up_and_fit_the_limit() {
+        assert_eq!(copy_name("crm", 1), "crm (copy)");
+        assert_eq!(copy_name("crm", 3), "crm (copy 3)");
+        let long = "x".repeat(hookd_core::webhook::MAX_NAME_LEN);
+        let copy = copy_name(&long, 12);
+        assert_eq!(copy.chars().count(), hookd_core::webhook::MAX_NAME_LEN);
+        assert!(copy.ends_with(" (copy 12)"));
     }
 }

@@ -77,9 +77,10 @@ pub struct Credential {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Parameters hookd sets itself in a token request.
-const RESERVED_PARAMS: [&str; 7] =
-    ["grant_type", "client_id", "client_secret", "code", "scope", "refresh_token", "redirect_uri"];
+/// Parameters hookd sets itself in a token request (`redirect_uri`, which the code exchange
+/// may need, is left to `extra_params`).
+const RESERVED_PARAMS: [&str; 6] =
+    ["grant_type", "client_id", "client_secret", "code", "scope", "refresh_token"];
 
 impl CredentialSpec {
     pub fn validate(mut self) -> Result<Self, InvalidField> {
