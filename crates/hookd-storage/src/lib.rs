@@ -23,6 +23,7 @@ pub use deliveries::{
     AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StoredAttempt,
 };
 
+pub use credentials::TokenState;
 pub use migration::Migrator;
 pub use webhooks::WebhookFilter;
 
