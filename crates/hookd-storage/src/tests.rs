@@ -543,3 +543,5 @@ async fn list_filters_by_status_and_time_and_resend_reopens_only_finished_delive
     assert_eq!(after.next_attempt_at, Some(at(30)));
     assert_eq!(attempts[0].request_headers, [("webhook-id".to_owned(), "dlv".to_owned())]);
 }
+
+mod definitions;
