@@ -206,7 +206,7 @@ fn outcome(
     r.attempt.success = success;
     r.attempt.http_status = Some(if success { 200 } else { 503 });
     r.status_after = status;
-    r.next_attempt_at = (status == DeliveryStatus::Pending).then(|| started);
+    r.next_attempt_at = (status == DeliveryStatus::Pending).then_some(started);
     r
 }
 
@@ -379,7 +379,7 @@ async fn credentials_crud_and_token_state(store: &Store, tenant: &str) {
     missing.id = CredentialId::from("cred_missing");
     assert!(!store.update_credential(tenant, &missing).await.unwrap());
 
-    let mut expected = vec![changed.clone(), second.clone()];
+    let mut expected = [changed.clone(), second.clone()];
     expected.sort_by(|a, b| a.id.cmp(&b.id));
     let page = store.list_credentials(tenant, None, 1).await.unwrap();
     assert_eq!(page.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(), expected[..1]);
@@ -507,6 +507,58 @@ async fn event_type_catalog(store: &Store, tenant: &str) {
 async fn event_type_catalog_on_sqlite() {
     let (_dir, store) = file_store().await;
     event_type_catalog(&store, TENANT).await;
+}
+
+/// A webhook stored before m0002 reads back with default options and empty statistics.
+#[tokio::test]
+async fn webhooks_from_before_m0002_keep_their_fields_and_get_defaults() {
+    use sea_orm::sea_query::{Expr, Query};
+    use sea_orm::{ConnectionTrait, Database};
+    use sea_orm_migration::MigratorTrait;
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let old = webhook("old");
+    {
+        let db = Database::connect(&url).await.unwrap();
+        crate::Migrator::up(&db, Some(1)).await.unwrap();
+        let mut insert = Query::insert();
+        insert
+            .into_table("webhooks")
+            .columns([
+                "id",
+                "tenant",
+                "name",
+                "url",
+                "event_types",
+                "active",
+                "description",
+                "attempt_timeout_ms",
+                "retry_schedule",
+                "created_at",
+                "updated_at",
+            ])
+            .values([
+                Expr::val(old.id.as_str()),
+                Expr::val(TENANT),
+                Expr::val("old"),
+                Expr::val(old.spec.url.as_str()),
+                Expr::val(r#"["contact-created","contact-deleted"]"#),
+                Expr::val(true),
+                Expr::val(old.spec.description.as_str()),
+                Expr::val(2500),
+                Expr::val("[1.0,2.0,3.0]"),
+                Expr::val(at(0)),
+                Expr::val(at(0)),
+            ])
+            .unwrap();
+        db.execute(&insert).await.unwrap();
+        db.close().await.unwrap();
+    }
+    let store = Store::connect(&url).await.unwrap();
+    let (got, stats) = store.get_webhook_with_stats(TENANT, &old.id).await.unwrap().unwrap();
+    assert_eq!(got, old);
+    assert_eq!(stats, WebhookStats::default());
 }
 
 #[tokio::test]
