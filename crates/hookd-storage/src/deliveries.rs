@@ -11,7 +11,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict, Query},
 };
 
-use crate::entity::{attempt, delivery};
+use crate::entity::{attempt, delivery, webhook};
 use crate::{StorageError, Store, db_time};
 
 /// Rows per multi-row insert, keeping the bound parameters (8 or 12 per row) far below the
@@ -171,12 +171,29 @@ impl Store {
             }
         }
 
+        // Webhook statistics change with this batch's new attempts only, so a re-reported
+        // attempt changes no count. Aggregated here, written once per webhook below.
+        let mut stats: HashMap<&str, StatsDelta> = HashMap::new();
+        for row in &new_rows {
+            stats.entry(row.report.webhook_id.as_str()).or_default().offer_attempt(row);
+        }
+
         let now = db_time(Utc::now());
         let created = insert_deliveries(&txn, tenant, &latest, now).await?;
-        for entry in latest.iter().filter(|e| !created.contains(e.row.report.delivery_id.as_str()))
-        {
+        for entry in latest.iter().filter(|e| created.contains(e.row.report.delivery_id.as_str())) {
+            let report = entry.row.report;
+            let delta = stats.entry(report.webhook_id.as_str()).or_default();
+            delta.triggered += 1;
+            delta.transition(None, report.status_after);
+        }
+        let existing: Vec<&Latest<'_, '_>> = latest
+            .iter()
+            .filter(|e| !created.contains(e.row.report.delivery_id.as_str()))
+            .collect();
+        let before = current_statuses(&txn, tenant, &existing).await?;
+        for entry in existing {
             let row = entry.row;
-            delivery::Entity::update_many()
+            let result = delivery::Entity::update_many()
                 .col_expr(delivery::Column::Status, row.report.status_after.as_str().into())
                 .col_expr(delivery::Column::AttemptCount, row.number.into())
                 .col_expr(delivery::Column::LastAttemptAt, Some(row.started_at).into())
@@ -187,6 +204,18 @@ impl Store {
                 .filter(delivery::Column::AttemptCount.lte(row.number))
                 .exec(&txn)
                 .await?;
+            // The row was locked when its status was read, so `before` is what changed.
+            if result.rows_affected > 0
+                && let Some(&old) = before.get(row.report.delivery_id.as_str())
+            {
+                stats
+                    .entry(row.report.webhook_id.as_str())
+                    .or_default()
+                    .transition(Some(old), row.report.status_after);
+            }
+        }
+        for (webhook_id, delta) in &stats {
+            delta.apply(&txn, tenant, webhook_id).await?;
         }
         txn.commit().await?;
 
@@ -256,6 +285,7 @@ impl Store {
         let txn = self.begin_write().await?;
         let Some(row) = delivery::Entity::find_by_id(id.as_str())
             .filter(delivery::Column::Tenant.eq(tenant))
+            .lock_exclusive()
             .one(&txn)
             .await?
         else {
@@ -265,7 +295,7 @@ impl Store {
         if before.status == DeliveryStatus::Pending {
             return Ok(None);
         }
-        delivery::Entity::update_many()
+        let result = delivery::Entity::update_many()
             .col_expr(delivery::Column::Status, DeliveryStatus::Pending.as_str().into())
             .col_expr(delivery::Column::NextAttemptAt, Some(db_time(now)).into())
             .col_expr(delivery::Column::UpdatedAt, db_time(now).into())
@@ -273,6 +303,13 @@ impl Store {
             .filter(delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
             .exec(&txn)
             .await?;
+        if result.rows_affected == 0 {
+            // A concurrent resend won the race (possible on Postgres): not ours to resend.
+            return Ok(None);
+        }
+        let mut delta = StatsDelta::default();
+        delta.transition(Some(before.status), DeliveryStatus::Pending);
+        delta.apply(&txn, tenant, before.webhook_id.as_str()).await?;
         txn.commit().await?;
         Ok(Some(before))
     }
@@ -284,7 +321,17 @@ impl Store {
         tenant: &str,
         before: &DeliveryRecord,
     ) -> Result<(), StorageError> {
-        delivery::Entity::update_many()
+        let txn = self.begin_write().await?;
+        let Some(row) = delivery::Entity::find_by_id(before.id.as_str())
+            .filter(delivery::Column::Tenant.eq(tenant))
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+        else {
+            return Ok(());
+        };
+        let current = to_delivery(row)?;
+        let result = delivery::Entity::update_many()
             .col_expr(delivery::Column::Status, before.status.as_str().into())
             .col_expr(delivery::Column::NextAttemptAt, before.next_attempt_at.map(db_time).into())
             .filter(delivery::Column::Id.eq(before.id.as_str()))
@@ -293,8 +340,14 @@ impl Store {
                 delivery::Column::AttemptCount
                     .eq(i32::try_from(before.attempt_count).unwrap_or(i32::MAX)),
             )
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        if result.rows_affected > 0 {
+            let mut delta = StatsDelta::default();
+            delta.transition(Some(current.status), before.status);
+            delta.apply(&txn, tenant, current.webhook_id.as_str()).await?;
+        }
+        txn.commit().await?;
         Ok(())
     }
 
@@ -321,6 +374,119 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some((to_delivery(row)?, attempts)))
     }
+}
+
+/// How one transaction changes a webhook's statistics.
+#[derive(Debug, Default)]
+struct StatsDelta {
+    triggered: i64,
+    succeeded: i64,
+    failed: i64,
+    /// The newest attempt among those this transaction stored: (started_at, status, success).
+    last: Option<(DateTime<Utc>, Option<i32>, bool)>,
+}
+
+impl StatsDelta {
+    fn offer_attempt(&mut self, row: &Row<'_>) {
+        let a = &row.report.attempt;
+        if self.last.is_none_or(|(at, _, _)| row.started_at >= at) {
+            self.last = Some((row.started_at, a.http_status.map(i32::from), a.success));
+        }
+    }
+
+    /// A delivery moved from `from` (`None`: it did not exist) to `to`: the counts of final
+    /// statuses follow it, so they always equal the deliveries currently in that status.
+    fn transition(&mut self, from: Option<DeliveryStatus>, to: DeliveryStatus) {
+        if let Some(from) = from {
+            self.count(from, -1);
+        }
+        self.count(to, 1);
+    }
+
+    fn count(&mut self, status: DeliveryStatus, n: i64) {
+        match status {
+            DeliveryStatus::Delivered => self.succeeded += n,
+            DeliveryStatus::Failed => self.failed += n,
+            DeliveryStatus::Pending => {}
+        }
+    }
+
+    /// One UPDATE of the webhook's row; nothing when the webhook is gone (reports may
+    /// outlive it). The last attempt moves only forward in time: a late report of an older
+    /// attempt leaves it alone.
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        webhook_id: &str,
+    ) -> Result<(), StorageError> {
+        // Imported here only: it would shadow `Ord::min` on timestamps elsewhere.
+        use sea_orm::sea_query::ExprTrait;
+        use webhook::Column as C;
+        if self.triggered == 0 && self.succeeded == 0 && self.failed == 0 && self.last.is_none() {
+            return Ok(());
+        }
+        let mut update = webhook::Entity::update_many()
+            .col_expr(C::Triggered, Expr::col(C::Triggered).add(self.triggered))
+            .col_expr(C::Succeeded, Expr::col(C::Succeeded).add(self.succeeded))
+            .col_expr(C::Failed, Expr::col(C::Failed).add(self.failed));
+        if let Some((at, status, success)) = self.last {
+            // Every SET expression reads the row as it was, so all three see the old time.
+            let newer =
+                || Condition::any().add(C::LastAttemptAt.is_null()).add(C::LastAttemptAt.lte(at));
+            update = update
+                .col_expr(
+                    C::LastAttemptAt,
+                    Expr::case(newer(), Expr::val(Some(at)))
+                        .finally(Expr::col(C::LastAttemptAt))
+                        .into(),
+                )
+                .col_expr(
+                    C::LastAttemptStatus,
+                    Expr::case(newer(), Expr::val(status))
+                        .finally(Expr::col(C::LastAttemptStatus))
+                        .into(),
+                )
+                .col_expr(
+                    C::LastAttemptSuccess,
+                    Expr::case(newer(), Expr::val(success))
+                        .finally(Expr::col(C::LastAttemptSuccess))
+                        .into(),
+                );
+        }
+        update.filter(C::Tenant.eq(tenant)).filter(C::Id.eq(webhook_id)).exec(txn).await?;
+        Ok(())
+    }
+}
+
+/// The status of each delivery in `entries` that exists, locking the rows on Postgres so the
+/// transition recorded for the statistics is the one that happens.
+async fn current_statuses(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    entries: &[&Latest<'_, '_>],
+) -> Result<HashMap<String, DeliveryStatus>, StorageError> {
+    let mut statuses = HashMap::with_capacity(entries.len());
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let ids = chunk.iter().map(|e| e.row.report.delivery_id.as_str());
+        let rows: Vec<(String, String)> = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::Id)
+            .column(delivery::Column::Status)
+            .filter(delivery::Column::Tenant.eq(tenant))
+            .filter(delivery::Column::Id.is_in(ids))
+            .lock_exclusive()
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, status) in rows {
+            let parsed = DeliveryStatus::parse(&status).ok_or_else(|| {
+                corrupt("deliveries", format!("{id} has unknown status {status:?}"))
+            })?;
+            statuses.insert(id, parsed);
+        }
+    }
+    Ok(statuses)
 }
 
 /// Inserts the attempts not stored yet and returns the keys of those it inserted.

@@ -4,5 +4,7 @@
 //! attempt reports may arrive after their webhook was deleted and must still be stored.
 
 pub mod attempt;
+pub mod credential;
 pub mod delivery;
+pub mod event_type;
 pub mod webhook;

@@ -2,8 +2,10 @@
 //! repository functions on [`Store`]. The same code runs on SQLite (default) and Postgres:
 //! every statement is built with sea-orm / sea-query, never written as backend SQL.
 
+pub mod credentials;
 pub mod deliveries;
 pub mod entity;
+pub mod event_types;
 pub mod migration;
 pub mod webhooks;
 
@@ -20,7 +22,10 @@ use sea_orm_migration::MigratorTrait;
 pub use deliveries::{
     AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StoredAttempt,
 };
+
+pub use credentials::TokenState;
 pub use migration::Migrator;
+pub use webhooks::WebhookFilter;
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,8 +34,12 @@ const SQLITE_FILE_CONNECTIONS: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("webhook name {name:?} is already taken")]
+    /// A webhook or credential name already used in the tenant.
+    #[error("name {name:?} is already taken")]
     NameTaken { name: String },
+    /// A resource keyed by its name (an event type) exists already.
+    #[error("{what} {name:?} already exists")]
+    AlreadyExists { what: &'static str, name: String },
     #[error("database error: {0}")]
     Database(#[from] DbErr),
     #[error("corrupt row in {table}: {reason}")]

@@ -1,13 +1,49 @@
-//! Webhook definitions: create, read, list, update and delete.
+//! Webhook definitions: create, read, list (with filters and statistics), update and delete.
 
-use hookd_core::{Webhook, WebhookId, WebhookSpec};
+use hookd_core::endpoint::{EndpointAuth, Header, HttpMethod};
+use hookd_core::payload::PayloadFormat;
+use hookd_core::{CredentialId, Webhook, WebhookId, WebhookSpec, WebhookStats};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Query,
+    ActiveValue::Set,
+    ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
+use serde::{Deserialize, Serialize};
 
 use crate::entity::{attempt, delivery, webhook};
 use crate::{StorageError, Store, db_time, is_unique_violation};
+
+/// The most ids [`Store::webhooks_using_credential`] and [`Store::webhooks_subscribed_to`]
+/// return: enough to name a few in an error message.
+const MAX_REFERENCING: u64 = 10;
+
+/// Which webhooks [`Store::list_webhooks`] returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFilter {
+    /// Case-insensitive substring of the name (on SQLite only ASCII letters fold case).
+    pub name_contains: Option<String>,
+    /// Exactly this app.
+    pub app: Option<String>,
+    /// Subscribed to exactly this event type, or to every type (`*`).
+    pub event_type: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// The `options` column: the request options of a spec. Every field defaults, so rows
+/// written before a field existed (`{}` after the migration) still decode.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Options {
+    #[serde(default)]
+    method: HttpMethod,
+    #[serde(default)]
+    headers: Vec<Header>,
+    #[serde(default)]
+    auth: EndpointAuth,
+    #[serde(default)]
+    fields: Vec<String>,
+    #[serde(default)]
+    format: PayloadFormat,
+}
 
 impl Store {
     /// Stores a new webhook. A webhook with the same name in `tenant` is
@@ -29,6 +65,16 @@ impl Store {
             retry_schedule: Set(encode_schedule(&webhook.spec)),
             created_at: Set(db_time(webhook.created_at)),
             updated_at: Set(db_time(webhook.updated_at)),
+            app: Set(webhook.spec.app.clone()),
+            options: Set(encode_options(&webhook.spec)?),
+            credential_id: Set(webhook.spec.credential_id.as_ref().map(|c| c.as_str().to_owned())),
+            // A new webhook has no history.
+            last_attempt_at: Set(None),
+            last_attempt_status: Set(None),
+            last_attempt_success: Set(false),
+            triggered: Set(0),
+            succeeded: Set(0),
+            failed: Set(0),
         };
         webhook::Entity::insert(row)
             .exec_without_returning(&self.db)
@@ -42,33 +88,97 @@ impl Store {
         tenant: &str,
         id: &WebhookId,
     ) -> Result<Option<Webhook>, StorageError> {
+        Ok(self.get_webhook_with_stats(tenant, id).await?.map(|(webhook, _)| webhook))
+    }
+
+    pub async fn get_webhook_with_stats(
+        &self,
+        tenant: &str,
+        id: &WebhookId,
+    ) -> Result<Option<(Webhook, WebhookStats)>, StorageError> {
         webhook::Entity::find_by_id(id.as_str())
             .filter(webhook::Column::Tenant.eq(tenant))
             .one(&self.db)
             .await?
-            .map(to_webhook)
+            .map(to_webhook_with_stats)
             .transpose()
     }
 
-    /// Ordered by id ascending (ids are time-ordered), ids strictly greater than `after`.
+    /// Ordered by id ascending (ids are time-ordered), ids strictly greater than `after`,
+    /// only those that pass `filter`.
     pub async fn list_webhooks(
         &self,
         tenant: &str,
         after: Option<&WebhookId>,
         limit: u64,
-    ) -> Result<Vec<Webhook>, StorageError> {
+        filter: &WebhookFilter,
+    ) -> Result<Vec<(Webhook, WebhookStats)>, StorageError> {
         let mut query = webhook::Entity::find().filter(webhook::Column::Tenant.eq(tenant));
-        if let Some(after) = after {
-            query = query.filter(webhook::Column::Id.gt(after.as_str()));
+        if let Some(part) = &filter.name_contains {
+            let pattern = format!("%{}%", escape_like(&part.to_lowercase()));
+            query = query.filter(
+                Expr::expr(Func::lower(Expr::col((webhook::Entity, webhook::Column::Name))))
+                    .like(LikeExpr::new(pattern).escape(LIKE_ESCAPE)),
+            );
         }
-        query
+        if let Some(app) = &filter.app {
+            query = query.filter(webhook::Column::App.eq(app.as_str()));
+        }
+        if let Some(active) = filter.active {
+            query = query.filter(webhook::Column::Active.eq(active));
+        }
+        let event_type = filter.event_type.as_deref();
+        if let Some(event_type) = event_type {
+            query = query.filter(
+                Condition::any()
+                    .add(subscribed_like(event_type))
+                    .add(subscribed_like(hookd_core::webhook::ALL_EVENT_TYPES)),
+            );
+        }
+        let rows = fetch_exact(query, after.map(WebhookId::as_str), limit, &self.db, |types| {
+            event_type.is_none_or(|t| {
+                types.iter().any(|s| s == t || s == hookd_core::webhook::ALL_EVENT_TYPES)
+            })
+        })
+        .await?;
+        rows.into_iter().map(to_webhook_with_stats).collect()
+    }
+
+    /// Ids of up to ten webhooks of `tenant` that use the credential, ordered by id: what
+    /// stops the credential from being deleted.
+    pub async fn webhooks_using_credential(
+        &self,
+        tenant: &str,
+        id: &CredentialId,
+    ) -> Result<Vec<WebhookId>, StorageError> {
+        let ids: Vec<String> = webhook::Entity::find()
+            .select_only()
+            .column(webhook::Column::Id)
+            .filter(webhook::Column::Tenant.eq(tenant))
+            .filter(webhook::Column::CredentialId.eq(id.as_str()))
             .order_by_asc(webhook::Column::Id)
-            .limit(limit)
+            .limit(MAX_REFERENCING)
+            .into_tuple()
             .all(&self.db)
-            .await?
-            .into_iter()
-            .map(to_webhook)
-            .collect()
+            .await?;
+        Ok(ids.into_iter().map(WebhookId::from).collect())
+    }
+
+    /// Ids of up to ten webhooks of `tenant` subscribed to exactly `event_type` (not those
+    /// subscribed through `*`), ordered by id: what stops the type from being deleted.
+    pub async fn webhooks_subscribed_to(
+        &self,
+        tenant: &str,
+        event_type: &str,
+    ) -> Result<Vec<WebhookId>, StorageError> {
+        let query = webhook::Entity::find()
+            .filter(webhook::Column::Tenant.eq(tenant))
+            .filter(subscribed_like(event_type));
+        let rows = fetch_exact(query, None, MAX_REFERENCING, &self.db, |types| {
+            types.iter().any(|t| t == event_type)
+        })
+        .await?;
+        Ok(rows.into_iter().map(|row| WebhookId::from(row.id)).collect())
     }
 
     /// Every webhook of every tenant, ordered by id, for the dispatchers' snapshot.
@@ -80,7 +190,7 @@ impl Store {
             .into_iter()
             .map(|row| {
                 let tenant = row.tenant.clone();
-                Ok((tenant, to_webhook(row)?))
+                Ok((tenant, to_webhook_with_stats(row)?.0))
             })
             .collect()
     }
@@ -101,6 +211,12 @@ impl Store {
             .col_expr(webhook::Column::Description, spec.description.clone().into())
             .col_expr(webhook::Column::AttemptTimeoutMs, encode_timeout(spec).into())
             .col_expr(webhook::Column::RetrySchedule, encode_schedule(spec).into())
+            .col_expr(webhook::Column::App, spec.app.clone().into())
+            .col_expr(webhook::Column::Options, encode_options(spec)?.into())
+            .col_expr(
+                webhook::Column::CredentialId,
+                spec.credential_id.as_ref().map(|c| c.as_str().to_owned()).into(),
+            )
             .col_expr(webhook::Column::UpdatedAt, db_time(webhook.updated_at).into())
             .filter(webhook::Column::Tenant.eq(tenant))
             .filter(webhook::Column::Id.eq(webhook.id.as_str()))
@@ -142,6 +258,64 @@ impl Store {
     }
 }
 
+/// Fetches up to `limit` rows of `query` after `after` in id order for which `keep` holds on
+/// the decoded event types. The SQL filter on event types is a `LIKE`, which SQLite applies
+/// case-insensitively; `keep` makes the match exact, and the loop fetches further pages when
+/// it dropped some rows, so pages stay full.
+async fn fetch_exact(
+    query: Select<webhook::Entity>,
+    after: Option<&str>,
+    limit: u64,
+    db: &sea_orm::DatabaseConnection,
+    keep: impl Fn(&[String]) -> bool,
+) -> Result<Vec<webhook::Model>, StorageError> {
+    let mut out = Vec::new();
+    let mut cursor = after.map(str::to_owned);
+    while (out.len() as u64) < limit {
+        let mut page = query.clone();
+        if let Some(cursor) = &cursor {
+            page = page.filter(webhook::Column::Id.gt(cursor.as_str()));
+        }
+        let want = limit - out.len() as u64;
+        let rows = page.order_by_asc(webhook::Column::Id).limit(want).all(db).await?;
+        let fetched = rows.len() as u64;
+        for row in rows {
+            cursor = Some(row.id.clone());
+            if keep(&decode_event_types(&row)?) {
+                out.push(row);
+            }
+        }
+        if fetched < want {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The escape character of every `LIKE` pattern built here.
+const LIKE_ESCAPE: char = '\\';
+
+/// `text` with the `LIKE` wildcards (and the escape character) escaped.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
+            out.push(LIKE_ESCAPE);
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether the JSON array in `event_types` contains the string `event_type`: its quoted
+/// JSON form appears in the text. Case-insensitive on SQLite; callers check exactly.
+fn subscribed_like(event_type: &str) -> Expr {
+    // Quoting a string cannot fail.
+    let quoted = serde_json::to_string(event_type).unwrap_or_default();
+    webhook::Column::EventTypes
+        .like(LikeExpr::new(format!("%{}%", escape_like(&quoted))).escape(LIKE_ESCAPE))
+}
+
 fn name_clash(err: DbErr, name: &str) -> StorageError {
     if is_unique_violation(&err) {
         StorageError::NameTaken { name: name.to_owned() }
@@ -153,6 +327,20 @@ fn name_clash(err: DbErr, name: &str) -> StorageError {
 fn encode_event_types(types: &[String]) -> String {
     // Serializing a list of strings cannot fail.
     serde_json::to_string(types).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn encode_options(spec: &WebhookSpec) -> Result<String, StorageError> {
+    let options = Options {
+        method: spec.method,
+        headers: spec.headers.clone(),
+        auth: spec.auth.clone(),
+        fields: spec.fields.clone(),
+        format: spec.format,
+    };
+    serde_json::to_string(&options).map_err(|e| StorageError::OutOfRange {
+        field: "options",
+        reason: format!("cannot be encoded as JSON: {e}"),
+    })
 }
 
 fn encode_timeout(spec: &WebhookSpec) -> Option<i32> {
@@ -168,12 +356,34 @@ fn encode_schedule(spec: &WebhookSpec) -> Option<String> {
     })
 }
 
-fn to_webhook(row: webhook::Model) -> Result<Webhook, StorageError> {
-    let event_types: Vec<String> =
-        serde_json::from_str(&row.event_types).map_err(|e| StorageError::Corrupt {
+fn decode_event_types(row: &webhook::Model) -> Result<Vec<String>, StorageError> {
+    serde_json::from_str(&row.event_types).map_err(|e| StorageError::Corrupt {
+        table: "webhooks",
+        reason: format!("event_types of {} is not a JSON array of strings: {e}", row.id),
+    })
+}
+
+fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats), StorageError> {
+    let event_types = decode_event_types(&row)?;
+    let options: Options =
+        serde_json::from_str(&row.options).map_err(|e| StorageError::Corrupt {
             table: "webhooks",
-            reason: format!("event_types of {} is not a JSON array of strings: {e}", row.id),
+            reason: format!("options of {} is not a valid JSON object: {e}", row.id),
         })?;
+    let counter = |value: i64, what: &str| {
+        u64::try_from(value).map_err(|_| StorageError::Corrupt {
+            table: "webhooks",
+            reason: format!("{what} of {} is negative: {value}", row.id),
+        })
+    };
+    let stats = WebhookStats {
+        last_attempt_at: row.last_attempt_at,
+        last_attempt_status: row.last_attempt_status.and_then(|s| u16::try_from(s).ok()),
+        last_attempt_succeeded: row.last_attempt_success,
+        triggered: counter(row.triggered, "triggered")?,
+        succeeded: counter(row.succeeded, "succeeded")?,
+        failed: counter(row.failed, "failed")?,
+    };
     let retry_schedule = match &row.retry_schedule {
         None => None,
         Some(text) => {
@@ -192,7 +402,7 @@ fn to_webhook(row: webhook::Model) -> Result<Webhook, StorageError> {
         .attempt_timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map(std::time::Duration::from_millis);
-    Ok(Webhook {
+    let webhook = Webhook {
         id: WebhookId::from(row.id),
         spec: WebhookSpec {
             name: row.name,
@@ -202,9 +412,16 @@ fn to_webhook(row: webhook::Model) -> Result<Webhook, StorageError> {
             description: row.description,
             attempt_timeout,
             retry_schedule,
-            ..WebhookSpec::default()
+            app: row.app,
+            method: options.method,
+            headers: options.headers,
+            auth: options.auth,
+            credential_id: row.credential_id.map(CredentialId::from),
+            fields: options.fields,
+            format: options.format,
         },
         created_at: row.created_at,
         updated_at: row.updated_at,
-    })
+    };
+    Ok((webhook, stats))
 }

@@ -23,6 +23,20 @@ pub struct Model {
     pub retry_schedule: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub app: String,
+    /// A JSON object of method, headers, auth, fields and format (secrets in plain text
+    /// until they are encrypted at rest); missing keys mean their defaults.
+    #[sea_orm(column_type = "Text")]
+    pub options: String,
+    pub credential_id: Option<String>,
+    /// Statistics, kept current by the transactions that record results: the newest
+    /// attempt by start time, deliveries created, and deliveries now delivered / failed.
+    pub last_attempt_at: Option<DateTimeUtc>,
+    pub last_attempt_status: Option<i32>,
+    pub last_attempt_success: bool,
+    pub triggered: i64,
+    pub succeeded: i64,
+    pub failed: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
