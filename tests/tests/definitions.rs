@@ -188,7 +188,7 @@ async fn auth_modes_and_headers_reach_the_endpoint_but_reads_mask_them() -> anyh
     }
 
     let mut webhooks = cluster.webhooks().await?;
-    let mut deliveries = cluster.deliveries().await?;
+    let deliveries = cluster.deliveries().await?;
     for (name, id) in &ids {
         let w = webhooks.get_webhook(v1::GetWebhookRequest { id: id.clone() }).await?.into_inner();
         assert!(!format!("{w:?}").contains(secret), "{name}: get answered the secret");
@@ -318,7 +318,7 @@ async fn oauth_token_is_fetched_once_shared_and_refreshed_on_401() -> anyhow::Re
     assert_eq!(tokens.receiver.count(), 2, "one refresh however many deliveries saw the 401");
 
     // Every delivery succeeded on its first attempt: the refresh happens within the attempt.
-    let mut deliveries = cluster.deliveries().await?;
+    let deliveries = cluster.deliveries().await?;
     wait_until("all 25 deliveries are recorded as delivered", DEADLINE, || {
         let mut deliveries = deliveries.clone();
         let id = webhook.id.clone();
@@ -474,8 +474,9 @@ async fn status_duplicate_filters_and_counts() -> anyhow::Result<()> {
     // Traffic: two contact events reach shop (ok) and the failing webhook (fails, no retries).
     publish(&cluster, "evt-c1", "contact-created", contact()).await?;
     publish(&cluster, "evt-c2", "contact-created", contact()).await?;
+    let lister = webhooks.clone();
     let list = |filter: v1::ListWebhooksRequest| {
-        let mut webhooks = webhooks.clone();
+        let mut webhooks = lister.clone();
         async move { anyhow::Ok(webhooks.list_webhooks(filter).await?.into_inner().webhooks) }
     };
     let counted = wait_until("counts reflect the four deliveries", DEADLINE, || async {

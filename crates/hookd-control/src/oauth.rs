@@ -148,32 +148,7 @@ impl Tokens {
         spec: &CredentialSpec,
         refresh_token: Option<&Secret>,
     ) -> Result<TokenResponse, String> {
-        let mut params = url::form_urlencoded::Serializer::new(String::new());
-        match (spec.grant_type, refresh_token, &spec.code) {
-            (GrantType::AuthorizationCode, Some(refresh), _) => {
-                params.append_pair("grant_type", "refresh_token");
-                params.append_pair("refresh_token", refresh.expose());
-            }
-            (GrantType::AuthorizationCode, None, Some(code)) => {
-                params.append_pair("grant_type", "authorization_code");
-                params.append_pair("code", code.expose());
-            }
-            (GrantType::AuthorizationCode, None, None) => {
-                return Err("the credential has no authorization code".to_owned());
-            }
-            (GrantType::ClientCredentials, ..) => {
-                params.append_pair("grant_type", "client_credentials");
-            }
-        }
-        params.append_pair("client_id", &spec.client_id);
-        params.append_pair("client_secret", spec.client_secret.expose());
-        if !spec.scope.is_empty() {
-            params.append_pair("scope", &spec.scope);
-        }
-        for (k, v) in &spec.extra_params {
-            params.append_pair(k, v);
-        }
-        let params = params.finish();
+        let params = token_params(spec, refresh_token)?;
         let mut url =
             url::Url::parse(&spec.token_url).map_err(|e| format!("token url is not valid: {e}"))?;
         let builder = Request::builder().header(header::ACCEPT, "application/json");
@@ -234,6 +209,37 @@ impl Tokens {
                 }
             })
     }
+}
+
+/// The form parameters of a token request (RFC 6749 section 4.4, 4.1.3 and 6), with the
+/// client authenticated by parameters (`client_secret_post`), as the seed products send them.
+fn token_params(spec: &CredentialSpec, refresh_token: Option<&Secret>) -> Result<String, String> {
+    let mut params = url::form_urlencoded::Serializer::new(String::new());
+    match (spec.grant_type, refresh_token, &spec.code) {
+        (GrantType::AuthorizationCode, Some(refresh), _) => {
+            params.append_pair("grant_type", "refresh_token");
+            params.append_pair("refresh_token", refresh.expose());
+        }
+        (GrantType::AuthorizationCode, None, Some(code)) => {
+            params.append_pair("grant_type", "authorization_code");
+            params.append_pair("code", code.expose());
+        }
+        (GrantType::AuthorizationCode, None, None) => {
+            return Err("the credential has no authorization code".to_owned());
+        }
+        (GrantType::ClientCredentials, ..) => {
+            params.append_pair("grant_type", "client_credentials");
+        }
+    }
+    params.append_pair("client_id", &spec.client_id);
+    params.append_pair("client_secret", spec.client_secret.expose());
+    if !spec.scope.is_empty() {
+        params.append_pair("scope", &spec.scope);
+    }
+    for (k, v) in &spec.extra_params {
+        params.append_pair(k, v);
+    }
+    Ok(params.finish())
 }
 
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {

@@ -31,9 +31,9 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 const UPDATABLE: &str = "name, url, event_types, active, description, attempt_timeout_ms, \
      retry_policy, app, method, headers, auth, credential_id, fields, format";
 const MAX_PAGE_SIZE: u32 = 500;
-/// How long a test send may take beyond the webhook's own attempt timeout (token fetch,
-/// queueing at the dispatcher).
-const TEST_SEND_MARGIN: Duration = Duration::from_secs(15);
+/// How long a test send may take beyond two HTTP tries (the second after an OAuth2 refresh):
+/// two token fetches of up to 10 s each and queueing at the dispatcher.
+const TEST_SEND_MARGIN: Duration = Duration::from_secs(25);
 /// The dispatcher's default attempt timeout, for webhooks without their own.
 const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -399,7 +399,8 @@ impl WebhookService for WebhookApi {
         let payload = serde_json::to_vec(&TestSendRequest {
             tenant: self.tenant.clone(),
             webhook_id: webhook.id.clone(),
-            event: serde_json::to_value(&event).map_err(|e| ControlError::Internal(e.to_string()))?,
+            event: serde_json::to_value(&event)
+                .map_err(|e| ControlError::Internal(e.to_string()))?,
         })
         .map_err(|e| ControlError::Internal(e.to_string()))?;
         let timeout =
