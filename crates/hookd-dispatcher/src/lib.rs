@@ -6,6 +6,7 @@
 //! control plane over gRPC), and a NATS message is acknowledged only after its result is
 //! stored.
 
+mod attempt;
 mod config;
 mod definitions;
 mod delivery;
@@ -14,6 +15,8 @@ mod fanout;
 mod health;
 mod http;
 mod reporter;
+mod request;
+mod tokens;
 
 use std::{
     future::Future,
@@ -33,8 +36,13 @@ use tonic::transport::{Channel, Endpoint};
 pub use config::{Config, ConfigError};
 
 use crate::{
-    definitions::Definitions, delivery::Deliverer, endpoints::Endpoints, http::HttpClient,
+    attempt::Attempter,
+    definitions::Definitions,
+    delivery::Deliverer,
+    endpoints::Endpoints,
+    http::HttpClient,
     reporter::Reporter,
+    tokens::{ControlTokens, Tokens},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +161,10 @@ impl Dispatcher {
         let deliverer = Arc::new(Deliverer {
             js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
-            http: HttpClient::new(),
+            attempter: Attempter {
+                http: HttpClient::new(),
+                tokens: Tokens::new(ControlTokens::new(self.control.clone())),
+            },
             endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
             reporter,
             default_schedule: self.config.retry_schedule(),
