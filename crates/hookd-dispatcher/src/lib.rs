@@ -16,6 +16,8 @@ mod health;
 mod http;
 mod reporter;
 mod request;
+#[cfg(test)]
+mod test_server;
 mod tokens;
 
 use std::{

@@ -173,3 +173,187 @@ impl Prepared<'_> {
         format!("{base}?{}", shown.join("&"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hookd_core::{
+        WebhookId, WebhookSpec,
+        endpoint::{Header, HttpMethod, Secret},
+        payload::PayloadFormat,
+    };
+
+    use super::*;
+    use crate::{
+        http::{HttpClient, recorded_headers},
+        test_server::TestServer,
+    };
+
+    pub(crate) fn webhook(url: String, method: HttpMethod) -> Webhook {
+        let now = Utc::now();
+        Webhook {
+            id: WebhookId::from("wh_1"),
+            spec: WebhookSpec {
+                name: "crm".into(),
+                url,
+                event_types: vec!["contact-created".into()],
+                active: true,
+                method,
+                ..WebhookSpec::default()
+            },
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub(crate) fn event() -> Event {
+        Event::from_json(
+            br#"{"id":"e1","type":"contact-created","timestamp":"2024-03-21T13:46:46Z",
+                "data":{"contact":{"email":"a+b@c.d","name":"Ada & Bob"},"n":2}}"#,
+            Utc::now(),
+        )
+        .expect("valid event")
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn methods_with_a_body_send_the_rendered_selection() {
+        let mut server = TestServer::start(|_| 200).await;
+        let http = HttpClient::new();
+        let e = event();
+        for method in [HttpMethod::Post, HttpMethod::Put, HttpMethod::Patch] {
+            let mut w = webhook(format!("{}/hook?x=1", server.base), method);
+            w.spec.fields = vec!["/contact/email".into()];
+            w.spec.format = PayloadFormat::Data;
+            w.spec.headers = vec![Header { name: "x-tenant".into(), value: "acme".into() }];
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            let result = http.attempt(&p.request).await;
+            assert!(result.outcome.is_success(), "{method}: {:?}", result.outcome);
+            let seen = server.next().await;
+            assert_eq!(seen.method, method.as_str());
+            assert_eq!(seen.target, "/hook?x=1", "{method}: no query parameters with a body");
+            let body: serde_json::Value = serde_json::from_slice(&seen.body).expect("json body");
+            assert_eq!(body, serde_json::json!({"contact": {"email": "a+b@c.d"}}));
+            assert_eq!(seen.header("content-type"), Some("application/json"));
+            assert_eq!(seen.header("webhook-id"), Some("dlv_1"));
+            assert!(seen.header("webhook-timestamp").is_some());
+            assert_eq!(seen.header("hookd-event-id"), Some("e1"));
+            assert_eq!(seen.header("hookd-event-type"), Some("contact-created"));
+            assert_eq!(seen.header("hookd-event-timestamp"), Some("2024-03-21T13:46:46Z"));
+            assert_eq!(seen.header("x-tenant"), Some("acme"));
+            assert_eq!(p.payload_text(), String::from_utf8_lossy(&seen.body));
+        }
+        // No fields: the whole data, in the default envelope.
+        let w = webhook(format!("{}/hook", server.base), HttpMethod::Post);
+        let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+        http.attempt(&p.request).await;
+        let body: serde_json::Value =
+            serde_json::from_slice(&server.next().await.body).expect("json body");
+        assert_eq!(body["data"], e.data);
+        assert_eq!(body["meta"]["webhookId"], "wh_1");
+    }
+
+    #[tokio::test]
+    async fn get_and_delete_send_fields_as_query_parameters_and_no_body() {
+        let mut server = TestServer::start(|_| 204).await;
+        let http = HttpClient::new();
+        let e = event();
+        for method in [HttpMethod::Get, HttpMethod::Delete] {
+            let mut w = webhook(format!("{}/hook?x=1", server.base), method);
+            w.spec.fields = vec!["/contact/name".into(), "/n".into()];
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            assert!(p.request.body.is_none());
+            let result = http.attempt(&p.request).await;
+            assert!(result.outcome.is_success(), "{method}: {:?}", result.outcome);
+            let seen = server.next().await;
+            assert_eq!(seen.method, method.as_str());
+            assert_eq!(seen.target, "/hook?x=1&contact.name=Ada+%26+Bob&n=2");
+            assert!(seen.body.is_empty(), "{method} has no body");
+            assert_eq!(seen.header("content-type"), None);
+            assert_eq!(seen.header("hookd-event-id"), Some("e1"));
+            assert_eq!(p.payload_text(), "");
+            assert!(!recorded_headers(&p.request).iter().any(|(n, _)| n == "content-type"));
+        }
+    }
+
+    #[tokio::test]
+    async fn each_auth_mode_sends_its_credential_and_records_it_redacted() {
+        let mut server = TestServer::start(|_| 200).await;
+        let http = HttpClient::new();
+        let e = event();
+        let cases = [
+            (
+                EndpointAuth::Header { name: "x-webhook-key".into(), value: Secret::new("hv") },
+                "x-webhook-key",
+                "hv",
+            ),
+            (
+                EndpointAuth::ApiKey {
+                    name: "x-api-key".into(),
+                    value: Secret::new("kv"),
+                    location: ApiKeyLocation::Header,
+                },
+                "x-api-key",
+                "kv",
+            ),
+            (
+                EndpointAuth::Basic { username: "ada".into(), password: Secret::new("pw") },
+                "authorization",
+                "Basic YWRhOnB3",
+            ),
+            (EndpointAuth::Bearer { token: Secret::new("tk") }, "authorization", "Bearer tk"),
+        ];
+        for (auth, header, value) in cases {
+            let mut w = webhook(format!("{}/hook", server.base), HttpMethod::Post);
+            w.spec.auth = auth;
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            http.attempt(&p.request).await;
+            let seen = server.next().await;
+            assert_eq!(seen.header(header), Some(value), "{}", w.spec.auth.kind());
+            let recorded = recorded_headers(&p.request);
+            assert!(recorded.contains(&(header.to_owned(), REDACTED.to_owned())), "{recorded:?}");
+            assert!(!format!("{recorded:?}{p:?}").contains(value), "secret leaked");
+            assert_eq!(p.shown_url(), w.spec.url);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_key_in_the_query_is_sent_but_never_shown() {
+        let mut server = TestServer::start(|_| 200).await;
+        let http = HttpClient::new();
+        let e = event();
+        for method in [HttpMethod::Post, HttpMethod::Get] {
+            let mut w = webhook(format!("{}/hook?x=1", server.base), method);
+            w.spec.fields = vec!["/n".into()];
+            w.spec.auth = EndpointAuth::ApiKey {
+                name: "key".into(),
+                value: Secret::new("s3cr&t"),
+                location: ApiKeyLocation::Query,
+            };
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            http.attempt(&p.request).await;
+            let seen = server.next().await;
+            let expected = match method {
+                HttpMethod::Get => "/hook?x=1&n=2&key=s3cr%26t",
+                _ => "/hook?x=1&key=s3cr%26t",
+            };
+            assert_eq!(seen.target, expected);
+            let shown = p.shown_url();
+            assert_eq!(shown, format!("{}{}", server.base, expected.replace("s3cr%26t", REDACTED)));
+            assert!(!format!("{p:?}").contains("s3cr"), "Debug shows no secret");
+        }
+    }
+
+    #[test]
+    fn a_bearer_token_replaces_the_authorization_header() {
+        let w = webhook("http://127.0.0.1:9/".into(), HttpMethod::Post);
+        let e = event();
+        let mut p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+        p.set_bearer("t1");
+        p.set_bearer("t2");
+        let auth: Vec<_> = p.request.headers.iter().filter(|h| h.name == AUTHORIZATION).collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(auth[0].value, "Bearer t2");
+        assert!(auth[0].secret);
+    }
+}

@@ -309,7 +309,8 @@ mod tests {
     #[tokio::test]
     async fn concurrent_callers_share_one_fetch_and_reuse_a_fresh_token() {
         let tokens = Tokens::new(Fake::new(chrono::Duration::hours(1)));
-        let got = join_all((0..50).map(|_| tokens.get("default", &cred()))).await;
+        let c = cred();
+        let got = join_all((0..50).map(|_| tokens.get("default", &c))).await;
         assert!(got.iter().all(|t| t.as_ref().map(|t| &*t.token) == Ok("t1")), "{got:?}");
         assert_eq!(tokens.source.calls.load(Ordering::SeqCst), 1);
         let again = tokens.get("default", &cred()).await.expect("token");
@@ -332,8 +333,9 @@ mod tests {
     async fn a_rejected_token_is_replaced_once_for_all_who_saw_it_refused() {
         let tokens = Tokens::new(Fake::new(chrono::Duration::hours(1)));
         let first = tokens.get("default", &cred()).await.expect("token");
+        let c = cred();
         let refreshed =
-            join_all((0..20).map(|_| tokens.refresh("default", &cred(), &first.token))).await;
+            join_all((0..20).map(|_| tokens.refresh("default", &c, &first.token))).await;
         assert!(refreshed.iter().all(|t| t.as_ref().map(|t| &*t.token) == Ok("t2")));
         assert_eq!(tokens.source.calls.load(Ordering::SeqCst), 2);
         assert_eq!(*tokens.source.rejected.lock().expect("not poisoned"), ["t1"]);
@@ -347,7 +349,8 @@ mod tests {
     async fn a_failure_is_shared_by_the_waiters_and_not_cached() {
         let tokens = Tokens::new(Fake::new(chrono::Duration::hours(1)));
         tokens.source.failing.store(true, Ordering::SeqCst);
-        let got = join_all((0..10).map(|_| tokens.get("default", &cred()))).await;
+        let c = cred();
+        let got = join_all((0..10).map(|_| tokens.get("default", &c))).await;
         assert_eq!(tokens.source.calls.load(Ordering::SeqCst), 1);
         let error = got[9].clone().expect_err("failed");
         assert_eq!(
