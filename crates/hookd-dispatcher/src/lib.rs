@@ -43,7 +43,7 @@ use crate::{
     delivery::Deliverer,
     endpoints::Endpoints,
     http::HttpClient,
-    reporter::Reporter,
+    reporter::{Rejections, Reporter},
     tokens::{ControlTokens, Tokens},
 };
 
@@ -155,10 +155,12 @@ impl Dispatcher {
     ) -> Result<(), DispatcherError> {
         let ready = Arc::new(AtomicBool::new(true));
         let health = tokio::spawn(health::serve(listener, ready.clone()));
+        let rejections = Rejections::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
             self.config.report_batch_max,
             self.config.report_buffer,
+            rejections.clone(),
         );
         let deliverer = Arc::new(Deliverer {
             js: self.jetstream.clone(),
@@ -179,6 +181,7 @@ impl Dispatcher {
         let fanout_stage = {
             let js = self.jetstream.clone();
             let definitions = self.definitions.clone();
+            let rejections = rejections.clone();
             run_stage(
                 "fan-out",
                 self.fanout,
@@ -187,7 +190,8 @@ impl Dispatcher {
                 move |msg| {
                     let js = js.clone();
                     let definitions = definitions.clone();
-                    async move { fanout::fan_out(&js, &definitions, msg).await }
+                    let rejections = rejections.clone();
+                    async move { fanout::fan_out(&js, &definitions, &rejections, msg).await }
                 },
             )
         };
