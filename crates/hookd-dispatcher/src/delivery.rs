@@ -30,7 +30,7 @@ const BUSY_ENDPOINT_DELAY: Duration = Duration::from_secs(1);
 pub struct Deliverer {
     pub js: jetstream::Context,
     pub definitions: Definitions,
-    pub attempter: Attempter,
+    pub attempter: Arc<Attempter>,
     pub endpoints: Endpoints,
     pub reporter: Reporter,
     pub default_schedule: RetrySchedule,

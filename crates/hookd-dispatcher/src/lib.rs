@@ -16,6 +16,7 @@ mod health;
 mod http;
 mod reporter;
 mod request;
+mod test_send;
 #[cfg(test)]
 mod test_server;
 mod tokens;
@@ -44,6 +45,7 @@ use crate::{
     endpoints::Endpoints,
     http::HttpClient,
     reporter::{Rejections, Reporter},
+    test_send::TestSends,
     tokens::{ControlTokens, Tokens},
 };
 
@@ -146,7 +148,7 @@ impl Dispatcher {
         Ok(Self { config, jetstream, definitions, watch, control, fanout, deliveries })
     }
 
-    /// Runs both stages until `shutdown`, then stops taking work, lets in-flight deliveries
+    /// Runs both stages and the test-send responder until `shutdown`, then stops taking work, lets in-flight deliveries
     /// finish (up to the grace period) and reports their results.
     pub async fn serve(
         self,
@@ -162,13 +164,15 @@ impl Dispatcher {
             self.config.report_buffer,
             rejections.clone(),
         );
+        // One HTTP client and one token cache for deliveries and test sends alike.
+        let attempter = Arc::new(Attempter {
+            http: HttpClient::new(),
+            tokens: Tokens::new(ControlTokens::new(self.control.clone())),
+        });
         let deliverer = Arc::new(Deliverer {
             js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
-            attempter: Attempter {
-                http: HttpClient::new(),
-                tokens: Tokens::new(ControlTokens::new(self.control.clone())),
-            },
+            attempter: attempter.clone(),
             endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
             reporter,
             default_schedule: self.config.retry_schedule(),
@@ -197,11 +201,23 @@ impl Dispatcher {
         };
         let delivery_stage = {
             let deliverer = deliverer.clone();
-            run_stage("delivery", self.deliveries, self.config.max_in_flight, stop_rx, move |msg| {
-                deliverer.clone().deliver(msg)
-            })
+            run_stage(
+                "delivery",
+                self.deliveries,
+                self.config.max_in_flight,
+                stop_rx.clone(),
+                move |msg| deliverer.clone().deliver(msg),
+            )
         };
-        let stages = tokio::spawn(async move { tokio::join!(fanout_stage, delivery_stage) });
+        let test_sends = Arc::new(TestSends {
+            definitions: self.definitions.clone(),
+            attempter,
+            default_timeout: self.config.attempt_timeout(),
+        })
+        .serve(self.jetstream.client(), stop_rx.clone());
+        let stages = tokio::spawn(async move {
+            tokio::join!(fanout_stage, delivery_stage, test_sends);
+        });
 
         shutdown.await;
         tracing::info!("dispatcher shutting down");

@@ -175,7 +175,7 @@ impl Prepared<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use hookd_core::{
         WebhookId, WebhookSpec,
         endpoint::{Header, HttpMethod, Secret},
