@@ -1,6 +1,8 @@
 //! The dispatcher's copy of the webhook definitions, kept current by the control plane's
 //! watch stream. Reads are lock-free in practice (an `Arc` clone under a short read lock);
-//! each change builds a new index, because changes are rare and lookups are per event.
+//! each change builds a new index, because changes are rare and lookups are per event. The
+//! event-type catalog comes on the same stream: each type with a schema is kept compiled,
+//! so the fan-out can check events without compiling anything.
 
 use std::{
     collections::HashMap,
@@ -8,26 +10,40 @@ use std::{
     time::Duration,
 };
 
-use hookd_core::{EventType, Webhook, WebhookId, webhook::ALL_EVENT_TYPES};
+use hookd_core::{
+    DEFAULT_TENANT, EventType, Webhook, WebhookId, catalog::Schema, webhook::ALL_EVENT_TYPES,
+};
 use hookd_proto::{
-    convert::webhook_from_proto,
+    convert::{event_type_from_proto, webhook_from_proto},
     v1::{
-        AckWebhooksRequest, WatchWebhooksRequest, dispatch_service_client::DispatchServiceClient,
-        watch_webhooks_response::Change,
+        AckWebhooksRequest, CatalogEntry, WatchWebhooksRequest,
+        dispatch_service_client::DispatchServiceClient, watch_webhooks_response::Change,
     },
 };
 use tokio::sync::watch;
 use tonic::transport::Channel;
+
+/// Compiled schemas by tenant, then event type; nested so a lookup needs no owned key.
+type Schemas = HashMap<String, HashMap<String, Arc<Schema>>>;
 
 #[derive(Default)]
 struct Index {
     by_id: HashMap<WebhookId, Arc<Webhook>>,
     by_type: HashMap<String, Vec<Arc<Webhook>>>,
     all_types: Vec<Arc<Webhook>>,
+    /// Only catalogued types that have a schema: a type without one accepts any data.
+    schemas: Arc<Schemas>,
+}
+
+/// A snapshot being received, page by page.
+#[derive(Default)]
+pub struct PendingSnapshot {
+    webhooks: HashMap<WebhookId, Arc<Webhook>>,
+    schemas: Schemas,
 }
 
 impl Index {
-    fn build(by_id: HashMap<WebhookId, Arc<Webhook>>) -> Self {
+    fn build(by_id: HashMap<WebhookId, Arc<Webhook>>, schemas: Arc<Schemas>) -> Self {
         let mut by_type: HashMap<String, Vec<Arc<Webhook>>> = HashMap::new();
         let mut all_types = Vec::new();
         for webhook in by_id.values().filter(|w| w.spec.active) {
@@ -39,7 +55,38 @@ impl Index {
                 }
             }
         }
-        Self { by_id, by_type, all_types }
+        Self { by_id, by_type, all_types, schemas }
+    }
+}
+
+/// The tenant of a catalog entry; the control plane may leave it empty for the default one.
+fn entry_tenant(entry: &CatalogEntry) -> String {
+    if entry.tenant.is_empty() { DEFAULT_TENANT.to_owned() } else { entry.tenant.clone() }
+}
+
+/// Adds (or, for a type without a schema, removes) the entry's compiled schema.
+fn apply_entry(schemas: &mut Schemas, entry: CatalogEntry) {
+    let tenant = entry_tenant(&entry);
+    let Some(def) = entry.event_type.and_then(event_type_from_proto) else {
+        tracing::warn!(%tenant, "ignoring a catalog entry without a valid event type");
+        return;
+    };
+    let name = def.spec.name.to_string();
+    let compiled = def.spec.schema.as_ref().map(Schema::compile);
+    let types = schemas.entry(tenant.clone()).or_default();
+    match compiled {
+        Some(Ok(schema)) => {
+            types.insert(name, Arc::new(schema));
+        }
+        Some(Err(error)) => {
+            // The control plane validated it; a dispatcher that cannot compile it delivers the
+            // events rather than dropping them on its own judgement.
+            tracing::warn!(%tenant, event_type = %name, %error, "cannot compile an event type's schema; not checking it");
+            types.remove(&name);
+        }
+        None => {
+            types.remove(&name);
+        }
     }
 }
 
@@ -86,6 +133,11 @@ impl Definitions {
         out
     }
 
+    /// The compiled schema events of `event_type` must satisfy, if the type has one.
+    pub fn schema(&self, tenant: &str, event_type: &EventType) -> Option<Arc<Schema>> {
+        self.current().schemas.get(tenant)?.get(event_type.as_str()).cloned()
+    }
+
     pub fn get(&self, id: &WebhookId) -> Option<Arc<Webhook>> {
         self.current().by_id.get(id).cloned()
     }
@@ -120,39 +172,60 @@ impl Definitions {
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
-    fn apply(
-        &self,
-        change: Change,
-        pending_snapshot: &mut Option<HashMap<WebhookId, Arc<Webhook>>>,
-    ) {
+    pub(crate) fn apply(&self, change: Change, pending_snapshot: &mut Option<PendingSnapshot>) {
         match change {
             Change::Snapshot(page) => {
-                let building = pending_snapshot.get_or_insert_with(HashMap::new);
+                let building = pending_snapshot.get_or_insert_with(PendingSnapshot::default);
                 for w in page.webhooks {
                     let w = webhook_from_proto(w);
-                    building.insert(w.id.clone(), Arc::new(w));
+                    building.webhooks.insert(w.id.clone(), Arc::new(w));
+                }
+                for entry in page.event_types {
+                    apply_entry(&mut building.schemas, entry);
                 }
                 if page.complete {
                     let complete = pending_snapshot.take().unwrap_or_default();
-                    tracing::info!(webhooks = complete.len(), "definitions snapshot loaded");
-                    self.replace(Index::build(complete));
+                    tracing::info!(
+                        webhooks = complete.webhooks.len(),
+                        schemas = complete.schemas.values().map(HashMap::len).sum::<usize>(),
+                        "definitions snapshot loaded"
+                    );
+                    self.replace(Index::build(complete.webhooks, Arc::new(complete.schemas)));
                     self.ready.send_replace(true);
                 }
             }
             Change::Upserted(w) => {
                 let w = webhook_from_proto(w);
                 tracing::debug!(webhook_id = %w.id, active = w.spec.active, "webhook changed");
-                let mut by_id = self.current().by_id.clone();
+                let current = self.current();
+                let mut by_id = current.by_id.clone();
                 by_id.insert(w.id.clone(), Arc::new(w));
-                self.replace(Index::build(by_id));
+                self.replace(Index::build(by_id, current.schemas.clone()));
             }
-            // The catalog is not used by the dispatcher yet.
-            Change::EventTypeUpserted(_) | Change::EventTypeDeleted(_) => {}
+            Change::EventTypeUpserted(entry) => {
+                let current = self.current();
+                let mut schemas = Schemas::clone(&current.schemas);
+                apply_entry(&mut schemas, entry);
+                tracing::debug!("event type changed");
+                self.replace(Index::build(current.by_id.clone(), Arc::new(schemas)));
+            }
+            Change::EventTypeDeleted(entry) => {
+                let tenant = entry_tenant(&entry);
+                let name = entry.event_type.map(|t| t.name).unwrap_or_default();
+                tracing::debug!(%tenant, event_type = %name, "event type deleted");
+                let current = self.current();
+                let mut schemas = Schemas::clone(&current.schemas);
+                if let Some(types) = schemas.get_mut(&tenant) {
+                    types.remove(&name);
+                }
+                self.replace(Index::build(current.by_id.clone(), Arc::new(schemas)));
+            }
             Change::DeletedId(id) => {
                 tracing::debug!(webhook_id = %id, "webhook deleted");
-                let mut by_id = self.current().by_id.clone();
+                let current = self.current();
+                let mut by_id = current.by_id.clone();
                 by_id.remove(&WebhookId::from(id));
-                self.replace(Index::build(by_id));
+                self.replace(Index::build(by_id, current.schemas.clone()));
             }
         }
     }
@@ -224,12 +297,12 @@ async fn confirm_applied(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use hookd_proto::v1;
 
     use super::*;
 
-    fn wire(id: &str, types: &[&str], active: bool) -> v1::Webhook {
+    pub(crate) fn wire(id: &str, types: &[&str], active: bool) -> v1::Webhook {
         v1::Webhook {
             id: id.into(),
             name: id.into(),
@@ -276,5 +349,66 @@ mod tests {
         ids.sort();
         assert_eq!(ids, ["wh_b", "wh_c"]);
         assert!(defs.get(&WebhookId::from("wh_a")).is_none());
+    }
+
+    pub(crate) fn catalog_entry(name: &str, schema: Option<serde_json::Value>) -> v1::CatalogEntry {
+        let def = hookd_core::catalog::EventTypeDef {
+            spec: hookd_core::catalog::EventTypeSpec {
+                name: EventType::parse(name).expect("valid"),
+                description: String::new(),
+                schema,
+                example: None,
+            },
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            rejected: 0,
+        };
+        v1::CatalogEntry {
+            tenant: DEFAULT_TENANT.into(),
+            event_type: Some(hookd_proto::convert::event_type_to_proto(&def)),
+        }
+    }
+
+    #[test]
+    fn the_catalog_keeps_a_compiled_schema_per_type() {
+        let defs = Definitions::default();
+        let mut pending = None;
+        let t = EventType::parse("contact-created").expect("valid");
+        let schema = serde_json::json!({"type": "object", "required": ["email"]});
+        defs.apply(
+            Change::Snapshot(v1::SnapshotPage {
+                webhooks: vec![wire("wh_a", &["contact-created"], true)],
+                complete: true,
+                event_types: vec![
+                    catalog_entry("contact-created", Some(schema)),
+                    catalog_entry("basket-submitted", None),
+                ],
+            }),
+            &mut pending,
+        );
+        let s = defs.schema(DEFAULT_TENANT, &t).expect("schema kept");
+        assert!(s.check(&serde_json::json!({"email": "a@b.c"})).is_ok());
+        assert!(s.check(&serde_json::json!({})).is_err());
+        let basket = EventType::parse("basket-submitted").expect("valid");
+        assert!(defs.schema(DEFAULT_TENANT, &basket).is_none(), "no schema, no check");
+        assert!(defs.schema("other", &t).is_none(), "schemas are per tenant");
+
+        // Webhook changes keep the catalog; catalog changes keep the webhooks.
+        defs.apply(Change::Upserted(wire("wh_b", &["*"], true)), &mut pending);
+        assert!(defs.schema(DEFAULT_TENANT, &t).is_some());
+        let loose = serde_json::json!({"type": "object"});
+        defs.apply(
+            Change::EventTypeUpserted(catalog_entry("basket-submitted", Some(loose))),
+            &mut pending,
+        );
+        assert!(defs.schema(DEFAULT_TENANT, &basket).is_some());
+        assert_eq!(defs.len(), 2);
+        defs.apply(Change::EventTypeDeleted(catalog_entry("contact-created", None)), &mut pending);
+        assert!(defs.schema(DEFAULT_TENANT, &t).is_none());
+        defs.apply(
+            Change::EventTypeUpserted(catalog_entry("basket-submitted", None)),
+            &mut pending,
+        );
+        assert!(defs.schema(DEFAULT_TENANT, &basket).is_none(), "schema removed by an update");
     }
 }

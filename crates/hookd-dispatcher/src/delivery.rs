@@ -7,9 +7,8 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use hookd_core::{AttemptOutcome, DeliveryStatus, Event, RetrySchedule, next_delay, payload};
+use hookd_core::{AttemptOutcome, DeliveryStatus, Event, RetrySchedule, next_delay};
 use hookd_nats::DeliveryJob;
 use hookd_proto::{
     convert::timestamp,
@@ -18,9 +17,7 @@ use hookd_proto::{
 use tracing::Instrument;
 
 use crate::{
-    definitions::Definitions,
-    endpoints::Endpoints,
-    http::{AttemptRequest, HttpClient, recorded_headers},
+    attempt::Attempter, definitions::Definitions, endpoints::Endpoints, http::recorded_headers,
     reporter::Reporter,
 };
 
@@ -33,7 +30,7 @@ const BUSY_ENDPOINT_DELAY: Duration = Duration::from_secs(1);
 pub struct Deliverer {
     pub js: jetstream::Context,
     pub definitions: Definitions,
-    pub http: HttpClient,
+    pub attempter: Arc<Attempter>,
     pub endpoints: Endpoints,
     pub reporter: Reporter,
     pub default_schedule: RetrySchedule,
@@ -107,7 +104,6 @@ impl Deliverer {
                 return;
             }
         };
-        let body = Bytes::from(payload::envelope(&webhook.id, &event));
         let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
 
         // Waiting for the endpoint can take long: keep the message ours meanwhile.
@@ -124,19 +120,20 @@ impl Deliverer {
             }
         };
         let started_at = Utc::now();
-        let request = AttemptRequest {
-            url: &webhook.spec.url,
-            body: body.clone(),
-            headers: vec![
-                ("webhook-id", job.delivery_id.to_string()),
-                ("webhook-timestamp", started_at.timestamp().to_string()),
-            ],
-            timeout,
+        let delivery_id = job.delivery_id.as_str();
+        let attempt_made =
+            self.attempter.attempt(&job.tenant, &webhook, &event, delivery_id, started_at, timeout);
+        let made = if webhook.spec.credential_id.is_some() {
+            // Token requests (and a repeat after a 401) can outlast the ack wait.
+            with_progress(&msg, self.ack_wait, attempt_made).await
+        } else {
+            attempt_made.await
         };
-        let request_headers = recorded_headers(&request);
-        let result = self.http.attempt(request).await;
         drop(permit);
         drop(claim);
+        let request_headers = recorded_headers(&made.prepared.request);
+        let payload = made.prepared.payload_text();
+        let result = made.result;
 
         let schedule = webhook.spec.retry_schedule.as_ref().unwrap_or(&self.default_schedule);
         let success = result.outcome.is_success();
@@ -184,7 +181,7 @@ impl Deliverer {
             webhook_id: job.webhook_id.to_string(),
             event_id: job.event_id.to_string(),
             event_type: event.event_type.to_string(),
-            payload: String::from_utf8_lossy(&body).into_owned(),
+            payload,
             event: job.event.get().to_owned(),
             attempt: Some(v1::Attempt {
                 number: attempt,
@@ -264,6 +261,24 @@ impl Deliverer {
         tracing::debug!("endpoint busy; putting the job aside");
         let at = Utc::now() + chrono::Duration::from_std(BUSY_ENDPOINT_DELAY).unwrap_or_default();
         self.settle(msg, job, attempt, Settle::ScheduleAt(at)).await;
+    }
+}
+
+/// Runs `work` while telling JetStream every third of `ack_wait` that the message is still
+/// being worked on, so it is not redelivered meanwhile.
+async fn with_progress<F: Future>(
+    msg: &jetstream::Message,
+    ack_wait: Duration,
+    work: F,
+) -> F::Output {
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval(ack_wait / 3);
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = progress.tick() => ack(msg, AckKind::Progress).await,
+        }
     }
 }
 

@@ -2,6 +2,9 @@
 //! webhook on `HOOKD_DELIVERIES`. The event is acknowledged only after every job is stored;
 //! a fan-out repeated after a crash creates no second job, because each job's
 //! `Nats-Msg-Id` is `<event id>.<webhook id>`.
+//!
+//! An event whose type has a schema in the catalog and whose data does not satisfy it is
+//! terminated here: never delivered, never retried, and counted for the control plane.
 
 use std::time::Duration;
 
@@ -12,21 +15,31 @@ use hookd_core::{DEFAULT_TENANT, Event};
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
-use crate::definitions::Definitions;
+use crate::{definitions::Definitions, reporter::Rejections};
 
 /// How soon a fan-out that could not store all its jobs is tried again.
 const FANOUT_RETRY: Duration = Duration::from_secs(1);
 
-pub async fn fan_out(js: &jetstream::Context, definitions: &Definitions, msg: jetstream::Message) {
+pub async fn fan_out(
+    js: &jetstream::Context,
+    definitions: &Definitions,
+    rejections: &Rejections,
+    msg: jetstream::Message,
+) {
     let span = tracing::info_span!(
         "fan_out",
         event_id = tracing::field::Empty,
         event_type = tracing::field::Empty
     );
-    fan_out_one(js, definitions, msg).instrument(span).await;
+    fan_out_one(js, definitions, rejections, msg).instrument(span).await;
 }
 
-async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: jetstream::Message) {
+async fn fan_out_one(
+    js: &jetstream::Context,
+    definitions: &Definitions,
+    rejections: &Rejections,
+    msg: jetstream::Message,
+) {
     let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let event = match Event::from_json(&msg.payload, Utc::now()) {
         Ok(event) => event,
@@ -41,6 +54,12 @@ async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: je
     let span = tracing::Span::current();
     span.record("event_id", event.id.as_str());
     span.record("event_type", event.event_type.as_str());
+    if let Err(error) = check_schema(definitions, rejections, tenant, &event) {
+        // It can never become valid either.
+        tracing::warn!(%error, sequence, "dropping an event whose data does not match its type's schema");
+        settle_event(&msg, AckKind::Term).await;
+        return;
+    }
     let webhooks = definitions.matching(&event.event_type);
     if webhooks.is_empty() {
         tracing::debug!("no webhook subscribes to this event");
@@ -62,11 +81,71 @@ async fn fan_out_one(js: &jetstream::Context, definitions: &Definitions, msg: je
     settle_event(&msg, AckKind::Ack).await;
 }
 
+/// Checks the event's data against its type's schema, if the type has one, and counts a
+/// refusal. `Err` is the schema error.
+fn check_schema(
+    definitions: &Definitions,
+    rejections: &Rejections,
+    tenant: &str,
+    event: &Event,
+) -> Result<(), String> {
+    let Some(schema) = definitions.schema(tenant, &event.event_type) else { return Ok(()) };
+    schema.check(&event.data).inspect_err(|error| {
+        rejections.count(tenant, event.event_type.as_str(), error);
+    })
+}
+
 /// Settles an event without waiting for the server's confirmation: if the ack is lost the
 /// event is fanned out again, and the deliveries stream drops the jobs it already has, so
 /// confirming would cost a round trip per event for nothing.
 async fn settle_event(msg: &jetstream::Message, kind: AckKind) {
     if let Err(error) = msg.ack_with(kind).await {
         tracing::warn!(%error, "cannot acknowledge event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookd_proto::v1::{self, watch_webhooks_response::Change};
+
+    use super::*;
+    use crate::definitions::tests::catalog_entry;
+
+    fn event(data: &str) -> Event {
+        let json = format!(r#"{{"id":"e1","type":"contact-created","data":{data}}}"#);
+        Event::from_json(json.as_bytes(), Utc::now()).expect("valid event")
+    }
+
+    #[test]
+    fn events_failing_their_schema_are_refused_and_counted() {
+        let defs = Definitions::default();
+        let schema = serde_json::json!({"type": "object", "required": ["email"]});
+        defs.apply(
+            Change::Snapshot(v1::SnapshotPage {
+                webhooks: vec![],
+                complete: true,
+                event_types: vec![catalog_entry("contact-created", Some(schema))],
+            }),
+            &mut None,
+        );
+        let rejections = Rejections::default();
+        assert!(
+            check_schema(&defs, &rejections, DEFAULT_TENANT, &event(r#"{"email":"a"}"#)).is_ok()
+        );
+        assert!(rejections.take().is_empty());
+        for _ in 0..3 {
+            let error = check_schema(&defs, &rejections, DEFAULT_TENANT, &event("{}"))
+                .expect_err("refused");
+            assert!(error.contains("email"), "{error}");
+        }
+        // Another tenant has no schema for the type.
+        assert!(check_schema(&defs, &rejections, "other", &event("{}")).is_ok());
+        let counted = rejections.take();
+        assert_eq!(counted.len(), 1);
+        assert_eq!(counted[0].tenant, DEFAULT_TENANT);
+        assert_eq!(counted[0].event_type, "contact-created");
+        assert_eq!(counted[0].count, 3);
+        assert!(counted[0].error.contains("email"));
+        assert!(rejections.take().is_empty(), "taking resets the counts");
     }
 }

@@ -1,11 +1,14 @@
 //! The HTTP side of an attempt: one shared hyper client (connections reused per host), a
 //! deadline over the whole exchange, no redirects followed, and a capped read of the answer.
 
-use std::time::{Duration, Instant};
+use std::{
+    borrow::Cow,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
-use hookd_core::AttemptOutcome;
-use http::{HeaderValue, Method, Request, header};
+use hookd_core::{AttemptOutcome, endpoint::HttpMethod};
+use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
@@ -18,13 +21,54 @@ pub const RESPONSE_EXCERPT_BYTES: usize = 16 * 1024;
 
 const USER_AGENT: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));
 
-/// What to send in one attempt.
-#[derive(Debug)]
+/// What to send in one attempt. Borrows from the webhook definition where it can: this is
+/// built once per delivery on the hot path. `Debug` shows neither the URL nor secret values.
 pub struct AttemptRequest<'a> {
-    pub url: &'a str,
-    pub body: Bytes,
-    pub headers: Vec<(&'static str, String)>,
+    pub method: HttpMethod,
+    /// The full URL, query included (an API key in the query too: never log this field, use
+    /// [`crate::request::Prepared::shown_url`]).
+    pub url: Cow<'a, str>,
+    /// `None` for methods without a body: then no `content-type` is sent either.
+    pub body: Option<Bytes>,
+    pub headers: Vec<OutHeader<'a>>,
     pub timeout: Duration,
+}
+
+/// One request header. `secret` marks credentials (the endpoint auth, an OAuth2 token): their
+/// values are redacted in the history and marked sensitive for hyper.
+#[derive(Clone)]
+pub struct OutHeader<'a> {
+    pub name: &'a str,
+    pub value: Cow<'a, str>,
+    pub secret: bool,
+}
+
+impl<'a> OutHeader<'a> {
+    pub fn plain(name: &'a str, value: impl Into<Cow<'a, str>>) -> Self {
+        Self { name, value: value.into(), secret: false }
+    }
+
+    pub fn secret(name: &'a str, value: impl Into<Cow<'a, str>>) -> Self {
+        Self { name, value: value.into(), secret: true }
+    }
+}
+
+impl std::fmt::Debug for AttemptRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptRequest")
+            .field("method", &self.method)
+            .field("body_bytes", &self.body.as_ref().map(Bytes::len))
+            .field("headers", &self.headers)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for OutHeader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.secret { REDACTED } else { &self.value };
+        write!(f, "{}: {value}", self.name)
+    }
 }
 
 /// How an attempt went, with its measured latency.
@@ -57,10 +101,11 @@ impl HttpClient {
         Self { client }
     }
 
-    /// Makes one attempt. Never fails: every problem is an [`AttemptOutcome`].
-    pub async fn attempt(&self, req: AttemptRequest<'_>) -> AttemptResult {
+    /// Makes one exchange, within the request's timeout. Never fails: every problem is an
+    /// [`AttemptOutcome`]. Borrows the request so it can be sent again (OAuth2 refresh).
+    pub async fn attempt(&self, req: &AttemptRequest<'_>) -> AttemptResult {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(req.timeout, self.exchange(&req)).await {
+        let outcome = match tokio::time::timeout(req.timeout, self.exchange(req)).await {
             Ok(outcome) => outcome,
             Err(_) => AttemptOutcome::TimedOut { after: req.timeout },
         };
@@ -68,19 +113,10 @@ impl HttpClient {
     }
 
     async fn exchange(&self, req: &AttemptRequest<'_>) -> AttemptOutcome {
-        let mut builder = Request::builder()
-            .method(Method::POST)
-            .uri(req.url)
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-        for (name, value) in &req.headers {
-            builder = builder.header(*name, value);
-        }
-        let request = match builder.body(Full::new(req.body.clone())) {
+        let request = match build(req) {
             Ok(r) => r,
-            Err(e) => {
-                return AttemptOutcome::Failed { error: format!("cannot build request: {e}") };
-            }
+            // The message names the problem, never a header value (it may be a secret).
+            Err(error) => return AttemptOutcome::Failed { error },
         };
         let response = match self.client.request(request).await {
             Ok(r) => r,
@@ -97,19 +133,61 @@ impl HttpClient {
     }
 }
 
+fn build(req: &AttemptRequest<'_>) -> Result<Request<Full<Bytes>>, String> {
+    let method = match req.method {
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Delete => Method::DELETE,
+    };
+    let uri: http::Uri =
+        req.url.parse().map_err(|e| format!("cannot build request: invalid url: {e}"))?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    if req.body.is_some() {
+        builder = builder.header(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    }
+    for h in &req.headers {
+        let name = HeaderName::try_from(h.name)
+            .map_err(|_| format!("cannot build request: invalid header name {:?}", h.name))?;
+        let mut value = HeaderValue::from_str(&h.value)
+            .map_err(|_| format!("cannot build request: invalid value for header {:?}", h.name))?;
+        // Keeps it out of HPACK tables and out of `Debug` output.
+        value.set_sensitive(h.secret);
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(req.body.clone().unwrap_or_default()))
+        .map_err(|e| format!("cannot build request: {e}"))
+}
+
+const JSON: &str = "application/json";
+
 /// The headers of an attempt as the history shows them: every header hookd sends, with the
-/// values of credentials replaced.
+/// values of credentials replaced. A header is a credential when the request says so (it
+/// knows which header carries the auth) or, as a safety net, when its name looks like one.
 pub fn recorded_headers(req: &AttemptRequest<'_>) -> Vec<(String, String)> {
-    let mut headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("user-agent".to_owned(), USER_AGENT.to_owned()),
-    ];
-    for (name, value) in &req.headers {
-        let value = if is_secret(name) { "[redacted]".to_owned() } else { value.clone() };
-        headers.push(((*name).to_owned(), value));
+    let mut headers = Vec::with_capacity(req.headers.len() + 2);
+    if req.body.is_some() {
+        headers.push(("content-type".to_owned(), JSON.to_owned()));
+    }
+    headers.push(("user-agent".to_owned(), USER_AGENT.to_owned()));
+    for h in &req.headers {
+        let value = if h.secret || is_secret(h.name) {
+            REDACTED.to_owned()
+        } else {
+            h.value.clone().into_owned()
+        };
+        headers.push((h.name.to_owned(), value));
     }
     headers
 }
+
+/// What the history and test sends show instead of a secret.
+pub const REDACTED: &str = "[redacted]";
 
 fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -183,13 +261,20 @@ mod tests {
     #[test]
     fn credentials_are_redacted_in_the_history() {
         let req = AttemptRequest {
-            url: "http://127.0.0.1:1/",
-            body: Bytes::new(),
-            headers: vec![("webhook-id", "dlv_1".into()), ("x-webhook-secret", "s3cret".into())],
+            method: HttpMethod::Post,
+            url: "http://127.0.0.1:1/".into(),
+            body: Some(Bytes::new()),
+            headers: vec![
+                OutHeader::plain("webhook-id", "dlv_1"),
+                OutHeader::plain("x-webhook-secret", "s3cret"),
+                OutHeader::secret("x-custom-auth", "k3y"),
+            ],
             timeout: Duration::from_secs(1),
         };
         let recorded = recorded_headers(&req);
         assert!(recorded.contains(&("webhook-id".into(), "dlv_1".into())));
+        assert!(recorded.contains(&("content-type".into(), "application/json".into())));
         assert!(recorded.contains(&("x-webhook-secret".into(), "[redacted]".into())));
+        assert!(recorded.contains(&("x-custom-auth".into(), "[redacted]".into())));
     }
 }

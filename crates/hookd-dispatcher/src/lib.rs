@@ -6,6 +6,7 @@
 //! control plane over gRPC), and a NATS message is acknowledged only after its result is
 //! stored.
 
+mod attempt;
 mod config;
 mod definitions;
 mod delivery;
@@ -14,6 +15,11 @@ mod fanout;
 mod health;
 mod http;
 mod reporter;
+mod request;
+mod test_send;
+#[cfg(test)]
+mod test_server;
+mod tokens;
 
 use std::{
     future::Future,
@@ -33,8 +39,14 @@ use tonic::transport::{Channel, Endpoint};
 pub use config::{Config, ConfigError};
 
 use crate::{
-    definitions::Definitions, delivery::Deliverer, endpoints::Endpoints, http::HttpClient,
-    reporter::Reporter,
+    attempt::Attempter,
+    definitions::Definitions,
+    delivery::Deliverer,
+    endpoints::Endpoints,
+    http::HttpClient,
+    reporter::{Rejections, Reporter},
+    test_send::TestSends,
+    tokens::{ControlTokens, Tokens},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +148,7 @@ impl Dispatcher {
         Ok(Self { config, jetstream, definitions, watch, control, fanout, deliveries })
     }
 
-    /// Runs both stages until `shutdown`, then stops taking work, lets in-flight deliveries
+    /// Runs both stages and the test-send responder until `shutdown`, then stops taking work, lets in-flight deliveries
     /// finish (up to the grace period) and reports their results.
     pub async fn serve(
         self,
@@ -145,15 +157,22 @@ impl Dispatcher {
     ) -> Result<(), DispatcherError> {
         let ready = Arc::new(AtomicBool::new(true));
         let health = tokio::spawn(health::serve(listener, ready.clone()));
+        let rejections = Rejections::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
             self.config.report_batch_max,
             self.config.report_buffer,
+            rejections.clone(),
         );
+        // One HTTP client and one token cache for deliveries and test sends alike.
+        let attempter = Arc::new(Attempter {
+            http: HttpClient::new(),
+            tokens: Tokens::new(ControlTokens::new(self.control.clone())),
+        });
         let deliverer = Arc::new(Deliverer {
             js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
-            http: HttpClient::new(),
+            attempter: attempter.clone(),
             endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
             reporter,
             default_schedule: self.config.retry_schedule(),
@@ -166,6 +185,7 @@ impl Dispatcher {
         let fanout_stage = {
             let js = self.jetstream.clone();
             let definitions = self.definitions.clone();
+            let rejections = rejections.clone();
             run_stage(
                 "fan-out",
                 self.fanout,
@@ -174,17 +194,30 @@ impl Dispatcher {
                 move |msg| {
                     let js = js.clone();
                     let definitions = definitions.clone();
-                    async move { fanout::fan_out(&js, &definitions, msg).await }
+                    let rejections = rejections.clone();
+                    async move { fanout::fan_out(&js, &definitions, &rejections, msg).await }
                 },
             )
         };
         let delivery_stage = {
             let deliverer = deliverer.clone();
-            run_stage("delivery", self.deliveries, self.config.max_in_flight, stop_rx, move |msg| {
-                deliverer.clone().deliver(msg)
-            })
+            run_stage(
+                "delivery",
+                self.deliveries,
+                self.config.max_in_flight,
+                stop_rx.clone(),
+                move |msg| deliverer.clone().deliver(msg),
+            )
         };
-        let stages = tokio::spawn(async move { tokio::join!(fanout_stage, delivery_stage) });
+        let test_sends = Arc::new(TestSends {
+            definitions: self.definitions.clone(),
+            attempter,
+            default_timeout: self.config.attempt_timeout(),
+        })
+        .serve(self.jetstream.client(), stop_rx.clone());
+        let stages = tokio::spawn(async move {
+            tokio::join!(fanout_stage, delivery_stage, test_sends);
+        });
 
         shutdown.await;
         tracing::info!("dispatcher shutting down");

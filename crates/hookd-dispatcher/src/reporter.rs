@@ -2,20 +2,86 @@
 //! sends them in batches and retries a batch until the control plane has stored it. A
 //! delivery is acknowledged on NATS only after its result is stored, and a failed write is
 //! retried as a write, never by repeating the HTTP call.
+//!
+//! Counts of events the fan-out refused (their data did not satisfy their type's schema) ride
+//! along with the next batch, or go alone at most once a second when no attempts are made.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use hookd_proto::v1::{
-    AttemptReport, ReportAttemptsRequest, dispatch_service_client::DispatchServiceClient,
+    AttemptReport, RejectedEvents, ReportAttemptsRequest,
+    dispatch_service_client::DispatchServiceClient,
 };
 use tokio::{
-    sync::{Semaphore, mpsc, oneshot},
+    sync::{Notify, Semaphore, mpsc, oneshot},
     task::JoinSet,
+    time::Instant,
 };
+use tonic::transport::Channel;
 
 /// Report calls in flight at once.
 const CALLS_IN_FLIGHT: usize = 4;
-use tonic::transport::Channel;
+/// Rejection counts are sent on their own at most this often (they also ride on every batch).
+const REJECTED_EVERY: Duration = Duration::from_secs(1);
+
+/// Events refused by their type's schema since the last report, by tenant and type. Shared by
+/// the fan-out (which counts) and the report loop (which sends and resets).
+#[derive(Clone, Default)]
+pub struct Rejections {
+    inner: Arc<RejectionsInner>,
+}
+
+#[derive(Default)]
+struct RejectionsInner {
+    /// (tenant, event type) → (count, last error).
+    counts: Mutex<HashMap<(String, String), (u64, String)>>,
+    added: Notify,
+}
+
+impl Rejections {
+    pub fn count(&self, tenant: &str, event_type: &str, error: &str) {
+        let mut counts = self.inner.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = counts.entry((tenant.to_owned(), event_type.to_owned())).or_default();
+        entry.0 += 1;
+        error.clone_into(&mut entry.1);
+        drop(counts);
+        // Stores a permit if the loop is not waiting, so no count goes unnoticed.
+        self.inner.added.notify_one();
+    }
+
+    /// Everything counted so far, resetting the counts.
+    pub fn take(&self) -> Vec<RejectedEvents> {
+        let mut counts = self.inner.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts
+            .drain()
+            .map(|((tenant, event_type), (count, error))| RejectedEvents {
+                tenant,
+                event_type,
+                count,
+                error,
+            })
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.inner.counts.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    /// Resolves once there are counts to send and `not_before` has passed.
+    async fn due(&self, not_before: Instant) {
+        loop {
+            if !self.is_empty() {
+                tokio::time::sleep_until(not_before).await;
+                return;
+            }
+            self.inner.added.notified().await;
+        }
+    }
+}
 
 struct Pending {
     report: AttemptReport,
@@ -37,9 +103,10 @@ impl Reporter {
         client: DispatchServiceClient<Channel>,
         batch_max: usize,
         buffer: usize,
+        rejections: Rejections,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(buffer.max(1));
-        let task = tokio::spawn(send_loop(client, rx, batch_max.max(1)));
+        let task = tokio::spawn(send_loop(client, rx, batch_max.max(1), rejections));
         (Self { queue }, task)
     }
 
@@ -55,34 +122,59 @@ async fn send_loop(
     client: DispatchServiceClient<Channel>,
     mut rx: mpsc::Receiver<Pending>,
     batch_max: usize,
+    rejections: Rejections,
 ) {
     // Several calls in flight: each waits for a database commit, and the control plane merges
     // concurrent calls into one transaction, so overlapping them multiplies throughput.
     let in_flight = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
     let mut calls = JoinSet::new();
+    let mut next_rejected = Instant::now();
     loop {
         let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
-        // Ends when every sender is dropped and the queue is drained.
-        if rx.recv_many(&mut batch, batch_max).await == 0 {
-            break;
+        // Both branches are cancel-safe: an unfinished receive loses no message, and counts
+        // stay counted until taken.
+        tokio::select! {
+            received = rx.recv_many(&mut batch, batch_max) => {
+                // Ends when every sender is dropped and the queue is drained.
+                if received == 0 {
+                    break;
+                }
+            }
+            () = rejections.due(next_rejected) => {}
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let rejected = rejections.take();
+        if !rejected.is_empty() {
+            next_rejected = Instant::now() + REJECTED_EVERY;
+        } else if batch.is_empty() {
+            continue;
+        }
         let client = client.clone();
         calls.spawn(async move {
-            send_batch(client, batch).await;
+            send_batch(client, batch, rejected).await;
             drop(permit);
         });
         while calls.try_join_next().is_some() {}
     }
     while calls.join_next().await.is_some() {}
+    let rejected = rejections.take();
+    if !rejected.is_empty() {
+        send_batch(client, Vec::new(), rejected).await;
+    }
 }
 
 /// Sends one batch until the control plane has stored it, then tells each waiting delivery.
-async fn send_batch(mut client: DispatchServiceClient<Channel>, batch: Vec<Pending>) {
+async fn send_batch(
+    mut client: DispatchServiceClient<Channel>,
+    batch: Vec<Pending>,
+    rejected: Vec<RejectedEvents>,
+) {
     // Move the reports out rather than copying them: they carry payloads and events.
     let (reports, waiting): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.report, p.stored)).unzip();
-    let request = ReportAttemptsRequest { reports, rejected: vec![] };
+    // Resent as is on failure: a call that was stored but whose answer was lost counts the
+    // rejections twice, which is the lesser harm for a counter.
+    let request = ReportAttemptsRequest { reports, rejected };
     let mut backoff = Duration::from_millis(50);
     loop {
         match client.report_attempts(request.clone()).await {
