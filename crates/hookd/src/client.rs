@@ -220,7 +220,11 @@ fn status_error(status: tonic::Status) -> anyhow::Error {
         }
         _ => "",
     };
-    anyhow::anyhow!("the control plane answered {:?}: {}{hint}", status.code(), status.message())
+    let message = match status.message() {
+        "" => String::new(),
+        m => format!(": {m}"),
+    };
+    anyhow::anyhow!("the control plane answered {:?}{message}{hint}", status.code())
 }
 
 fn parse_json(flag: &str, text: &str) -> anyhow::Result<prost_types::Value> {
