@@ -61,30 +61,8 @@ pub enum WebhookCommand {
     },
     /// Change the fields given on the command line, and only those.
     Update {
-        id: String,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        url: Option<String>,
-        /// Replaces the subscribed event types; repeat it.
-        #[arg(long = "event-type")]
-        event_types: Vec<String>,
-        #[arg(long)]
-        active: Option<bool>,
         #[command(flatten)]
-        endpoint: EndpointArgs,
-        /// Go back to the dispatcher's default retry schedule.
-        #[arg(long, conflicts_with = "retry_schedule")]
-        default_retry_schedule: bool,
-        /// Remove every custom header.
-        #[arg(long, conflicts_with = "headers")]
-        no_headers: bool,
-        /// Send all the event data again (no field selection).
-        #[arg(long, conflicts_with = "fields")]
-        all_fields: bool,
-        /// Stop using an OAuth2 credential.
-        #[arg(long, conflicts_with = "credential")]
-        no_credential: bool,
+        changes: UpdateArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -124,6 +102,78 @@ pub enum WebhookCommand {
         #[command(flatten)]
         conn: Connection,
     },
+}
+
+/// What `webhook update` changes.
+#[derive(Args)]
+pub struct UpdateArgs {
+    id: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    url: Option<String>,
+    /// Replaces the subscribed event types; repeat it.
+    #[arg(long = "event-type")]
+    event_types: Vec<String>,
+    #[arg(long)]
+    active: Option<bool>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// Go back to the dispatcher's default retry schedule.
+    #[arg(long, conflicts_with = "retry_schedule")]
+    default_retry_schedule: bool,
+    /// Remove every custom header.
+    #[arg(long, conflicts_with = "headers")]
+    no_headers: bool,
+    /// Send all the event data again (no field selection).
+    #[arg(long, conflicts_with = "fields")]
+    all_fields: bool,
+    /// Stop using an OAuth2 credential.
+    #[arg(long, conflicts_with = "credential")]
+    no_credential: bool,
+}
+
+impl UpdateArgs {
+    /// The request, whose mask names exactly the fields given on the command line.
+    fn into_request(self) -> anyhow::Result<v1::UpdateWebhookRequest> {
+        let mut paths = Vec::new();
+        let mut changes = v1::Webhook { id: self.id, ..Default::default() };
+        if let Some(name) = self.name {
+            changes.name = name;
+            paths.push("name".to_owned());
+        }
+        if let Some(url) = self.url {
+            changes.url = url;
+            paths.push("url".to_owned());
+        }
+        if !self.event_types.is_empty() {
+            changes.event_types = self.event_types;
+            paths.push("event_types".to_owned());
+        }
+        if let Some(active) = self.active {
+            changes.active = active;
+            paths.push("active".to_owned());
+        }
+        self.endpoint.apply(&mut changes, &mut paths)?;
+        // A masked field left unset goes back to its default: that is how these clear.
+        for (flag, path) in [
+            (self.default_retry_schedule, "retry_policy"),
+            (self.no_headers, "headers"),
+            (self.all_fields, "fields"),
+            (self.no_credential, "credential_id"),
+        ] {
+            if flag {
+                paths.push(path.to_owned());
+            }
+        }
+        if paths.is_empty() {
+            anyhow::bail!("nothing to change: pass at least one field to change (see --help)");
+        }
+        Ok(v1::UpdateWebhookRequest {
+            webhook: Some(changes),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        })
+    }
 }
 
 /// Endpoint options shared by `create` and `update`. Secrets (`--api-key`, `--basic`,
@@ -269,27 +319,37 @@ impl EndpointArgs {
     }
 }
 
+fn create_request(
+    name: String,
+    url: String,
+    event_types: Vec<String>,
+    active: bool,
+    endpoint: EndpointArgs,
+) -> anyhow::Result<v1::CreateWebhookRequest> {
+    let mut w = v1::Webhook::default();
+    endpoint.apply(&mut w, &mut Vec::new())?;
+    Ok(v1::CreateWebhookRequest {
+        name,
+        url,
+        event_types,
+        active,
+        description: w.description,
+        attempt_timeout_ms: w.attempt_timeout_ms,
+        retry_policy: w.retry_policy,
+        app: w.app,
+        method: w.method,
+        headers: w.headers,
+        auth: w.auth,
+        credential_id: w.credential_id,
+        fields: w.fields,
+        format: w.format,
+    })
+}
+
 pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
     match command {
         WebhookCommand::Create { name, url, event_types, active, endpoint, conn } => {
-            let mut w = v1::Webhook::default();
-            endpoint.apply(&mut w, &mut Vec::new())?;
-            let request = v1::CreateWebhookRequest {
-                name,
-                url,
-                event_types,
-                active,
-                description: w.description,
-                attempt_timeout_ms: w.attempt_timeout_ms,
-                retry_policy: w.retry_policy,
-                app: w.app,
-                method: w.method,
-                headers: w.headers,
-                auth: w.auth,
-                credential_id: w.credential_id,
-                fields: w.fields,
-                format: w.format,
-            };
+            let request = create_request(name, url, event_types, active, endpoint)?;
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
             let response = client.create_webhook(request).await.map_err(status_error)?;
             print_webhook(conn.output, response.into_inner().webhook)?;
@@ -316,57 +376,9 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
                 client.get_webhook(v1::GetWebhookRequest { id }).await.map_err(status_error)?;
             print_webhook(conn.output, response.into_inner().webhook)?;
         }
-        WebhookCommand::Update {
-            id,
-            name,
-            url,
-            event_types,
-            active,
-            endpoint,
-            default_retry_schedule,
-            no_headers,
-            all_fields,
-            no_credential,
-            conn,
-        } => {
-            let mut paths = Vec::new();
-            let mut changes = v1::Webhook { id, ..Default::default() };
-            if let Some(name) = name {
-                changes.name = name;
-                paths.push("name".to_owned());
-            }
-            if let Some(url) = url {
-                changes.url = url;
-                paths.push("url".to_owned());
-            }
-            if !event_types.is_empty() {
-                changes.event_types = event_types;
-                paths.push("event_types".to_owned());
-            }
-            if let Some(active) = active {
-                changes.active = active;
-                paths.push("active".to_owned());
-            }
-            endpoint.apply(&mut changes, &mut paths)?;
-            // A masked field left unset goes back to its default: that is how these clear.
-            for (flag, path) in [
-                (default_retry_schedule, "retry_policy"),
-                (no_headers, "headers"),
-                (all_fields, "fields"),
-                (no_credential, "credential_id"),
-            ] {
-                if flag {
-                    paths.push(path.to_owned());
-                }
-            }
-            if paths.is_empty() {
-                anyhow::bail!("nothing to change: pass at least one field to change (see --help)");
-            }
+        WebhookCommand::Update { changes, conn } => {
+            let request = changes.into_request()?;
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            let request = v1::UpdateWebhookRequest {
-                webhook: Some(changes),
-                update_mask: Some(prost_types::FieldMask { paths }),
-            };
             let response = client.update_webhook(request).await.map_err(status_error)?;
             print_webhook(conn.output, response.into_inner().webhook)?;
         }
@@ -634,5 +646,122 @@ fn print_webhooks(output: Output, webhooks: &[v1::Webhook], next_page_token: &st
                 println!("next page: --page-token {next_page_token}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<WebhookCommand> {
+        Ok(Cli::try_parse_from(std::iter::once("webhook").chain(args.iter().copied()))?.command)
+    }
+
+    fn update(args: &[&str]) -> anyhow::Result<v1::UpdateWebhookRequest> {
+        match parse(&[&["update", "wh_1"], args].concat())? {
+            WebhookCommand::Update { changes, .. } => changes.into_request(),
+            _ => anyhow::bail!("not an update"),
+        }
+    }
+
+    fn mask(request: &v1::UpdateWebhookRequest) -> Vec<&str> {
+        request
+            .update_mask
+            .as_ref()
+            .map_or_else(Vec::new, |m| m.paths.iter().map(String::as_str).collect())
+    }
+
+    #[test]
+    fn update_masks_exactly_the_fields_given() -> anyhow::Result<()> {
+        let r = update(&["--method", "put", "--header", "x-tenant: acme", "--format", "data"])?;
+        assert_eq!(mask(&r), ["method", "headers", "format"]);
+        let w = r.webhook.context("webhook")?;
+        assert_eq!((w.id.as_str(), w.method), ("wh_1", i32::from(v1::HttpMethod::Put)));
+        assert_eq!(w.headers[0].name, "x-tenant");
+
+        let r = update(&["--bearer", "t0k", "--field", "/email", "--app", "shop"])?;
+        assert_eq!(mask(&r), ["auth", "app", "fields"]);
+        let r = update(&["--no-headers", "--all-fields", "--no-credential"])?;
+        assert_eq!(mask(&r), ["headers", "fields", "credential_id"]);
+        let w = r.webhook.context("webhook")?;
+        assert!(w.headers.is_empty() && w.fields.is_empty() && w.credential_id.is_empty());
+        let r = update(&["--active", "false", "--no-auth"])?;
+        assert_eq!(mask(&r), ["active", "auth"]);
+
+        assert!(update(&[]).is_err(), "nothing to change");
+        assert!(update(&["--header", "x: 1", "--no-headers"]).is_err(), "conflicting flags");
+        Ok(())
+    }
+
+    #[test]
+    fn create_carries_every_endpoint_option() -> anyhow::Result<()> {
+        let command = parse(&[
+            "create",
+            "--name",
+            "crm",
+            "--url",
+            "https://crm.example/h",
+            "--event-type",
+            "a",
+            "--event-type",
+            "b",
+            "--app",
+            "shop",
+            "--method",
+            "patch",
+            "--header",
+            "x-a: 1",
+            "--api-key",
+            "k3y",
+            "--api-key-name",
+            "token",
+            "--api-key-in-query",
+            "--credential",
+            "cred_1",
+            "--field",
+            "/email",
+            "--format",
+            "flat",
+            "--timeout-ms",
+            "500",
+            "--retry-schedule",
+            "1,2",
+        ])?;
+        let WebhookCommand::Create { name, url, event_types, active, endpoint, .. } = command
+        else {
+            anyhow::bail!("not a create");
+        };
+        let r = create_request(name, url, event_types, active, endpoint)?;
+        assert_eq!(r.event_types, ["a", "b"]);
+        assert_eq!((r.app.as_str(), r.credential_id.as_str()), ("shop", "cred_1"));
+        assert_eq!(r.method, i32::from(v1::HttpMethod::Patch));
+        assert_eq!(r.format, i32::from(v1::PayloadFormat::Flat));
+        assert_eq!((r.attempt_timeout_ms, r.fields.len(), r.headers.len()), (500, 1, 1));
+        assert_eq!(r.retry_policy.map(|p| p.delay_seconds), Some(vec![1, 2]));
+        let Some(v1::endpoint_auth::Kind::ApiKey(key)) = r.auth.and_then(|a| a.kind) else {
+            anyhow::bail!("no API key");
+        };
+        assert_eq!((key.name.as_str(), key.value.as_str(), key.in_query), ("token", "k3y", true));
+        Ok(())
+    }
+
+    #[test]
+    fn basic_auth_splits_user_and_password() -> anyhow::Result<()> {
+        let r = update(&["--basic", "ada:pa:ss"])?;
+        let Some(v1::endpoint_auth::Kind::Basic(b)) =
+            r.webhook.and_then(|w| w.auth).and_then(|a| a.kind)
+        else {
+            anyhow::bail!("no basic auth");
+        };
+        assert_eq!((b.username.as_str(), b.password.as_str()), ("ada", "pa:ss"));
+        Ok(())
     }
 }
