@@ -426,3 +426,23 @@ fn delivery_json(d: &v1::Delivery) -> serde_json::Value {
         "next_attempt_at": time_json(d.next_attempt_at.as_ref()), "payload": d.payload, "attempts": attempts,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::service::Interceptor;
+
+    use super::*;
+
+    #[test]
+    fn the_token_goes_in_the_authorization_metadata_of_every_call() -> anyhow::Result<()> {
+        let mut token = bearer_token(Some("t0ken"))?;
+        let request = token.call(tonic::Request::new(()))?;
+        let value = request.metadata().get("authorization").context("no authorization")?;
+        assert_eq!(value.to_str()?, "Bearer t0ken");
+
+        let mut none = bearer_token(Some(""))?;
+        assert!(none.call(tonic::Request::new(()))?.metadata().get("authorization").is_none());
+        assert!(bearer_token(Some("bad\ntoken")).is_err());
+        Ok(())
+    }
+}
