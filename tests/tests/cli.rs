@@ -49,6 +49,23 @@ async fn cli_manages_webhooks_publishes_events_and_shows_history() -> anyhow::Re
     assert_eq!(listed["webhooks"][0]["id"], id.as_str(), "{listed}");
     let got = hookd_json(&cluster, &["webhook", "get", &id])?;
     assert_eq!(got["url"], url.as_str());
+    // The endpoint options and counts are in the JSON even when left at their defaults.
+    assert_eq!(got["method"], "POST", "{got}");
+    assert_eq!(got["format"], "envelope", "{got}");
+    assert_eq!(got["auth"]["type"], "none", "{got}");
+    assert_eq!(got["stats"]["triggered"], 0, "{got}");
+
+    // The table, reached through the `--addr` alias, with a token the server ignores for now.
+    let output = Command::new(hookd_binary()?)
+        .args(["webhook", "list", "--addr", &cluster.control.grpc_url(), "--output", "table"])
+        .env("HOOKD_TOKEN", "t0ken")
+        .output()?;
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for column in ["NAME", "ID", "STATUS", "METHOD", "EVENT TYPES", "LAST ATTEMPT", "TRIGGERED"] {
+        assert!(table.contains(column), "{column} missing from\n{table}");
+    }
+    assert!(table.contains("from-cli") && table.contains("active"), "{table}");
 
     let published = hookd_json(
         &cluster,
@@ -91,5 +108,69 @@ async fn cli_manages_webhooks_publishes_events_and_shows_history() -> anyhow::Re
     hookd_json(&cluster, &["webhook", "delete", &id])?;
     let listed = hookd_json(&cluster, &["webhook", "list"])?;
     assert_eq!(listed["webhooks"].as_array().map(Vec::len), Some(0));
+    Ok(())
+}
+
+/// Runs `hookd <args>` against an address where nothing listens: every case below must fail
+/// on its arguments before any connection is tried.
+fn hookd_fails(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(i32, String)> {
+    let output = Command::new(hookd_binary()?)
+        .args(args)
+        .args(["--server", "http://127.0.0.1:1"])
+        .envs(env.iter().copied())
+        .output()?;
+    let code = output.status.code().context("killed by a signal")?;
+    anyhow::ensure!(code != 0, "hookd {args:?} succeeded");
+    Ok((code, String::from_utf8_lossy(&output.stderr).into_owned()))
+}
+
+#[test]
+fn usage_errors_are_clear_and_caught_before_connecting() -> anyhow::Result<()> {
+    let create = ["webhook", "create", "--name", "n", "--url", "http://x", "--event-type", "t"];
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        create.iter().copied().chain(extra.iter().copied()).collect()
+    };
+
+    // clap's usage errors exit 2 and name the argument.
+    let (code, err) = hookd_fails(&with(&["--auth-header", "x-secret s3cret"]), &[])?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--auth-header") && err.contains("Name: value"), "{err}");
+    let (code, err) = hookd_fails(&with(&["--header", ": nameless"]), &[])?;
+    assert!(code == 2 && err.contains("--header"), "{err}");
+    let (code, err) = hookd_fails(&with(&["--bearer", "a", "--basic", "u:p"]), &[])?;
+    assert!(code == 2 && err.contains("cannot be used with"), "{err}");
+    let (code, err) = hookd_fails(&with(&["--api-key-in-query"]), &[])?;
+    assert!(code == 2 && err.contains("--api-key"), "{err}");
+    let (code, err) = hookd_fails(&with(&["--method", "options"]), &[])?;
+    assert!(code == 2 && err.contains("post"), "{err}");
+    let (code, err) = hookd_fails(
+        &["credential", "create", "--name", "c", "--token-url", "http://t", "--client-id", "i"]
+            .into_iter()
+            .chain(["--param", "novalue"])
+            .collect::<Vec<_>>(),
+        &[],
+    )?;
+    assert!(code == 2 && err.contains("key=value"), "{err}");
+
+    // Checked by the client itself: exit 1 with the reason, still before any call.
+    let (code, err) = hookd_fails(&with(&["--bearer-env", "HOOKD_TEST_UNSET_VAR"]), &[])?;
+    assert!(code == 1 && err.contains("HOOKD_TEST_UNSET_VAR is not set"), "{err}");
+    let (code, err) = hookd_fails(&with(&["--basic-env", "BASIC"]), &[("BASIC", "no-colon")])?;
+    assert!(code == 1 && err.contains("USER:PASS"), "{err}");
+    let (code, err) = hookd_fails(&["webhook", "update", "wh_1"], &[])?;
+    assert!(code == 1 && err.contains("nothing to change"), "{err}");
+    let (code, err) =
+        hookd_fails(&["event-type", "create", "--name", "t", "--schema", "@/no/such.json"], &[])?;
+    assert!(code == 1 && err.contains("/no/such.json"), "{err}");
+    let (code, err) =
+        hookd_fails(&["event-type", "create", "--name", "t", "--schema", "[1]"], &[])?;
+    assert!(code == 1 && err.contains("JSON object"), "{err}");
+    let (code, err) =
+        hookd_fails(&["webhook", "test", "wh_1", "--event-type", "t", "--data", "{"], &[])?;
+    assert!(code == 1 && err.contains("--data"), "{err}");
+
+    // And a connection failure says where it tried.
+    let (code, err) = hookd_fails(&["webhook", "list"], &[])?;
+    assert!(code == 1 && err.contains("127.0.0.1:1"), "{err}");
     Ok(())
 }

@@ -1,4 +1,13 @@
 //! The command-line client: each subcommand is one gRPC call to the control plane.
+//!
+//! Webhook, credential and event-type commands live in the `client/` modules; events and the
+//! delivery history, the connection options and the shared output helpers are here.
+
+mod args;
+mod credential;
+mod event_type;
+mod table;
+mod webhook;
 
 use std::time::Duration;
 
@@ -8,16 +17,31 @@ use hookd_proto::{
     convert::{from_timestamp, json_to_value, timestamp},
     v1::{
         self, delivery_service_client::DeliveryServiceClient,
-        event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
+        event_service_client::EventServiceClient,
     },
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint},
+};
+
+pub use credential::CredentialCommand;
+pub use event_type::EventTypeCommand;
+pub use webhook::WebhookCommand;
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Manage webhook definitions.
+    // Boxed: the create and update options make these variants far larger than the others.
     #[command(subcommand)]
-    Webhook(WebhookCommand),
+    Webhook(Box<WebhookCommand>),
+    /// Manage OAuth2 credentials that webhooks authenticate with.
+    #[command(subcommand)]
+    Credential(Box<CredentialCommand>),
+    /// Manage the event-type catalog (descriptions, JSON Schemas, examples).
+    #[command(subcommand, name = "event-type")]
+    EventType(EventTypeCommand),
     /// Publish events.
     #[command(subcommand)]
     Event(EventCommand),
@@ -29,9 +53,18 @@ pub enum Command {
 #[derive(Args, Clone)]
 pub struct Connection {
     /// gRPC address of the control plane.
-    #[arg(long, env = "HOOKD_SERVER", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        visible_alias = "addr",
+        env = "HOOKD_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
     server: String,
-    /// Output format.
+    /// API token, sent as `authorization: Bearer <token>` on every call. The control plane
+    /// does not check it yet.
+    #[arg(long, env = "HOOKD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Output format: a human-readable table (`text`, alias `table`) or one JSON document.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -48,80 +81,9 @@ pub struct Paging {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
+    #[value(alias = "table")]
     Text,
     Json,
-}
-
-#[derive(Subcommand)]
-pub enum WebhookCommand {
-    /// Create a webhook.
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        url: String,
-        /// Event type to subscribe to; repeat it, or `*` for all.
-        #[arg(long = "event-type", required = true)]
-        event_types: Vec<String>,
-        /// Start active (new webhooks are inactive otherwise).
-        #[arg(long)]
-        active: bool,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// Attempt timeout in milliseconds (1 to 30000); the dispatcher's default otherwise.
-        #[arg(long)]
-        timeout_ms: Option<u32>,
-        /// Retry delays in seconds, comma separated (e.g. `15,60,225`); empty for no retries.
-        #[arg(long, value_delimiter = ',', num_args = 0..)]
-        retry_schedule: Option<Vec<u32>>,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// List webhooks.
-    List {
-        #[command(flatten)]
-        page: Paging,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Show one webhook.
-    Get {
-        id: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Change some fields of a webhook.
-    Update {
-        id: String,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        url: Option<String>,
-        /// Replaces the subscribed event types; repeat it.
-        #[arg(long = "event-type")]
-        event_types: Vec<String>,
-        #[arg(long)]
-        active: Option<bool>,
-        #[arg(long)]
-        description: Option<String>,
-        /// Attempt timeout in milliseconds; 0 for the dispatcher's default.
-        #[arg(long)]
-        timeout_ms: Option<u32>,
-        /// Retry delays in seconds, comma separated.
-        #[arg(long, value_delimiter = ',', num_args = 0..)]
-        retry_schedule: Option<Vec<u32>>,
-        /// Go back to the dispatcher's default retry schedule.
-        #[arg(long, conflicts_with = "retry_schedule")]
-        default_retry_schedule: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Delete a webhook and its delivery history.
-    Delete {
-        id: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
 }
 
 #[derive(Subcommand)]
@@ -205,18 +167,64 @@ impl From<StatusArg> for v1::DeliveryStatus {
     }
 }
 
-async fn connect(conn: &Connection) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(conn.server.clone())
+/// Adds the API token to every call. The metadata value is built once, when connecting, so a
+/// token that cannot be a header value fails before any call is made.
+#[derive(Clone)]
+struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// What every service client of the CLI runs on.
+type Transport = InterceptedService<Channel, BearerToken>;
+
+fn bearer_token(token: Option<&str>) -> anyhow::Result<BearerToken> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Ok(BearerToken(None));
+    };
+    let mut value: MetadataValue<Ascii> = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--token (HOOKD_TOKEN) must be printable ASCII"))?;
+    // Keeps the token out of any debug output of the request.
+    value.set_sensitive(true);
+    Ok(BearerToken(Some(value)))
+}
+
+async fn connect(conn: &Connection) -> anyhow::Result<Transport> {
+    let token = bearer_token(conn.token.as_deref())?;
+    let channel = Endpoint::from_shared(conn.server.clone())
         .with_context(|| format!("invalid --server {:?}", conn.server))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect()
         .await
-        .with_context(|| format!("cannot reach the control plane at {}", conn.server))
+        .with_context(|| format!("cannot reach the control plane at {}", conn.server))?;
+    Ok(InterceptedService::new(channel, token))
 }
 
+/// The gRPC code first, so scripts and people see at once what kind of failure it is.
 fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+    let hint = match status.code() {
+        tonic::Code::Unimplemented => " (this control plane does not offer that call yet)",
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+            " (check --token or HOOKD_TOKEN)"
+        }
+        _ => "",
+    };
+    let message = match status.message() {
+        "" => String::new(),
+        m => format!(": {m}"),
+    };
+    anyhow::anyhow!("the control plane answered {:?}{message}{hint}", status.code())
 }
 
 fn parse_json(flag: &str, text: &str) -> anyhow::Result<prost_types::Value> {
@@ -227,125 +235,12 @@ fn parse_json(flag: &str, text: &str) -> anyhow::Result<prost_types::Value> {
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Webhook(c) => webhook(c).await,
+        Command::Webhook(c) => webhook::run(*c).await,
+        Command::Credential(c) => credential::run(*c).await,
+        Command::EventType(c) => event_type::run(c).await,
         Command::Event(c) => event(c).await,
         Command::Delivery(c) => delivery(c).await,
     }
-}
-
-async fn webhook(command: WebhookCommand) -> anyhow::Result<()> {
-    match command {
-        WebhookCommand::Create {
-            name,
-            url,
-            event_types,
-            active,
-            description,
-            timeout_ms,
-            retry_schedule,
-            conn,
-        } => {
-            let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            let request = v1::CreateWebhookRequest {
-                name,
-                url,
-                event_types,
-                active,
-                description,
-                attempt_timeout_ms: timeout_ms.unwrap_or(0),
-                retry_policy: retry_schedule.map(|delay_seconds| v1::RetryPolicy { delay_seconds }),
-                ..Default::default()
-            };
-            let response = client.create_webhook(request).await.map_err(status_error)?;
-            print_webhook(conn.output, response.into_inner().webhook)?;
-        }
-        WebhookCommand::List { page, conn } => {
-            let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            let response = client
-                .list_webhooks(v1::ListWebhooksRequest {
-                    page_size: page.page_size,
-                    page_token: page.page_token,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_webhooks(conn.output, &response.webhooks, &response.next_page_token);
-        }
-        WebhookCommand::Get { id, conn } => {
-            let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            let response =
-                client.get_webhook(v1::GetWebhookRequest { id }).await.map_err(status_error)?;
-            print_webhook(conn.output, response.into_inner().webhook)?;
-        }
-        WebhookCommand::Update {
-            id,
-            name,
-            url,
-            event_types,
-            active,
-            description,
-            timeout_ms,
-            retry_schedule,
-            default_retry_schedule,
-            conn,
-        } => {
-            let mut paths = Vec::new();
-            let mut changes = v1::Webhook { id, ..Default::default() };
-            if let Some(name) = name {
-                changes.name = name;
-                paths.push("name".to_owned());
-            }
-            if let Some(url) = url {
-                changes.url = url;
-                paths.push("url".to_owned());
-            }
-            if !event_types.is_empty() {
-                changes.event_types = event_types;
-                paths.push("event_types".to_owned());
-            }
-            if let Some(active) = active {
-                changes.active = active;
-                paths.push("active".to_owned());
-            }
-            if let Some(description) = description {
-                changes.description = description;
-                paths.push("description".to_owned());
-            }
-            if let Some(ms) = timeout_ms {
-                changes.attempt_timeout_ms = ms;
-                paths.push("attempt_timeout_ms".to_owned());
-            }
-            if let Some(delay_seconds) = retry_schedule {
-                changes.retry_policy = Some(v1::RetryPolicy { delay_seconds });
-                paths.push("retry_policy".to_owned());
-            } else if default_retry_schedule {
-                paths.push("retry_policy".to_owned());
-            }
-            if paths.is_empty() {
-                anyhow::bail!("nothing to change: pass at least one field to change (see --help)");
-            }
-            let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            let request = v1::UpdateWebhookRequest {
-                webhook: Some(changes),
-                update_mask: Some(prost_types::FieldMask { paths }),
-            };
-            let response = client.update_webhook(request).await.map_err(status_error)?;
-            print_webhook(conn.output, response.into_inner().webhook)?;
-        }
-        WebhookCommand::Delete { id, conn } => {
-            let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            client
-                .delete_webhook(v1::DeleteWebhookRequest { id: id.clone() })
-                .await
-                .map_err(status_error)?;
-            match conn.output {
-                Output::Text => println!("deleted {id}"),
-                Output::Json => println!("{}", serde_json::json!({ "deleted": id })),
-            }
-        }
-    }
-    Ok(())
 }
 
 async fn event(command: EventCommand) -> anyhow::Result<()> {
@@ -451,20 +346,10 @@ async fn delivery(command: DeliveryCommand) -> anyhow::Result<()> {
                         let at =
                             a.started_at.as_ref().and_then(from_timestamp).map(|t| t.to_rfc3339());
                         println!(
-                            "  attempt {} at {}: {} in {} ms{}",
+                            "  attempt {} at {}: {}",
                             a.number,
                             at.unwrap_or_default(),
-                            if a.http_status == 0 {
-                                "no answer".to_owned()
-                            } else {
-                                format!("HTTP {}", a.http_status)
-                            },
-                            a.latency_ms,
-                            if a.error.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({})", a.error)
-                            },
+                            attempt_summary(a)
                         );
                     }
                 }
@@ -500,7 +385,7 @@ async fn delivery(command: DeliveryCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn status_name(status: i32) -> &'static str {
+pub(crate) fn status_name(status: i32) -> &'static str {
     match v1::DeliveryStatus::try_from(status) {
         Ok(v1::DeliveryStatus::Pending) => "pending",
         Ok(v1::DeliveryStatus::Delivered) => "delivered",
@@ -509,33 +394,31 @@ fn status_name(status: i32) -> &'static str {
     }
 }
 
-fn time_json(t: Option<&prost_types::Timestamp>) -> serde_json::Value {
+pub(crate) fn time_json(t: Option<&prost_types::Timestamp>) -> serde_json::Value {
     t.and_then(from_timestamp).map_or(serde_json::Value::Null, |t| t.to_rfc3339().into())
 }
 
-fn webhook_json(w: &v1::Webhook) -> serde_json::Value {
+fn attempt_json(a: &v1::Attempt) -> serde_json::Value {
     serde_json::json!({
-        "id": w.id, "name": w.name, "url": w.url, "event_types": w.event_types,
-        "active": w.active, "description": w.description,
-        "attempt_timeout_ms": w.attempt_timeout_ms,
-        "retry_schedule": w.retry_policy.as_ref().map(|p| p.delay_seconds.clone()),
-        "created_at": time_json(w.created_at.as_ref()), "updated_at": time_json(w.updated_at.as_ref()),
+        "number": a.number, "started_at": time_json(a.started_at.as_ref()),
+        "http_status": a.http_status, "latency_ms": a.latency_ms, "error": a.error,
+        "response_body": a.response_body, "success": a.success,
+        "request_headers": a.request_headers.iter().map(|h| [&h.name, &h.value]).collect::<Vec<_>>(),
     })
 }
 
+/// `HTTP 200 in 12 ms`, or `no answer in 10000 ms (timed out)`.
+fn attempt_summary(a: &v1::Attempt) -> String {
+    format!(
+        "{} in {} ms{}",
+        if a.http_status == 0 { "no answer".to_owned() } else { format!("HTTP {}", a.http_status) },
+        a.latency_ms,
+        if a.error.is_empty() { String::new() } else { format!(" ({})", a.error) },
+    )
+}
+
 fn delivery_json(d: &v1::Delivery) -> serde_json::Value {
-    let attempts: Vec<_> = d
-        .attempts
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "number": a.number, "started_at": time_json(a.started_at.as_ref()),
-                "http_status": a.http_status, "latency_ms": a.latency_ms, "error": a.error,
-                "response_body": a.response_body, "success": a.success,
-                "request_headers": a.request_headers.iter().map(|h| [&h.name, &h.value]).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let attempts: Vec<_> = d.attempts.iter().map(attempt_json).collect();
     serde_json::json!({
         "id": d.id, "webhook_id": d.webhook_id, "event_id": d.event_id, "event_type": d.event_type,
         "status": status_name(d.status), "attempt_count": d.attempt_count,
@@ -544,39 +427,22 @@ fn delivery_json(d: &v1::Delivery) -> serde_json::Value {
     })
 }
 
-fn print_webhook(output: Output, webhook: Option<v1::Webhook>) -> anyhow::Result<()> {
-    let webhook = webhook.context("control plane sent no webhook")?;
-    match output {
-        Output::Json => println!("{}", webhook_json(&webhook)),
-        Output::Text => print_webhooks(output, &[webhook], ""),
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use tonic::service::Interceptor;
 
-fn print_webhooks(output: Output, webhooks: &[v1::Webhook], next_page_token: &str) {
-    match output {
-        Output::Json => {
-            let items: Vec<_> = webhooks.iter().map(webhook_json).collect();
-            println!(
-                "{}",
-                serde_json::json!({ "webhooks": items, "next_page_token": next_page_token })
-            );
-        }
-        Output::Text => {
-            println!("{:<36} {:<24} {:<7} {:<30} URL", "ID", "NAME", "ACTIVE", "EVENT TYPES");
-            for w in webhooks {
-                println!(
-                    "{:<36} {:<24} {:<7} {:<30} {}",
-                    w.id,
-                    w.name,
-                    if w.active { "yes" } else { "no" },
-                    w.event_types.join(","),
-                    w.url
-                );
-            }
-            if !next_page_token.is_empty() {
-                println!("next page: --page-token {next_page_token}");
-            }
-        }
+    use super::*;
+
+    #[test]
+    fn the_token_goes_in_the_authorization_metadata_of_every_call() -> anyhow::Result<()> {
+        let mut token = bearer_token(Some("t0ken"))?;
+        let request = token.call(tonic::Request::new(()))?;
+        let value = request.metadata().get("authorization").context("no authorization")?;
+        assert_eq!(value.to_str()?, "Bearer t0ken");
+
+        let mut none = bearer_token(Some(""))?;
+        assert!(none.call(tonic::Request::new(()))?.metadata().get("authorization").is_none());
+        assert!(bearer_token(Some("bad\ntoken")).is_err());
+        Ok(())
     }
 }

@@ -1,35 +1,102 @@
 //! `make run`: a whole hookd on this machine (nats-server, control plane on SQLite, one
-//! dispatcher) with a demo HTTP receiver; it creates a webhook, publishes sample events from
-//! the seed catalog, shows them delivered and in the history, and runs until Ctrl-C.
+//! dispatcher) with a demo HTTP receiver; it loads the seed event-type catalog
+//! (`demo-catalog.json`), creates a webhook, publishes sample events, shows them delivered and
+//! in the history, and runs until Ctrl-C.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use hookd_proto::v1;
+use hookd_proto::{
+    convert::json_to_value,
+    v1::{self, event_type_service_client::EventTypeServiceClient},
+};
 use hookd_tests::{Cluster, Receiver, Response, responder, wait_until};
+use prost_types::value::Kind;
 
+/// The seed products' event types: name, description, JSON Schema for `data`, example. Kept
+/// as data so it can be read (and reused with `hookd event-type create`) without the code.
+const CATALOG: &str = include_str!("demo-catalog.json");
+
+/// The events the demo publishes; each satisfies its type's schema in the catalog (the test
+/// at the bottom checks it, since the control plane would reject them otherwise).
 const SAMPLES: [(&str, &str, &str); 4] = [
     (
         "basket-submitted",
         "basket-1001",
-        r#"{"basketId":"basket-1001","total":249.5,"currency":"EUR"}"#,
+        r#"{"basketId":"basket-1001","contactId":"contact-42","total":249.5,"currency":"EUR","items":[{"sku":"SKU-7","quantity":2,"price":124.75}]}"#,
     ),
     (
         "contact-created",
         "contact-42",
-        r#"{"contactId":"contact-42","name":"Ada Lovelace","email":"ada@example.com"}"#,
+        r#"{"contactId":"contact-42","email":"ada@example.com","firstName":"Ada","lastName":"Lovelace"}"#,
     ),
     (
         "company-created",
         "company-7",
-        r#"{"companyId":"company-7","name":"Analytical Engines Ltd"}"#,
+        r#"{"companyId":"company-7","name":"Analytical Engines Ltd","domain":"engines.example"}"#,
     ),
     (
         "company-note-created",
         "company-7",
-        r#"{"companyId":"company-7","note":"Call back on Monday"}"#,
+        r#"{"noteId":"note-3","companyId":"company-7","text":"Call back on Monday"}"#,
     ),
 ];
+
+/// The entries of `demo-catalog.json` as `EventType` messages.
+fn catalog() -> anyhow::Result<Vec<v1::EventType>> {
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(CATALOG).context("demo-catalog.json is not a JSON array")?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let text = |key: &str| e[key].as_str().map(str::to_owned);
+            let name = text("name").context("a catalog entry has no name")?;
+            let schema = match json_to_value(e["schema"].clone()).kind {
+                Some(Kind::StructValue(s)) => Some(s),
+                _ => None,
+            };
+            Ok(v1::EventType {
+                description: text("description").unwrap_or_default(),
+                schema,
+                example: Some(json_to_value(e["example"].clone())),
+                name,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// Creates every catalog entry. A control plane without the catalog (UNIMPLEMENTED) only
+/// gets a note, so the demo still runs against it.
+async fn load_catalog(cluster: &Cluster) -> anyhow::Result<()> {
+    let channel =
+        tonic::transport::Endpoint::from_shared(cluster.control.grpc_url())?.connect().await?;
+    let mut client = EventTypeServiceClient::new(channel);
+    let entries = catalog()?;
+    let count = entries.len();
+    for event_type in entries {
+        let name = event_type.name.clone();
+        match client
+            .create_event_type(v1::CreateEventTypeRequest { event_type: Some(event_type) })
+            .await
+        {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                println!("(this control plane has no event-type catalog yet: skipped)");
+                return Ok(());
+            }
+            Err(status) => {
+                anyhow::bail!(
+                    "cannot create event type {name}: {} ({:?})",
+                    status.message(),
+                    status.code()
+                )
+            }
+        }
+    }
+    println!("\nloaded {count} event types into the catalog (hookd event-type list)");
+    Ok(())
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -84,6 +151,7 @@ impl Demo {
         println!("dispatcher      http://{} (/healthz, /readyz)", cluster.dispatchers[0].addr());
         println!("demo receiver   {}", receiver.url("/webhooks"));
 
+        load_catalog(&cluster).await?;
         let webhook = cluster
             .webhooks()
             .await?
@@ -162,11 +230,59 @@ impl Demo {
         let server = cluster.control.grpc_url();
         println!("\nhookd is running. Try, in another terminal:");
         println!("  hookd webhook list --server {server}");
+        println!("  hookd event-type list --server {server}");
         println!(
-            "  hookd event publish --server {server} --type contact-created --data '{{\"name\":\"Grace\"}}'"
+            "  hookd event publish --server {server} --type contact-created --data '{{\"contactId\":\"contact-43\",\"email\":\"grace@example.com\",\"firstName\":\"Grace\"}}'"
         );
         println!("  hookd delivery list --server {server} --webhook {}", webhook.id);
         println!("  grpcurl -plaintext {} list", cluster.control.addr());
         Ok(Demo { _cluster: cluster, _receiver: receiver })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookd_core::catalog::Schema;
+
+    use super::*;
+
+    fn schemas() -> anyhow::Result<Vec<(String, Schema, serde_json::Value)>> {
+        let entries: Vec<serde_json::Value> = serde_json::from_str(CATALOG)?;
+        entries
+            .into_iter()
+            .map(|e| {
+                let name = e["name"].as_str().context("name")?.to_owned();
+                let schema = Schema::compile(&e["schema"]).map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok((name, schema, e["example"].clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_catalog_has_every_seed_type_with_a_valid_schema_and_example() -> anyhow::Result<()> {
+        let types = catalog()?;
+        let names: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), 13, "{names:?}");
+        for t in &types {
+            assert!(!t.description.is_empty() && t.schema.is_some(), "{}", t.name);
+        }
+        for (name, schema, example) in schemas()? {
+            schema.check(&example).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_published_samples_satisfy_their_schemas() -> anyhow::Result<()> {
+        let schemas = schemas()?;
+        for (event_type, _, data) in SAMPLES {
+            let (_, schema, _) =
+                schemas.iter().find(|(n, _, _)| n == event_type).context(event_type)?;
+            let data: serde_json::Value = serde_json::from_str(data)?;
+            schema.check(&data).map_err(|e| anyhow::anyhow!("{event_type}: {e}"))?;
+            // The schema is really checked: data without the required fields fails.
+            assert!(schema.check(&serde_json::json!({})).is_err(), "{event_type}");
+        }
+        Ok(())
     }
 }
