@@ -35,6 +35,7 @@ impl From<StorageError> for ControlError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NameTaken { name } => Self::NameTaken { name },
+            StorageError::AlreadyExists { what, name } => Self::AlreadyExists { what, name },
             other => Self::Storage(other),
         }
     }

@@ -10,7 +10,7 @@ use hookd_proto::{
     convert::{event_type_spec_from_proto, event_type_to_proto},
     v1::{self, event_type_service_server::EventTypeService},
 };
-use hookd_storage::{StorageError, Store};
+use hookd_storage::Store;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -73,13 +73,7 @@ impl EventTypeService for EventTypeApi {
         tracing::Span::current().record("event_type", spec.name.as_str());
         let now = Utc::now();
         let def = EventTypeDef { spec, created_at: now, updated_at: now, rejected: 0 };
-        match self.store.create_event_type(&self.tenant, &def).await {
-            Ok(()) => {}
-            Err(StorageError::NameTaken { name }) => {
-                return Err(ControlError::AlreadyExists { what: "event type", name }.into());
-            }
-            Err(e) => return Err(ControlError::from(e).into()),
-        }
+        self.store.create_event_type(&self.tenant, &def).await.map_err(ControlError::from)?;
         tracing::info!("event type created");
         self.announce(&def).await;
         Ok(Response::new(v1::CreateEventTypeResponse {
