@@ -318,8 +318,7 @@ async fn oauth_token_is_fetched_once_shared_and_refreshed_on_401() -> anyhow::Re
         publish(&cluster, &format!("evt-o{i}"), "contact-created", contact()).await?;
     }
     let got = endpoint.wait_for(26, DEADLINE).await?;
-    let with_2 =
-        got.iter().filter(|r| r.header("authorization") == Some("Bearer token-2")).count();
+    let with_2 = got.iter().filter(|r| r.header("authorization") == Some("Bearer token-2")).count();
     assert_eq!(with_2, 5, "the five later events went out with the refreshed token");
     assert_eq!(tokens.receiver.count(), 2, "one refresh however many deliveries saw the 401");
 
@@ -395,6 +394,84 @@ async fn oauth_token_is_fetched_once_shared_and_refreshed_on_401() -> anyhow::Re
             .await,
     );
     assert_eq!(refused.code(), Code::FailedPrecondition);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_code_is_redeemed_once_then_refreshed() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1, "")?;
+    // Tokens live one second, so every delivery needs a fresh one: the first from the code,
+    // the rest from the refresh token the first answer carried.
+    let tokens = Receiver::start(responder(|req, i| {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let has = |k: &str, v: &str| form.iter().any(|(a, b)| a == k && b == v);
+        let valid = if i == 0 {
+            has("grant_type", "authorization_code") && has("code", "the-code")
+        } else {
+            has("grant_type", "refresh_token") && has("refresh_token", "refresh-1")
+        };
+        if !valid || !has("redirect_uri", "https://app.example.com/cb") {
+            return Response::status(400).with_body(r#"{"error":"invalid_grant"}"#);
+        }
+        Response::ok().with_header("content-type", "application/json").with_body(format!(
+            r#"{{"access_token":"token-{}","expires_in":1,"refresh_token":"refresh-1"}}"#,
+            i + 1
+        ))
+    }))?;
+    let endpoint = Receiver::ok()?;
+    let credential = cluster
+        .credentials()
+        .await?
+        .create_credential(v1::CreateCredentialRequest {
+            credential: Some(v1::Credential {
+                name: "code grant".into(),
+                token_url: tokens.url("/token"),
+                client_id: "hookd".into(),
+                client_secret: "client-s3cret".into(),
+                grant_type: v1::GrantType::AuthorizationCode.into(),
+                code: "the-code".into(),
+                extra_params: [(
+                    "redirect_uri".to_owned(),
+                    "https://app.example.com/cb".to_owned(),
+                )]
+                .into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .credential
+        .context("credential")?;
+    assert_eq!(credential.code, "****", "the code is masked");
+    cluster
+        .create(v1::CreateWebhookRequest {
+            credential_id: credential.id.clone(),
+            ..request("code", endpoint.url("/hook"))
+        })
+        .await?;
+    for i in 0..3 {
+        publish(&cluster, &format!("evt-ac{i}"), "contact-created", contact()).await?;
+        let got = endpoint.wait_for(i + 1, DEADLINE).await?;
+        assert_eq!(
+            got[i].header("authorization"),
+            Some(format!("Bearer token-{}", i + 1).as_str()),
+            "delivery {i} uses a token fetched for it"
+        );
+    }
+    let calls = tokens.requests();
+    assert_eq!(calls.len(), 3, "one token request per delivery, as each token expired");
+    let shown = cluster
+        .credentials()
+        .await?
+        .get_credential(v1::GetCredentialRequest { id: credential.id })
+        .await?
+        .into_inner()
+        .credential
+        .context("credential")?;
+    assert!(shown.last_error.is_empty(), "{}", shown.last_error);
+    assert!(shown.token_expires_at.is_some());
     Ok(())
 }
 
