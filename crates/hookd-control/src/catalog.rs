@@ -10,9 +10,12 @@ use std::{
 use hookd_core::catalog::{EventTypeDef, Schema};
 use hookd_storage::{StorageError, Store};
 
+/// (tenant, event type) → the compiled schema of that type.
+type Schemas = HashMap<(String, String), Arc<Schema>>;
+
 #[derive(Clone, Default)]
 pub struct Catalog {
-    schemas: Arc<RwLock<HashMap<(String, String), Arc<Schema>>>>,
+    schemas: Arc<RwLock<Schemas>>,
 }
 
 impl Catalog {
