@@ -104,12 +104,8 @@ impl CredentialService for CredentialApi {
             .list_credentials(&self.tenant, after.as_ref(), limit + 1)
             .await
             .map_err(ControlError::from)?;
-        let more = page.len() as u64 > limit;
-        page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match (more, page.last()) {
-            (true, Some((last, _))) => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token =
+            crate::webhooks::finish_page(&mut page, limit, |(last, _)| last.id.to_string());
         Ok(Response::new(v1::ListCredentialsResponse {
             credentials: page.iter().map(|(c, t)| shown(c, t)).collect(),
             next_page_token,

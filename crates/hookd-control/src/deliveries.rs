@@ -147,12 +147,7 @@ impl DeliveryService for DeliveryApi {
             .list_deliveries(&self.tenant, &webhook_id, &filter, cursor.as_ref(), limit + 1)
             .await
             .map_err(ControlError::from)?;
-        let more = page.len() as u64 > limit;
-        page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => encode_cursor(last),
-            _ => String::new(),
-        };
+        let next_page_token = crate::webhooks::finish_page(&mut page, limit, encode_cursor);
         Ok(Response::new(v1::ListDeliveriesResponse {
             deliveries: page.into_iter().map(|d| delivery_to_proto(d, Vec::new())).collect(),
             next_page_token,

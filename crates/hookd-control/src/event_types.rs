@@ -106,12 +106,8 @@ impl EventTypeService for EventTypeApi {
             .list_event_types(&self.tenant, after, limit + 1)
             .await
             .map_err(ControlError::from)?;
-        let more = page.len() as u64 > limit;
-        page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => last.spec.name.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token =
+            crate::webhooks::finish_page(&mut page, limit, |last| last.spec.name.to_string());
         Ok(Response::new(v1::ListEventTypesResponse {
             event_types: page.iter().map(event_type_to_proto).collect(),
             next_page_token,

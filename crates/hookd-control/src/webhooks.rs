@@ -124,6 +124,21 @@ pub(crate) fn page_size(requested: u32) -> u64 {
     })
 }
 
+/// Cuts `page` (read with one row more than `limit`, which tells whether another page follows
+/// without a count query) to `limit` rows and returns the next page's token, empty on the last.
+pub(crate) fn finish_page<T>(
+    page: &mut Vec<T>,
+    limit: u64,
+    token: impl Fn(&T) -> String,
+) -> String {
+    let more = page.len() as u64 > limit;
+    page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    match (more, page.last()) {
+        (true, Some(last)) => token(last),
+        _ => String::new(),
+    }
+}
+
 fn non_empty(s: String) -> Option<String> {
     let s = s.trim().to_owned();
     (!s.is_empty()).then_some(s)
@@ -204,18 +219,13 @@ impl WebhookService for WebhookApi {
             active,
         };
         let limit = page_size(r.page_size);
-        // One extra row tells whether another page follows without a count query.
         let mut page = self
             .store
             .list_webhooks(&self.tenant, after.as_ref(), limit + 1, &filter)
             .await
             .map_err(ControlError::from)?;
-        let more = page.len() as u64 > limit;
-        page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match (more, page.last()) {
-            (true, Some((last, _))) => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token =
+            crate::webhooks::finish_page(&mut page, limit, |(last, _)| last.id.to_string());
         let webhooks = page
             .iter()
             .map(|(w, stats)| {
