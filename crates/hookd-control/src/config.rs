@@ -25,6 +25,8 @@ pub struct Config {
     pub snapshot_page_size: usize,
     /// Most attempt results written in one transaction.
     pub record_batch_max: usize,
+    /// How long a rotated-out signing secret keeps signing, unless the rotation says otherwise.
+    pub signing_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             stream_replicas: 1,
             snapshot_page_size: 500,
             record_batch_max: 2000,
+            signing_grace_secs: 24 * 3600,
         }
     }
 }

@@ -43,6 +43,7 @@ impl ControlPlane {
     /// Connects to the database (running migrations) and to NATS (creating the streams).
     pub async fn start(config: Config) -> Result<Self, ControlError> {
         let store = Store::connect(&config.database_url).await.map_err(ControlError::Storage)?;
+        give_every_webhook_a_signing_key(&store).await?;
         let nats = async_nats::ConnectOptions::new()
             .name("hookd-control")
             .retry_on_initial_connect()
@@ -103,6 +104,7 @@ impl ControlPlane {
             changes.clone(),
             catalog.clone(),
             self.jetstream.client(),
+            std::time::Duration::from_secs(self.config.signing_grace_secs),
         );
         let event_service =
             events::EventApi::new(self.jetstream.clone(), tenant.clone(), catalog.clone());
@@ -142,6 +144,19 @@ impl ControlPlane {
         tracing::info!("control plane stopped");
         Ok(())
     }
+}
+
+/// Webhooks stored before deliveries were signed get their first key, so every delivery is
+/// signed from now on. Idempotent: a webhook that has keys is left alone.
+async fn give_every_webhook_a_signing_key(store: &Store) -> Result<(), ControlError> {
+    for (tenant, mut webhook) in store.all_webhooks().await.map_err(ControlError::Storage)? {
+        if webhook.spec.signing.current().is_none() {
+            webhook.spec.signing = hookd_core::signing::SigningKeys::generate();
+            store.update_webhook(&tenant, &webhook).await.map_err(ControlError::Storage)?;
+            tracing::info!(webhook_id = %webhook.id, "signing key created for an older webhook");
+        }
+    }
+    Ok(())
 }
 
 /// Accepted connections with Nagle's algorithm off: the definitions watch and its acks are

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use hookd_core::{
     Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
+    signing::{SigningKeys, SigningSecret},
     webhook::ALL_EVENT_TYPES,
 };
 use hookd_nats::test_send::{TEST_SEND_SUBJECT, TestSendReply, TestSendRequest};
@@ -34,6 +35,8 @@ const MAX_PAGE_SIZE: u32 = 500;
 /// How long a test send may take beyond two HTTP tries (the second after an OAuth2 refresh):
 /// two token fetches of up to 10 s each and queueing at the dispatcher.
 const TEST_SEND_MARGIN: Duration = Duration::from_secs(25);
+/// The longest grace period a rotation may give the old signing secret.
+const MAX_SIGNING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The dispatcher's default attempt timeout, for webhooks without their own.
 const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,6 +46,8 @@ pub struct WebhookApi {
     changes: Changes,
     catalog: Catalog,
     nats: async_nats::Client,
+    /// Default grace period of a signing-secret rotation.
+    signing_grace: Duration,
 }
 
 impl WebhookApi {
@@ -52,8 +57,9 @@ impl WebhookApi {
         changes: Changes,
         catalog: Catalog,
         nats: async_nats::Client,
+        signing_grace: Duration,
     ) -> Self {
-        Self { store, tenant, changes, catalog, nats }
+        Self { store, tenant, changes, catalog, nats, signing_grace }
     }
 
     async fn load(&self, id: &str) -> Result<Webhook, ControlError> {
@@ -164,12 +170,17 @@ impl WebhookService for WebhookApi {
             spec_from_create(r).and_then(WebhookSpec::validate).map_err(ControlError::from)?;
         self.check_references(&spec).await?;
         let now = Utc::now();
+        let spec = WebhookSpec { signing: SigningKeys::generate(), ..spec };
+        let signing_secret = spec.signing.current().map(SigningSecret::expose).unwrap_or_default();
         let webhook = Webhook { id: WebhookId::generate(), spec, created_at: now, updated_at: now };
         tracing::Span::current().record("webhook_id", webhook.id.as_str());
         self.store.create_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)?;
         tracing::info!("webhook created");
         self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
-        Ok(Response::new(v1::CreateWebhookResponse { webhook: Some(self.shown(&webhook).await?) }))
+        Ok(Response::new(v1::CreateWebhookResponse {
+            webhook: Some(self.shown(&webhook).await?),
+            signing_secret,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
@@ -349,7 +360,13 @@ impl WebhookService for WebhookApi {
         let now = Utc::now();
         let mut copy = Webhook {
             id: WebhookId::generate(),
-            spec: WebhookSpec { active: false, ..original.spec.clone() },
+            // A copy signs with its own secret: a receiver of one webhook must not be able
+            // to forge deliveries of the other.
+            spec: WebhookSpec {
+                active: false,
+                signing: SigningKeys::generate(),
+                ..original.spec.clone()
+            },
             created_at: now,
             updated_at: now,
         };
@@ -366,7 +383,63 @@ impl WebhookService for WebhookApi {
         }
         tracing::info!(name = %copy.spec.name, "webhook duplicated");
         self.changes.publish(Change::Upserted(Box::new(copy.clone()))).await;
-        Ok(Response::new(v1::DuplicateWebhookResponse { webhook: Some(self.shown(&copy).await?) }))
+        Ok(Response::new(v1::DuplicateWebhookResponse {
+            webhook: Some(self.shown(&copy).await?),
+            signing_secret: copy
+                .spec
+                .signing
+                .current()
+                .map(SigningSecret::expose)
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
+    async fn get_webhook_secret(
+        &self,
+        request: Request<v1::GetWebhookSecretRequest>,
+    ) -> Result<Response<v1::GetWebhookSecretResponse>, Status> {
+        let webhook = self.load(&request.get_ref().id).await?;
+        let secret =
+            webhook.spec.signing.current().map(SigningSecret::expose).ok_or_else(|| {
+                ControlError::Internal(format!("webhook {} has no signing key", webhook.id))
+            })?;
+        tracing::info!("signing secret read");
+        Ok(Response::new(v1::GetWebhookSecretResponse { signing_secret: secret }))
+    }
+
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
+    async fn rotate_webhook_secret(
+        &self,
+        request: Request<v1::RotateWebhookSecretRequest>,
+    ) -> Result<Response<v1::RotateWebhookSecretResponse>, Status> {
+        let r = request.into_inner();
+        let grace = match (r.expire_now, r.grace_seconds) {
+            (true, _) => Duration::ZERO,
+            (false, 0) => self.signing_grace,
+            (false, secs) => Duration::from_secs(u64::from(secs)),
+        };
+        if grace > MAX_SIGNING_GRACE {
+            return Err(ControlError::from(InvalidField::new(
+                "grace_seconds",
+                format!("must be at most {} s", MAX_SIGNING_GRACE.as_secs()),
+            ))
+            .into());
+        }
+        let mut webhook = self.load(&r.id).await?;
+        let now = Utc::now();
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
+        let fresh = webhook.spec.signing.rotate(now, grace);
+        webhook.updated_at = now;
+        if !self.store.update_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)? {
+            return Err(ControlError::NotFound { what: "webhook", id: r.id }.into());
+        }
+        tracing::info!(grace_secs = grace.num_seconds(), "signing secret rotated");
+        self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
+        Ok(Response::new(v1::RotateWebhookSecretResponse {
+            signing_secret: fresh.expose(),
+            previous_expires_at: (grace > chrono::Duration::zero()).then(|| timestamp(now + grace)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id, event_type = %request.get_ref().event_type))]

@@ -9,6 +9,7 @@ pub mod event;
 pub mod ids;
 pub mod payload;
 pub mod retry;
+pub mod signing;
 pub mod webhook;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus};

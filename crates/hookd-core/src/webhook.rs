@@ -12,6 +12,7 @@ use crate::{
     event::validate_token,
     payload::{PayloadFormat, validate_fields},
     retry::MAX_RETRY_DELAY,
+    signing::SigningKeys,
 };
 
 /// The longest a webhook may let an attempt take.
@@ -71,6 +72,10 @@ pub struct WebhookSpec {
     pub fields: Vec<String>,
     #[serde(default)]
     pub format: PayloadFormat,
+    /// Keys that sign deliveries, current first. Generated and rotated by the control plane,
+    /// never set by a user; empty only in specs not yet stored.
+    #[serde(default)]
+    pub signing: SigningKeys,
 }
 
 /// What the history says about a webhook, kept current as results arrive. Test sends are not
@@ -160,9 +165,9 @@ impl WebhookSpec {
         Ok(self)
     }
 
-    /// A copy safe to show: secrets replaced by their masks.
+    /// A copy safe to show: auth secrets replaced by their masks, signing keys left out.
     pub fn masked(&self) -> Self {
-        Self { auth: self.auth.masked(), ..self.clone() }
+        Self { auth: self.auth.masked(), signing: SigningKeys::default(), ..self.clone() }
     }
 
     /// Whether an event of type `event_type` goes to this webhook (ignoring `active`).
@@ -275,6 +280,7 @@ mod tests {
             credential_id: None,
             fields: vec![],
             format: PayloadFormat::Envelope,
+            signing: SigningKeys::default(),
         }
     }
 

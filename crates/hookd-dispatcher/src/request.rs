@@ -57,6 +57,14 @@ pub fn prepare<'a>(
     let mut headers = Vec::with_capacity(6 + spec.headers.len());
     headers.push(OutHeader::plain("webhook-id", message_id));
     headers.push(OutHeader::plain("webhook-timestamp", sent_at.timestamp().to_string()));
+    // Standard Webhooks: HMAC over "<id>.<timestamp>.<body>" (an empty body without one), one
+    // signature per key still in force, so a receiver mid-rotation accepts either secret.
+    let signed_body = body.as_deref().unwrap_or_default();
+    if let Some(signature) =
+        spec.signing.header(sent_at, message_id, sent_at.timestamp(), signed_body)
+    {
+        headers.push(OutHeader::plain("webhook-signature", signature));
+    }
     headers.push(OutHeader::plain("hookd-event-id", event.id.as_str()));
     headers.push(OutHeader::plain("hookd-event-type", event.event_type.as_str()));
     headers.push(OutHeader::plain(

@@ -11,6 +11,7 @@ use hookd_core::{
     credential::{Credential, CredentialSpec, GrantType, TokenMethod},
     endpoint::{ApiKeyLocation, EndpointAuth, Header, HttpMethod, Secret},
     payload::PayloadFormat,
+    signing::{SigningKey, SigningKeys, SigningSecret},
 };
 use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
 
@@ -109,6 +110,19 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
         fields: w.spec.fields.clone(),
         format: format_to_proto(w.spec.format).into(),
         stats: None,
+        signing_keys: match secrets {
+            Secrets::Masked => Vec::new(),
+            Secrets::Revealed => w
+                .spec
+                .signing
+                .0
+                .iter()
+                .map(|k| v1::SigningKey {
+                    secret: k.secret.expose(),
+                    expires_at: k.expires_at.map(timestamp),
+                })
+                .collect(),
+        },
     }
 }
 
@@ -240,6 +254,7 @@ pub fn spec_from_create(r: v1::CreateWebhookRequest) -> Result<WebhookSpec, Inva
         credential_id: credential_id_from_proto(&r.credential_id),
         fields: r.fields,
         format: format_from_proto(r.format)?,
+        signing: SigningKeys::default(),
     })
 }
 
@@ -287,6 +302,18 @@ pub fn webhook_from_proto(w: v1::Webhook) -> Webhook {
             credential_id: credential_id_from_proto(&w.credential_id),
             fields: w.fields,
             format: format_from_proto(w.format).unwrap_or_default(),
+            // Keys that do not parse cannot sign; the control plane only sends valid ones.
+            signing: SigningKeys(
+                w.signing_keys
+                    .iter()
+                    .filter_map(|k| {
+                        Some(SigningKey {
+                            secret: SigningSecret::parse(&k.secret).ok()?,
+                            expires_at: k.expires_at.as_ref().and_then(from_timestamp),
+                        })
+                    })
+                    .collect(),
+            ),
         },
     }
 }
@@ -449,15 +476,18 @@ mod tests {
                 credential_id: None,
                 fields: vec!["/a".into()],
                 format: PayloadFormat::Flat,
+                signing: SigningKeys::generate(),
             },
         };
         let revealed = webhook_from_proto(webhook_to_proto(&webhook, Secrets::Revealed));
         assert_eq!(revealed, webhook);
         let masked = webhook_to_proto(&webhook, Secrets::Masked);
-        let Some(v1::endpoint_auth::Kind::Basic(basic)) = masked.auth.and_then(|a| a.kind) else {
+        let Some(v1::endpoint_auth::Kind::Basic(basic)) = masked.auth.clone().and_then(|a| a.kind)
+        else {
             panic!("basic auth expected");
         };
         assert_eq!(basic.password, "****word");
+        assert!(masked.signing_keys.is_empty(), "reads never carry signing keys");
     }
 
     #[test]

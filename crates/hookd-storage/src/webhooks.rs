@@ -2,6 +2,7 @@
 
 use hookd_core::endpoint::{EndpointAuth, Header, HttpMethod};
 use hookd_core::payload::PayloadFormat;
+use hookd_core::signing::SigningKeys;
 use hookd_core::{CredentialId, Webhook, WebhookId, WebhookSpec, WebhookStats};
 use sea_orm::{
     ActiveValue::Set,
@@ -43,6 +44,9 @@ struct Options {
     fields: Vec<String>,
     #[serde(default)]
     format: PayloadFormat,
+    /// Signing keys, current first (stored as written until secrets are encrypted at rest).
+    #[serde(default)]
+    signing: SigningKeys,
 }
 
 impl Store {
@@ -336,6 +340,7 @@ fn encode_options(spec: &WebhookSpec) -> Result<String, StorageError> {
         auth: spec.auth.clone(),
         fields: spec.fields.clone(),
         format: spec.format,
+        signing: spec.signing.clone(),
     };
     serde_json::to_string(&options).map_err(|e| StorageError::OutOfRange {
         field: "options",
@@ -419,6 +424,7 @@ fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats),
             credential_id: row.credential_id.map(CredentialId::from),
             fields: options.fields,
             format: options.format,
+            signing: options.signing,
         },
         created_at: row.created_at,
         updated_at: row.updated_at,

@@ -35,6 +35,7 @@ fn full_webhook(name: &str) -> Webhook {
     hook.spec.credential_id = Some(CredentialId::from("cred_abc"));
     hook.spec.fields = vec!["/contact/email".to_owned(), "/contact/id".to_owned()];
     hook.spec.format = PayloadFormat::Flat;
+    hook.spec.signing = hookd_core::signing::SigningKeys::generate();
     hook
 }
 
@@ -58,6 +59,7 @@ async fn every_webhook_field_round_trips(store: &Store, tenant: &str) {
     changed.spec.credential_id = None;
     changed.spec.fields = vec![];
     changed.spec.format = PayloadFormat::Data;
+    changed.spec.signing.rotate(at(60), chrono::Duration::hours(1));
     changed.updated_at = at(60);
     assert!(store.update_webhook(tenant, &changed).await.unwrap());
     assert_eq!(store.get_webhook(tenant, &changed.id).await.unwrap(), Some(changed.clone()));

@@ -84,9 +84,28 @@ pub enum WebhookCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Copy a webhook into a new, inactive one named "<name> (copy)".
+    /// Copy a webhook into a new, inactive one named "<name> (copy)", with its own signing
+    /// secret.
     Duplicate {
         id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Print the webhook's current signing secret (`whsec_…`).
+    Secret {
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Issue a new signing secret; the old one keeps signing during a grace period.
+    RotateSecret {
+        id: String,
+        /// Seconds the old secret keeps signing (default: the control plane's, 24 h).
+        #[arg(long, conflicts_with = "expire_now")]
+        grace_secs: Option<u32>,
+        /// Stop signing with the old secret at once.
+        #[arg(long)]
+        expire_now: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -351,8 +370,8 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
         WebhookCommand::Create { name, url, event_types, active, endpoint, conn } => {
             let request = create_request(name, url, event_types, active, endpoint)?;
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
-            let response = client.create_webhook(request).await.map_err(status_error)?;
-            print_webhook(conn.output, response.into_inner().webhook)?;
+            let response = client.create_webhook(request).await.map_err(status_error)?.into_inner();
+            print_webhook_with_secret(conn.output, response.webhook, &response.signing_secret)?;
         }
         WebhookCommand::List { name_contains, app, event_type, status, page, conn } => {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
@@ -414,8 +433,52 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
             let response = client
                 .duplicate_webhook(v1::DuplicateWebhookRequest { id })
                 .await
-                .map_err(status_error)?;
-            print_webhook(conn.output, response.into_inner().webhook)?;
+                .map_err(status_error)?
+                .into_inner();
+            print_webhook_with_secret(conn.output, response.webhook, &response.signing_secret)?;
+        }
+        WebhookCommand::Secret { id, conn } => {
+            let mut client = WebhookServiceClient::new(connect(&conn).await?);
+            let secret = client
+                .get_webhook_secret(v1::GetWebhookSecretRequest { id })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .signing_secret;
+            match conn.output {
+                Output::Json => println!("{}", serde_json::json!({ "signing_secret": secret })),
+                Output::Text => println!("{secret}"),
+            }
+        }
+        WebhookCommand::RotateSecret { id, grace_secs, expire_now, conn } => {
+            let mut client = WebhookServiceClient::new(connect(&conn).await?);
+            let r = client
+                .rotate_webhook_secret(v1::RotateWebhookSecretRequest {
+                    id,
+                    grace_seconds: grace_secs.unwrap_or(0),
+                    expire_now,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let until =
+                r.previous_expires_at.as_ref().and_then(from_timestamp).map(|t| t.to_rfc3339());
+            match conn.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "signing_secret": r.signing_secret,
+                        "previous_expires_at": until,
+                    })
+                ),
+                Output::Text => {
+                    println!("new signing secret  {}", r.signing_secret);
+                    match until {
+                        Some(t) => println!("the old secret signs too until {t}"),
+                        None => println!("the old secret no longer signs"),
+                    }
+                }
+            }
         }
         WebhookCommand::Test { id, event_type, data, conn } => {
             // Parsed before connecting, so a typo in the JSON costs no round trip.
@@ -542,6 +605,25 @@ fn last_attempt(s: Option<&v1::WebhookStats>) -> String {
         at.format("%Y-%m-%d %H:%M:%S"),
         if s.last_attempt_success { "" } else { " (failed)" }
     )
+}
+
+/// A webhook and its signing secret, which the control plane shows only at creation.
+fn print_webhook_with_secret(
+    output: Output,
+    webhook: Option<v1::Webhook>,
+    secret: &str,
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        let w = webhook.context("control plane sent no webhook")?;
+        let mut json = webhook_json(&w);
+        json["signing_secret"] = serde_json::Value::from(secret);
+        println!("{json}");
+        return Ok(());
+    }
+    print_webhook(output, webhook)?;
+    println!("  signing secret {secret}");
+    println!("  (verify deliveries with it; `hookd webhook secret ID` shows it again)");
+    Ok(())
 }
 
 fn print_webhook(output: Output, webhook: Option<v1::Webhook>) -> anyhow::Result<()> {
