@@ -43,6 +43,11 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The control plane's SQLite database file.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("hookd.db")
+    }
+
     pub fn add_dispatcher(&mut self) -> anyhow::Result<&mut HookdProcess> {
         let config = format!(
             "{}{}\n",

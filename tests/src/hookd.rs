@@ -81,13 +81,17 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// The key test control planes seal secrets with (base64 of 32 bytes; not for production).
+pub const TEST_ENCRYPTION_KEY: &str = "aG9va2QtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZiE=";
+
 /// Config for `hookd control`; append more `key = value` lines as needed.
 pub fn control_config(nats_url: &str, database_path: &Path) -> String {
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
     format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n",
+        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\nencryption_key = {}\n",
         toml_string(&database_url),
-        toml_string(nats_url)
+        toml_string(nats_url),
+        toml_string(TEST_ENCRYPTION_KEY)
     )
 }
 
@@ -444,8 +448,10 @@ mod tests {
         let control = control_config("nats://127.0.0.1:4222", Path::new("/tmp/x/hookd.db"));
         assert_eq!(
             control,
-            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
-             nats_url = \"nats://127.0.0.1:4222\"\n"
+            format!(
+                "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
+                 nats_url = \"nats://127.0.0.1:4222\"\nencryption_key = \"{TEST_ENCRYPTION_KEY}\"\n"
+            )
         );
         let dispatcher = dispatcher_config("nats://127.0.0.1:4222", "http://127.0.0.1:5000");
         assert_eq!(

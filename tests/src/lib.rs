@@ -19,7 +19,9 @@ mod receiver;
 mod wait;
 
 pub use cluster::Cluster;
-pub use hookd::{HookdProcess, Role, control_config, dispatcher_config, hookd_binary};
+pub use hookd::{
+    HookdProcess, Role, TEST_ENCRYPTION_KEY, control_config, dispatcher_config, hookd_binary,
+};
 pub use nats::{NatsServer, nats_server_binary};
 pub use receiver::{ReceivedRequest, Receiver, Responder, Response, responder};
 pub use wait::wait_until;

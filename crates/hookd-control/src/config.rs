@@ -27,6 +27,14 @@ pub struct Config {
     pub record_batch_max: usize,
     /// How long a rotated-out signing secret keeps signing, unless the rotation says otherwise.
     pub signing_grace_secs: u64,
+    /// Base64 of 32 random bytes (`openssl rand -base64 32`): seals endpoint credentials,
+    /// OAuth2 client secrets and tokens, and signing secrets in the database. Required.
+    pub encryption_key: String,
+    /// Names `encryption_key` inside each sealed value, so keys can rotate.
+    pub encryption_key_id: String,
+    /// Earlier keys (id → base64), still needed to open values sealed under them. At start
+    /// every value is resealed under the current key, after which they can be removed.
+    pub old_encryption_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -42,11 +50,31 @@ impl Default for Config {
             snapshot_page_size: 500,
             record_batch_max: 2000,
             signing_grace_secs: 24 * 3600,
+            encryption_key: String::new(),
+            encryption_key_id: "k1".to_owned(),
+            old_encryption_keys: std::collections::BTreeMap::new(),
         }
     }
 }
 
 impl Config {
+    /// The cipher for secrets at rest; an error naming the setting when the key is missing
+    /// or unusable (the key itself never appears in the message).
+    pub(crate) fn cipher(&self) -> Result<hookd_storage::Cipher, String> {
+        if self.encryption_key.trim().is_empty() {
+            return Err(
+                "encryption_key is not set: secrets are encrypted at rest; generate a key \
+                 with `openssl rand -base64 32` and set HOOKD_ENCRYPTION_KEY (or encryption_key \
+                 in the settings file)"
+                    .to_owned(),
+            );
+        }
+        let older: Vec<(String, String)> =
+            self.old_encryption_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        hookd_storage::Cipher::new(&self.encryption_key_id, &self.encryption_key, &older)
+            .map_err(|e| e.to_string())
+    }
+
     pub(crate) fn nats_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.nats_connect_timeout_secs.max(1))
     }
@@ -57,5 +85,24 @@ impl Config {
             max_age: Duration::from_secs(self.stream_max_age_secs.max(60)),
             replicas: self.stream_replicas.max(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encryption_key_is_required_and_checked_without_being_echoed() {
+        let missing = Config::default().cipher().expect_err("no key");
+        assert!(missing.contains("HOOKD_ENCRYPTION_KEY"), "{missing}");
+        let short = Config { encryption_key: "c2hvcnQta2V5".into(), ..Config::default() };
+        let err = short.cipher().expect_err("too short");
+        assert!(err.contains("32") && !err.contains("c2hvcnQta2V5"), "{err}");
+        let ok = Config {
+            encryption_key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+            ..Config::default()
+        };
+        assert_eq!(ok.cipher().expect("valid").current_key_id(), "k1");
     }
 }

@@ -27,6 +27,8 @@ pub enum ControlError {
     Nats(NatsError),
     #[error("{0}")]
     Unavailable(String),
+    #[error("invalid settings: {0}")]
+    Config(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -54,7 +56,7 @@ impl From<ControlError> for Status {
             | ControlError::NatsConnect(_)
             | ControlError::Nats(_)
             | ControlError::Unavailable(_) => Code::Unavailable,
-            ControlError::Internal(_) => Code::Internal,
+            ControlError::Internal(_) | ControlError::Config(_) => Code::Internal,
         };
         if code == Code::Unavailable || code == Code::Internal {
             tracing::error!(error = %e, "request failed");

@@ -42,7 +42,15 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Connects to the database (running migrations) and to NATS (creating the streams).
     pub async fn start(config: Config) -> Result<Self, ControlError> {
-        let store = Store::connect(&config.database_url).await.map_err(ControlError::Storage)?;
+        let cipher = config.cipher().map_err(ControlError::Config)?;
+        let store = Store::connect(&config.database_url)
+            .await
+            .map_err(ControlError::Storage)?
+            .with_cipher(cipher);
+        let resealed = store.reseal_secrets().await.map_err(ControlError::Storage)?;
+        if resealed > 0 {
+            tracing::info!(rows = resealed, key_id = %config.encryption_key_id, "secrets resealed under the current key");
+        }
         give_every_webhook_a_signing_key(&store).await?;
         let nats = async_nats::ConnectOptions::new()
             .name("hookd-control")

@@ -38,7 +38,9 @@ impl Store {
             id: Set(credential.id.as_str().to_owned()),
             tenant: Set(tenant.to_owned()),
             name: Set(credential.spec.name.clone()),
-            spec: Set(encode_spec(&credential.spec)?),
+            spec: Set(
+                self.seal(&aad(credential.id.as_str(), "spec"), encode_spec(&credential.spec)?)
+            ),
             access_token: Set(None),
             token_expires_at: Set(None),
             refresh_token: Set(None),
@@ -62,7 +64,7 @@ impl Store {
             .filter(credential::Column::Tenant.eq(tenant))
             .one(&self.db)
             .await?
-            .map(to_credential)
+            .map(|row| self.decode_credential(row))
             .transpose()
     }
 
@@ -83,7 +85,7 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(to_credential)
+            .map(|row| self.decode_credential(row))
             .collect()
     }
 
@@ -97,7 +99,11 @@ impl Store {
     ) -> Result<bool, StorageError> {
         let result = credential::Entity::update_many()
             .col_expr(credential::Column::Name, credential.spec.name.clone().into())
-            .col_expr(credential::Column::Spec, encode_spec(&credential.spec)?.into())
+            .col_expr(
+                credential::Column::Spec,
+                self.seal(&aad(credential.id.as_str(), "spec"), encode_spec(&credential.spec)?)
+                    .into(),
+            )
             .col_expr(credential::Column::AccessToken, Expr::val(None::<String>))
             .col_expr(credential::Column::TokenExpiresAt, Expr::val(None::<DateTime<Utc>>))
             .col_expr(credential::Column::RefreshToken, Expr::val(None::<String>))
@@ -133,11 +139,19 @@ impl Store {
         id: &CredentialId,
         state: &TokenState,
     ) -> Result<bool, StorageError> {
-        let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        let secret = |s: &Option<Secret>, column: &str| {
+            s.as_ref().map(|s| self.seal(&aad(id.as_str(), column), s.expose().to_owned()))
+        };
         let result = credential::Entity::update_many()
-            .col_expr(credential::Column::AccessToken, Expr::val(secret(&state.access_token)))
+            .col_expr(
+                credential::Column::AccessToken,
+                Expr::val(secret(&state.access_token, "access_token")),
+            )
             .col_expr(credential::Column::TokenExpiresAt, Expr::val(state.expires_at.map(db_time)))
-            .col_expr(credential::Column::RefreshToken, Expr::val(secret(&state.refresh_token)))
+            .col_expr(
+                credential::Column::RefreshToken,
+                Expr::val(secret(&state.refresh_token, "refresh_token")),
+            )
             .col_expr(credential::Column::TokenError, state.last_error.clone().into())
             .filter(credential::Column::Tenant.eq(tenant))
             .filter(credential::Column::Id.eq(id.as_str()))
@@ -160,6 +174,60 @@ fn encode_spec(spec: &CredentialSpec) -> Result<String, StorageError> {
         field: "credential spec",
         reason: format!("cannot be encoded as JSON: {e}"),
     })
+}
+
+/// Associated data of a credential's sealed column: its identity and the column.
+fn aad(id: &str, column: &str) -> String {
+    format!("credentials/{id}/{column}")
+}
+
+impl Store {
+    /// A row as a credential, its sealed columns opened first.
+    fn decode_credential(
+        &self,
+        mut row: credential::Model,
+    ) -> Result<(Credential, TokenState), StorageError> {
+        row.spec = self.open(&aad(&row.id, "spec"), &row.spec)?;
+        if let Some(token) = &row.access_token {
+            row.access_token = Some(self.open(&aad(&row.id, "access_token"), token)?);
+        }
+        if let Some(token) = &row.refresh_token {
+            row.refresh_token = Some(self.open(&aad(&row.id, "refresh_token"), token)?);
+        }
+        to_credential(row)
+    }
+
+    /// Rewrites every credential column not sealed under the current key. Returns how many
+    /// rows changed.
+    pub(crate) async fn reseal_credentials(&self) -> Result<u64, StorageError> {
+        let mut changed = 0;
+        for row in credential::Entity::find().all(&self.db).await? {
+            let stale = self.needs_reseal(&row.spec)
+                || row.access_token.as_deref().is_some_and(|t| self.needs_reseal(t))
+                || row.refresh_token.as_deref().is_some_and(|t| self.needs_reseal(t));
+            if !stale {
+                continue;
+            }
+            let reseal = |column: &str, value: &str| -> Result<String, StorageError> {
+                let aad = aad(&row.id, column);
+                Ok(self.seal(&aad, self.open(&aad, value)?))
+            };
+            let spec = reseal("spec", &row.spec)?;
+            let access =
+                row.access_token.as_deref().map(|t| reseal("access_token", t)).transpose()?;
+            let refresh =
+                row.refresh_token.as_deref().map(|t| reseal("refresh_token", t)).transpose()?;
+            credential::Entity::update_many()
+                .col_expr(credential::Column::Spec, spec.into())
+                .col_expr(credential::Column::AccessToken, Expr::val(access))
+                .col_expr(credential::Column::RefreshToken, Expr::val(refresh))
+                .filter(credential::Column::Id.eq(row.id.as_str()))
+                .exec(&self.db)
+                .await?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
 }
 
 fn to_credential(row: credential::Model) -> Result<(Credential, TokenState), StorageError> {

@@ -2,7 +2,8 @@
 //! repository functions on [`Store`]. The same code runs on SQLite (default) and Postgres:
 //! every statement is built with sea-orm / sea-query, never written as backend SQL.
 
-pub mod credentials;
+mod credentials;
+pub mod crypto;
 pub mod deliveries;
 pub mod entity;
 pub mod event_types;
@@ -24,6 +25,7 @@ pub use deliveries::{
 };
 
 pub use credentials::TokenState;
+pub use crypto::{Cipher, KeyError};
 pub use migration::Migrator;
 pub use webhooks::WebhookFilter;
 
@@ -52,6 +54,8 @@ pub enum StorageError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Seals secrets before they are written; `None` stores them as they are (unit tests).
+    cipher: Option<crypto::Cipher>,
 }
 
 impl Store {
@@ -89,7 +93,7 @@ impl Store {
         }
         let db = Database::connect(options).await?;
         Migrator::up(&db, None).await?;
-        Ok(Store { db })
+        Ok(Store { db, cipher: None })
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -125,3 +129,37 @@ fn is_unique_violation(err: &DbErr) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+impl Store {
+    /// Seals secrets with `cipher` from now on (and opens values sealed under its keys).
+    pub fn with_cipher(mut self, cipher: crypto::Cipher) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
+
+    pub(crate) fn seal(&self, aad: &str, plaintext: String) -> String {
+        match &self.cipher {
+            Some(cipher) => cipher.seal(aad, &plaintext),
+            None => plaintext,
+        }
+    }
+
+    pub(crate) fn open(&self, aad: &str, stored: &str) -> Result<String, StorageError> {
+        crypto::open_with(self.cipher.as_ref(), aad, stored)
+    }
+
+    /// Seals every secret that is stored in clear (written before encryption was enabled) or
+    /// under an older key, so a rotated-out key can be removed from the configuration.
+    /// Returns how many rows were rewritten; a no-op without a cipher.
+    pub async fn reseal_secrets(&self) -> Result<u64, StorageError> {
+        if self.cipher.is_none() {
+            return Ok(0);
+        }
+        Ok(self.reseal_webhooks().await? + self.reseal_credentials().await?)
+    }
+
+    /// Whether `stored` needs sealing again: not sealed at all, or sealed under an older key.
+    pub(crate) fn needs_reseal(&self, stored: &str) -> bool {
+        self.cipher.as_ref().is_some_and(|c| !c.is_current(stored))
+    }
+}

@@ -545,3 +545,4 @@ async fn list_filters_by_status_and_time_and_resend_reopens_only_finished_delive
 }
 
 mod definitions;
+mod secrets;

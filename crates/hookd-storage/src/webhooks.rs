@@ -70,7 +70,9 @@ impl Store {
             created_at: Set(db_time(webhook.created_at)),
             updated_at: Set(db_time(webhook.updated_at)),
             app: Set(webhook.spec.app.clone()),
-            options: Set(encode_options(&webhook.spec)?),
+            options: Set(
+                self.seal(&options_aad(webhook.id.as_str()), encode_options(&webhook.spec)?)
+            ),
             credential_id: Set(webhook.spec.credential_id.as_ref().map(|c| c.as_str().to_owned())),
             // A new webhook has no history.
             last_attempt_at: Set(None),
@@ -104,7 +106,7 @@ impl Store {
             .filter(webhook::Column::Tenant.eq(tenant))
             .one(&self.db)
             .await?
-            .map(to_webhook_with_stats)
+            .map(|row| self.decode_webhook(row))
             .transpose()
     }
 
@@ -145,7 +147,7 @@ impl Store {
             })
         })
         .await?;
-        rows.into_iter().map(to_webhook_with_stats).collect()
+        rows.into_iter().map(|row| self.decode_webhook(row)).collect()
     }
 
     /// Ids of up to ten webhooks of `tenant` that use the credential, ordered by id: what
@@ -194,7 +196,7 @@ impl Store {
             .into_iter()
             .map(|row| {
                 let tenant = row.tenant.clone();
-                Ok((tenant, to_webhook_with_stats(row)?.0))
+                Ok((tenant, self.decode_webhook(row)?.0))
             })
             .collect()
     }
@@ -216,7 +218,10 @@ impl Store {
             .col_expr(webhook::Column::AttemptTimeoutMs, encode_timeout(spec).into())
             .col_expr(webhook::Column::RetrySchedule, encode_schedule(spec).into())
             .col_expr(webhook::Column::App, spec.app.clone().into())
-            .col_expr(webhook::Column::Options, encode_options(spec)?.into())
+            .col_expr(
+                webhook::Column::Options,
+                self.seal(&options_aad(webhook.id.as_str()), encode_options(spec)?).into(),
+            )
             .col_expr(
                 webhook::Column::CredentialId,
                 spec.credential_id.as_ref().map(|c| c.as_str().to_owned()).into(),
@@ -366,6 +371,42 @@ fn decode_event_types(row: &webhook::Model) -> Result<Vec<String>, StorageError>
         table: "webhooks",
         reason: format!("event_types of {} is not a JSON array of strings: {e}", row.id),
     })
+}
+
+/// Associated data of a webhook's sealed `options`: its identity and the column.
+fn options_aad(id: &str) -> String {
+    format!("webhooks/{id}/options")
+}
+
+impl Store {
+    /// A row as a webhook, its `options` opened first.
+    fn decode_webhook(
+        &self,
+        mut row: webhook::Model,
+    ) -> Result<(Webhook, WebhookStats), StorageError> {
+        row.options = self.open(&options_aad(&row.id), &row.options)?;
+        to_webhook_with_stats(row)
+    }
+
+    /// Rewrites every webhook's `options` that is not sealed under the current key (written
+    /// before encryption was enabled, or before a key rotation). Returns how many changed.
+    pub(crate) async fn reseal_webhooks(&self) -> Result<u64, StorageError> {
+        let mut changed = 0;
+        for row in webhook::Entity::find().all(&self.db).await? {
+            if !self.needs_reseal(&row.options) {
+                continue;
+            }
+            let aad = options_aad(&row.id);
+            let sealed = self.seal(&aad, self.open(&aad, &row.options)?);
+            webhook::Entity::update_many()
+                .col_expr(webhook::Column::Options, sealed.into())
+                .filter(webhook::Column::Id.eq(row.id.as_str()))
+                .exec(&self.db)
+                .await?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
 }
 
 fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats), StorageError> {
