@@ -29,6 +29,9 @@ pub enum ControlError {
     Unavailable(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// A setting that cannot work; only at start-up, never in answer to a call.
+    #[error("invalid setting {setting}: {reason}")]
+    Config { setting: &'static str, reason: String },
 }
 
 impl From<StorageError> for ControlError {
@@ -54,7 +57,7 @@ impl From<ControlError> for Status {
             | ControlError::NatsConnect(_)
             | ControlError::Nats(_)
             | ControlError::Unavailable(_) => Code::Unavailable,
-            ControlError::Internal(_) => Code::Internal,
+            ControlError::Internal(_) | ControlError::Config { .. } => Code::Internal,
         };
         if code == Code::Unavailable || code == Code::Internal {
             tracing::error!(error = %e, "request failed");

@@ -43,11 +43,10 @@ impl FromStr for Cidr {
         let network: IpAddr =
             addr.parse().map_err(|_| err("the address is not an IPv4 or IPv6 address"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| err("the prefix length must be 0 to 32 (IPv4) or 0 to 128 (IPv6)"))?;
+        let prefix: u8 =
+            prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
+                err("the prefix length must be 0 to 32 (IPv4) or 0 to 128 (IPv6)")
+            })?;
         if masked(network, prefix) != network {
             return Err(err("the address has bits set beyond the prefix length"));
         }
@@ -279,15 +278,14 @@ fn loose_ipv4(host: &str) -> Option<Ipv4Addr> {
 }
 
 fn loose_number(part: &str) -> Option<u64> {
-    let (digits, radix) = if let Some(hex) =
-        part.strip_prefix("0x").or_else(|| part.strip_prefix("0X"))
-    {
-        (hex, 16)
-    } else if part.len() > 1 && part.starts_with('0') {
-        (&part[1..], 8)
-    } else {
-        (part, 10)
-    };
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
     if digits.is_empty() && radix == 16 {
         // `0x` alone is 0 for inet_aton.
         return Some(0);
@@ -450,8 +448,7 @@ mod tests {
         assert_eq!(host_ip("[::1]"), Some(ip("::1")));
         assert_eq!(host_ip("::ffff:127.0.0.1"), Some(ip("::ffff:127.0.0.1")));
         assert_eq!(host_ip("0"), Some(ip("0.0.0.0")));
-        for name in ["localhost", "example.com", "1.2.3.4.5", "256.1.1.1", "08.1.1.1", "1.2.3.x"]
-        {
+        for name in ["localhost", "example.com", "1.2.3.4.5", "256.1.1.1", "08.1.1.1", "1.2.3.x"] {
             assert_eq!(host_ip(name), None, "{name}");
         }
     }

@@ -240,8 +240,7 @@ mod tests {
         assert!(error.to_string().contains("127.0.0.1 is a loopback address"), "{error}");
 
         let mut resolver = GuardedResolver { policy: policy(&["127.0.0.0/8"]) };
-        let addrs: Vec<_> =
-            resolver.call(name("localhost")).await.expect("allowed").collect();
+        let addrs: Vec<_> = resolver.call(name("localhost")).await.expect("allowed").collect();
         assert!(!addrs.is_empty());
         assert!(addrs.iter().all(|a| a.ip().is_ipv4() && a.ip().is_loopback()), "{addrs:?}");
     }
