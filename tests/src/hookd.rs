@@ -81,11 +81,16 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// The egress allow-list of every process the runner starts: loopback only, where the
+/// receivers are. Tests of the egress policy replace it with `HOOKD_ALLOW_CIDRS` (the
+/// environment overrides the file).
+pub const LOOPBACK_ALLOW_CIDRS: &str = r#"allow_cidrs = ["127.0.0.0/8", "::1/128"]"#;
+
 /// Config for `hookd control`; append more `key = value` lines as needed.
 pub fn control_config(nats_url: &str, database_path: &Path) -> String {
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
     format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n",
+        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n{LOOPBACK_ALLOW_CIDRS}\n",
         toml_string(&database_url),
         toml_string(nats_url)
     )
@@ -94,7 +99,7 @@ pub fn control_config(nats_url: &str, database_path: &Path) -> String {
 /// Config for `hookd dispatcher`; append more `key = value` lines as needed.
 pub fn dispatcher_config(nats_url: &str, control_url: &str) -> String {
     format!(
-        "listen = \"127.0.0.1:0\"\nnats_url = {}\ncontrol_url = {}\n",
+        "listen = \"127.0.0.1:0\"\nnats_url = {}\ncontrol_url = {}\n{LOOPBACK_ALLOW_CIDRS}\n",
         toml_string(nats_url),
         toml_string(control_url)
     )
@@ -445,13 +450,13 @@ mod tests {
         assert_eq!(
             control,
             "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
-             nats_url = \"nats://127.0.0.1:4222\"\n"
+             nats_url = \"nats://127.0.0.1:4222\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n"
         );
         let dispatcher = dispatcher_config("nats://127.0.0.1:4222", "http://127.0.0.1:5000");
         assert_eq!(
             dispatcher,
             "listen = \"127.0.0.1:0\"\nnats_url = \"nats://127.0.0.1:4222\"\n\
-             control_url = \"http://127.0.0.1:5000\"\n"
+             control_url = \"http://127.0.0.1:5000\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n"
         );
     }
 
