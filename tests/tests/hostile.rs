@@ -116,7 +116,7 @@ async fn answer(
     }
     heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(head);
 
-    let mut send = |bytes: Vec<u8>| {
+    let send = |bytes: Vec<u8>| {
         sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         bytes
     };
