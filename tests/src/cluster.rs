@@ -17,6 +17,8 @@ pub struct Cluster {
     pub dispatchers: Vec<HookdProcess>,
     dispatcher_extra: String,
     control_toml: String,
+    control_env: Vec<(String, String)>,
+    dispatcher_env: Vec<(String, String)>,
     // Dropped last: it holds the database file.
     _dir: tempfile::TempDir,
 }
@@ -25,16 +27,32 @@ impl Cluster {
     /// Starts nats-server, the control plane and `dispatchers` dispatchers, each dispatcher
     /// with `dispatcher_extra` appended to its settings.
     pub fn start(dispatchers: usize, dispatcher_extra: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(dispatchers, dispatcher_extra, &[], &[])
+    }
+
+    /// Like [`Cluster::start`], with extra environment variables for the control plane and
+    /// for each dispatcher (`HOOKD_*` settings override the config file).
+    pub fn start_with_env(
+        dispatchers: usize,
+        dispatcher_extra: &str,
+        control_env: &[(&str, &str)],
+        dispatcher_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let owned = |env: &[(&str, &str)]| -> Vec<(String, String)> {
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
         let dir = tempfile::Builder::new().prefix("hookd-cluster-").tempdir()?;
         let nats = NatsServer::start()?;
         let control_toml = control_config(&nats.url(), &dir.path().join("hookd.db"));
-        let control = HookdProcess::start(Role::Control, &control_toml)?;
+        let control = HookdProcess::start_with_env(Role::Control, &control_toml, control_env)?;
         let mut cluster = Self {
             nats,
             control,
             dispatchers: Vec::new(),
             dispatcher_extra: dispatcher_extra.to_owned(),
             control_toml,
+            control_env: owned(control_env),
+            dispatcher_env: owned(dispatcher_env),
             _dir: dir,
         };
         for _ in 0..dispatchers {
@@ -54,7 +72,9 @@ impl Cluster {
             dispatcher_config(&self.nats.url(), &self.control.grpc_url()),
             self.dispatcher_extra
         );
-        self.dispatchers.push(HookdProcess::start(Role::Dispatcher, &config)?);
+        let env: Vec<(&str, &str)> =
+            self.dispatcher_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.dispatchers.push(HookdProcess::start_with_env(Role::Dispatcher, &config, &env)?);
         let last = self.dispatchers.len() - 1;
         Ok(&mut self.dispatchers[last])
     }
@@ -67,7 +87,9 @@ impl Cluster {
         let listen = format!("listen = \"{}\"", self.control.addr());
         let config = self.control_toml.replacen("listen = \"127.0.0.1:0\"", &listen, 1);
         anyhow::ensure!(config != self.control_toml, "control config has no listen line to pin");
-        let new = HookdProcess::start(Role::Control, &config)?;
+        let env: Vec<(&str, &str)> =
+            self.control_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let new = HookdProcess::start_with_env(Role::Control, &config, &env)?;
         Ok(std::mem::replace(&mut self.control, new))
     }
 

@@ -83,12 +83,16 @@ fn is_executable(path: &Path) -> bool {
 
 /// The key test control planes seal secrets with (base64 of 32 bytes; not for production).
 pub const TEST_ENCRYPTION_KEY: &str = "aG9va2QtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZiE=";
+/// The egress allow-list of every process the runner starts: loopback only, where the
+/// receivers are. Tests of the egress policy replace it with `HOOKD_ALLOW_CIDRS` (the
+/// environment overrides the file).
+pub const LOOPBACK_ALLOW_CIDRS: &str = r#"allow_cidrs = ["127.0.0.0/8", "::1/128"]"#;
 
 /// Config for `hookd control`; append more `key = value` lines as needed.
 pub fn control_config(nats_url: &str, database_path: &Path) -> String {
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
     format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\nencryption_key = {}\n",
+        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n{LOOPBACK_ALLOW_CIDRS}\nencryption_key = {}\n",
         toml_string(&database_url),
         toml_string(nats_url),
         toml_string(TEST_ENCRYPTION_KEY)
@@ -98,7 +102,7 @@ pub fn control_config(nats_url: &str, database_path: &Path) -> String {
 /// Config for `hookd dispatcher`; append more `key = value` lines as needed.
 pub fn dispatcher_config(nats_url: &str, control_url: &str) -> String {
     format!(
-        "listen = \"127.0.0.1:0\"\nnats_url = {}\ncontrol_url = {}\n",
+        "listen = \"127.0.0.1:0\"\nnats_url = {}\ncontrol_url = {}\n{LOOPBACK_ALLOW_CIDRS}\n",
         toml_string(nats_url),
         toml_string(control_url)
     )
@@ -450,14 +454,15 @@ mod tests {
             control,
             format!(
                 "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
-                 nats_url = \"nats://127.0.0.1:4222\"\nencryption_key = \"{TEST_ENCRYPTION_KEY}\"\n"
+                 nats_url = \"nats://127.0.0.1:4222\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n\
+                 encryption_key = \"{TEST_ENCRYPTION_KEY}\"\n"
             )
         );
         let dispatcher = dispatcher_config("nats://127.0.0.1:4222", "http://127.0.0.1:5000");
         assert_eq!(
             dispatcher,
             "listen = \"127.0.0.1:0\"\nnats_url = \"nats://127.0.0.1:4222\"\n\
-             control_url = \"http://127.0.0.1:5000\"\n"
+             control_url = \"http://127.0.0.1:5000\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n"
         );
     }
 

@@ -114,9 +114,15 @@ pub struct Receiver {
 impl Receiver {
     /// Binds a port and serves on the current tokio runtime (must be called inside one).
     pub fn start(responder: Responder) -> anyhow::Result<Receiver> {
+        Receiver::start_on(std::net::Ipv4Addr::LOCALHOST.into(), responder)
+    }
+
+    /// Like [`Receiver::start`] on another loopback address (`::1`).
+    pub fn start_on(ip: std::net::IpAddr, responder: Responder) -> anyhow::Result<Receiver> {
+        anyhow::ensure!(ip.is_loopback(), "receivers listen on loopback only, not {ip}");
         let handle = tokio::runtime::Handle::try_current()
             .context("Receiver::start must be called inside a tokio runtime")?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let listener = std::net::TcpListener::bind((ip, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         // Fine without `handle.enter()`: `try_current` succeeding means we are in the runtime.

@@ -3,7 +3,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use hookd_core::egress::EgressPolicy;
 use serde::{Deserialize, Serialize};
+
+use crate::ControlError;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -35,6 +38,13 @@ pub struct Config {
     /// Earlier keys (id → base64), still needed to open values sealed under them. At start
     /// every value is resealed under the current key, after which they can be removed.
     pub old_encryption_keys: std::collections::BTreeMap<String, String>,
+    /// CIDRs the egress policy opens for OAuth2 token requests and for webhook URLs given as
+    /// IP literals (`["10.1.0.0/16", "::1/128"]`); otherwise loopback, private, link-local and
+    /// other non-public addresses are refused. Default: none.
+    pub allow_cidrs: Vec<String>,
+    /// Largest event `PublishEvent` accepts, in bytes of its JSON; the events stream refuses
+    /// messages over four times this.
+    pub max_event_bytes: usize,
 }
 
 impl Default for Config {
@@ -53,6 +63,8 @@ impl Default for Config {
             encryption_key: String::new(),
             encryption_key_id: "k1".to_owned(),
             old_encryption_keys: std::collections::BTreeMap::new(),
+            allow_cidrs: Vec::new(),
+            max_event_bytes: hookd_core::event::MAX_EVENT_BYTES,
         }
     }
 }
@@ -84,7 +96,15 @@ impl Config {
             dedupe_window: Duration::from_secs(self.dedupe_window_secs.max(1)),
             max_age: Duration::from_secs(self.stream_max_age_secs.max(60)),
             replicas: self.stream_replicas.max(1),
+            max_event_message_bytes: i32::try_from(self.max_event_bytes.saturating_mul(4))
+                .unwrap_or(i32::MAX),
         }
+    }
+
+    /// The egress policy with `allow_cidrs` opened; the error names the setting.
+    pub(crate) fn egress_policy(&self) -> Result<EgressPolicy, ControlError> {
+        EgressPolicy::new(&self.allow_cidrs)
+            .map_err(|e| ControlError::Config { setting: "allow_cidrs", reason: e.to_string() })
     }
 }
 

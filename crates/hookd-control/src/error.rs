@@ -27,10 +27,11 @@ pub enum ControlError {
     Nats(NatsError),
     #[error("{0}")]
     Unavailable(String),
-    #[error("invalid settings: {0}")]
-    Config(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// A setting that cannot work; only at start-up, never in answer to a call.
+    #[error("invalid setting {setting}: {reason}")]
+    Config { setting: &'static str, reason: String },
 }
 
 impl From<StorageError> for ControlError {
@@ -56,7 +57,7 @@ impl From<ControlError> for Status {
             | ControlError::NatsConnect(_)
             | ControlError::Nats(_)
             | ControlError::Unavailable(_) => Code::Unavailable,
-            ControlError::Internal(_) | ControlError::Config(_) => Code::Internal,
+            ControlError::Internal(_) | ControlError::Config { .. } => Code::Internal,
         };
         if code == Code::Unavailable || code == Code::Internal {
             tracing::error!(error = %e, "request failed");

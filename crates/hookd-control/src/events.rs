@@ -1,6 +1,7 @@
 //! `EventService`: publishing over gRPC, for producers that do not speak NATS. The event
 //! goes to the same stream, subject and dedupe window as one published to NATS directly; its
-//! data is first checked against its type's schema, if the catalog has one.
+//! data is first checked against its type's schema, if the catalog has one, and its size
+//! against `max_event_bytes`.
 
 use chrono::Utc;
 use hookd_core::{Event, EventId, EventType, InvalidField, event::validate_event_id};
@@ -16,6 +17,7 @@ pub struct EventApi {
     jetstream: async_nats::jetstream::Context,
     tenant: String,
     catalog: Catalog,
+    max_event_bytes: usize,
 }
 
 impl EventApi {
@@ -23,9 +25,23 @@ impl EventApi {
         jetstream: async_nats::jetstream::Context,
         tenant: String,
         catalog: Catalog,
+        max_event_bytes: usize,
     ) -> Self {
-        Self { jetstream, tenant, catalog }
+        Self { jetstream, tenant, catalog, max_event_bytes }
     }
+}
+
+/// Refuses an event whose JSON, as it would be published, is over `max` bytes; the same
+/// measure the dispatcher's fan-out applies to events published to NATS directly.
+fn check_size(event: &Event, max: usize) -> Result<(), InvalidField> {
+    let size = event.to_json().len();
+    if size > max {
+        return Err(InvalidField::new(
+            "event",
+            format!("is {size} bytes as JSON; at most {max} bytes (max_event_bytes) are accepted"),
+        ));
+    }
+    Ok(())
 }
 
 fn event_from_request(e: v1::Event) -> Result<Event, InvalidField> {
@@ -63,6 +79,7 @@ impl EventService for EventApi {
         let span = tracing::Span::current();
         span.record("event_id", event.id.as_str());
         span.record("event_type", event.event_type.as_str());
+        check_size(&event, self.max_event_bytes).map_err(ControlError::from)?;
         if let Some(schema) = self.catalog.schema(&self.tenant, event.event_type.as_str()) {
             schema
                 .check(&event.data)
@@ -98,5 +115,19 @@ mod tests {
         let err = event_from_request(v1::Event { r#type: "a b".into(), ..Default::default() })
             .expect_err("invalid");
         assert_eq!(err.field, "event.type");
+    }
+
+    #[test]
+    fn an_oversized_event_names_the_field_and_the_limit() {
+        let event = event_from_request(v1::Event {
+            r#type: "contact-created".into(),
+            ..Default::default()
+        })
+        .expect("valid");
+        let size = event.to_json().len();
+        check_size(&event, size).expect("at the limit");
+        let err = check_size(&event, size - 1).expect_err("over the limit");
+        assert_eq!(err.field, "event");
+        assert!(err.reason.contains(&format!("at most {} bytes", size - 1)), "{err}");
     }
 }

@@ -42,7 +42,10 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Connects to the database (running migrations) and to NATS (creating the streams).
     pub async fn start(config: Config) -> Result<Self, ControlError> {
-        let cipher = config.cipher().map_err(ControlError::Config)?;
+        config.egress_policy()?;
+        let cipher = config
+            .cipher()
+            .map_err(|reason| ControlError::Config { setting: "encryption_key", reason })?;
         let store = Store::connect(&config.database_url)
             .await
             .map_err(ControlError::Storage)?
@@ -79,7 +82,8 @@ impl ControlPlane {
         let local_addr: Option<SocketAddr> = listener.local_addr().ok();
         let changes = changes::Changes::new();
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
-        let tokens = oauth::Tokens::new(self.store.clone());
+        let egress = std::sync::Arc::new(self.config.egress_policy()?);
+        let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
         let recorder = recorder::Recorder::spawn(self.store.clone(), self.config.record_batch_max);
         let tenant = hookd_core::DEFAULT_TENANT.to_owned();
 
@@ -112,10 +116,15 @@ impl ControlPlane {
             changes.clone(),
             catalog.clone(),
             self.jetstream.client(),
+            egress,
             std::time::Duration::from_secs(self.config.signing_grace_secs),
         );
-        let event_service =
-            events::EventApi::new(self.jetstream.clone(), tenant.clone(), catalog.clone());
+        let event_service = events::EventApi::new(
+            self.jetstream.clone(),
+            tenant.clone(),
+            catalog.clone(),
+            self.config.max_event_bytes,
+        );
         let credential_service =
             credentials::CredentialApi::new(store.clone(), tenant.clone(), tokens.clone());
         let event_type_service =

@@ -3,6 +3,9 @@
 //! them: the client secret, the refresh token of an `authorization_code` grant (a code can be
 //! redeemed once), and the current access token. Dispatchers ask through
 //! `DispatchService.GetAccessToken` and cache the answer until shortly before it expires.
+//!
+//! Token URLs are user input like webhook URLs: token requests connect only where the egress
+//! policy allows (the control plane's `allow_cidrs`), checked at connect time.
 
 use std::{
     collections::HashMap,
@@ -12,6 +15,7 @@ use std::{
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use hookd_core::egress::EgressPolicy;
 use hookd_core::{
     CredentialId,
     credential::{CredentialSpec, GrantType, TokenMethod},
@@ -20,11 +24,7 @@ use hookd_core::{
 use hookd_storage::{Store, TokenState};
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde::Deserialize;
 
 use crate::ControlError;
@@ -40,7 +40,7 @@ const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct Tokens {
     store: Store,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<hookd_egress::Connector, Full<Bytes>>,
     locks: Arc<Mutex<HashMap<CredentialId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -61,16 +61,12 @@ struct TokenError {
 }
 
 impl Tokens {
-    pub fn new(store: Store) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(TOKEN_REQUEST_TIMEOUT));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(https);
+    pub fn new(store: Store, egress: Arc<EgressPolicy>) -> Self {
+        let connector = hookd_egress::connector(egress, TOKEN_REQUEST_TIMEOUT);
+        let client = Client::builder(TokioExecutor::new())
+            // A token endpoint's answer head is small; an endless one fails fast.
+            .http1_max_buf_size(MAX_TOKEN_RESPONSE)
+            .build(connector);
         Self { store, client, locks: Arc::default() }
     }
 

@@ -2,11 +2,12 @@
 //! update, delete, activate, deactivate, duplicate) and test sends. Every change is announced
 //! on [`Changes`] so watching dispatchers pick it up at once.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use hookd_core::{
     Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
+    egress::EgressPolicy,
     signing::{SigningKeys, SigningSecret},
     webhook::ALL_EVENT_TYPES,
 };
@@ -46,6 +47,8 @@ pub struct WebhookApi {
     changes: Changes,
     catalog: Catalog,
     nats: async_nats::Client,
+    /// For the early URL check only; the dispatcher's check at connect time is what holds.
+    egress: Arc<EgressPolicy>,
     /// Default grace period of a signing-secret rotation.
     signing_grace: Duration,
 }
@@ -57,9 +60,10 @@ impl WebhookApi {
         changes: Changes,
         catalog: Catalog,
         nats: async_nats::Client,
+        egress: Arc<EgressPolicy>,
         signing_grace: Duration,
     ) -> Self {
-        Self { store, tenant, changes, catalog, nats, signing_grace }
+        Self { store, tenant, changes, catalog, nats, egress, signing_grace }
     }
 
     async fn load(&self, id: &str) -> Result<Webhook, ControlError> {
@@ -85,6 +89,25 @@ impl WebhookApi {
 
     /// The checks that need the database: the referenced credential exists, and once the
     /// tenant has a catalog, every subscribed type is in it.
+    /// An early error for a URL that can only reach a forbidden address: an IP literal in a
+    /// forbidden range, or `localhost`. A host name passes: it may resolve anywhere, and the
+    /// dispatcher checks every address it connects to.
+    fn check_url(&self, spec: &WebhookSpec) -> Result<(), ControlError> {
+        let Some(host) =
+            url::Url::parse(&spec.url).ok().and_then(|u| u.host_str().map(str::to_owned))
+        else {
+            return Ok(()); // `validate` has refused it already.
+        };
+        self.egress.check_host(&host).map_err(|reason| {
+            ControlError::from(InvalidField::new(
+                "url",
+                format!(
+                    "refused by the egress policy: {reason} (an operator can allow it with allow_cidrs)"
+                ),
+            ))
+        })
+    }
+
     async fn check_references(&self, spec: &WebhookSpec) -> Result<(), ControlError> {
         if let Some(id) = &spec.credential_id
             && self.store.get_credential(&self.tenant, id).await?.is_none()
@@ -168,6 +191,7 @@ impl WebhookService for WebhookApi {
         let r = request.into_inner();
         let spec =
             spec_from_create(r).and_then(WebhookSpec::validate).map_err(ControlError::from)?;
+        self.check_url(&spec)?;
         self.check_references(&spec).await?;
         let now = Utc::now();
         let spec = WebhookSpec { signing: SigningKeys::generate(), ..spec };
@@ -305,6 +329,7 @@ impl WebhookService for WebhookApi {
             }
         }
         webhook.spec = spec.validate().map_err(ControlError::from)?;
+        self.check_url(&webhook.spec)?;
         self.check_references(&webhook.spec).await?;
         webhook.updated_at = Utc::now();
         if !self.store.update_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)? {

@@ -244,7 +244,10 @@ impl EndpointAuth {
 }
 
 /// Headers hookd sets itself or that describe the connection; a user may not set them.
-const RESERVED_HEADERS: [&str; 17] = [
+/// `accept-encoding` among them: hookd never asks for a compressed answer (it never inflates
+/// one, so a decompression bomb stays the few compressed bytes it is).
+const RESERVED_HEADERS: [&str; 18] = [
+    "accept-encoding",
     "host",
     "content-length",
     "content-type",

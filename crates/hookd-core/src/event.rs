@@ -13,6 +13,9 @@ use crate::{EventId, InvalidField};
 pub const MAX_EVENT_ID_LEN: usize = 256;
 /// Longest accepted event type: it becomes a NATS subject token.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
+/// The default limit of an event's size: its JSON as published, in bytes. Larger events are
+/// refused by `PublishEvent` and dropped by the dispatcher's fan-out (both configurable).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 /// An event type such as `contact-created`. Letters, digits, `-` and `_` only, because the
 /// type is a token of the NATS subject the event travels on.

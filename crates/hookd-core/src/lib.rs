@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod credential;
 pub mod delivery;
+pub mod egress;
 pub mod endpoint;
 pub mod event;
 pub mod ids;

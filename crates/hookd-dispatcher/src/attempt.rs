@@ -167,7 +167,7 @@ mod tests {
             .expect("valid url")
             .connect_lazy();
         Attempter {
-            http: HttpClient::new(),
+            http: HttpClient::loopback(),
             tokens: Tokens::new(ControlTokens::new(DispatchServiceClient::new(channel))),
         }
     }

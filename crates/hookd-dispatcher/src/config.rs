@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use hookd_core::RetrySchedule;
+use hookd_core::{RetrySchedule, egress::EgressPolicy};
 use serde::{Deserialize, Serialize};
 
 /// The longest attempt timeout a webhook may have.
@@ -49,6 +49,13 @@ pub struct Config {
     /// Fault injection for tests: apply each definitions change this much later, as over a
     /// slow link to the control plane. Always 0 in production.
     pub watch_apply_delay_ms: u64,
+    /// CIDRs the egress policy opens (`["10.1.0.0/16", "::1/128"]`). Deliveries are never
+    /// made to loopback, private, link-local, CGNAT, multicast, documentation or other
+    /// non-public addresses unless they are inside one of these. Default: none.
+    pub allow_cidrs: Vec<String>,
+    /// Events larger than this (the JSON as published) are never delivered: the fan-out
+    /// drops them and counts them as rejected.
+    pub max_event_bytes: usize,
 }
 
 impl Default for Config {
@@ -71,6 +78,8 @@ impl Default for Config {
             report_buffer: 50_000,
             shutdown_grace_secs: 30,
             watch_apply_delay_ms: 0,
+            allow_cidrs: Vec::new(),
+            max_event_bytes: hookd_core::event::MAX_EVENT_BYTES,
         }
     }
 }
@@ -106,7 +115,17 @@ impl Config {
         if self.max_in_flight == 0 || self.fanout_concurrency == 0 || self.report_batch_max == 0 {
             return err("max_in_flight", "concurrency and batch settings must be at least 1");
         }
+        if self.max_event_bytes == 0 {
+            return err("max_event_bytes", "must be at least 1");
+        }
+        self.egress_policy()?;
         Ok(())
+    }
+
+    /// The egress policy with `allow_cidrs` opened.
+    pub(crate) fn egress_policy(&self) -> Result<EgressPolicy, ConfigError> {
+        EgressPolicy::new(&self.allow_cidrs)
+            .map_err(|e| ConfigError { setting: "allow_cidrs", reason: e.to_string() })
     }
 
     pub(crate) fn attempt_timeout(&self) -> Duration {
@@ -146,5 +165,18 @@ mod tests {
         assert_eq!(c.validate().expect_err("invalid").setting, "attempt_timeout_secs");
         let c = Config { ack_wait_secs: 12, ..Config::default() };
         assert_eq!(c.validate().expect_err("invalid").setting, "ack_wait_secs");
+    }
+
+    #[test]
+    fn an_invalid_allow_list_names_the_setting_and_the_cidr() {
+        let c = Config {
+            allow_cidrs: vec!["127.0.0.0/8".into(), "10.0.0.1/8".into()],
+            ..Config::default()
+        };
+        let err = c.validate().expect_err("invalid");
+        assert_eq!(err.setting, "allow_cidrs");
+        assert!(err.to_string().contains("\"10.0.0.1/8\""), "{err}");
+        let c = Config { allow_cidrs: vec!["::1/128".into()], ..Config::default() };
+        c.validate().expect("valid");
     }
 }

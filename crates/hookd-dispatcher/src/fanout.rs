@@ -4,7 +4,9 @@
 //! `Nats-Msg-Id` is `<event id>.<webhook id>`.
 //!
 //! An event whose type has a schema in the catalog and whose data does not satisfy it is
-//! terminated here: never delivered, never retried, and counted for the control plane.
+//! terminated here: never delivered, never retried, and counted for the control plane. So is
+//! an event larger than `max_event_bytes` (a producer publishing to NATS directly skips
+//! `PublishEvent`'s size check); it is not even parsed.
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ pub async fn fan_out(
     js: &jetstream::Context,
     definitions: &Definitions,
     rejections: &Rejections,
+    max_event_bytes: usize,
     msg: jetstream::Message,
 ) {
     let span = tracing::info_span!(
@@ -31,16 +34,22 @@ pub async fn fan_out(
         event_id = tracing::field::Empty,
         event_type = tracing::field::Empty
     );
-    fan_out_one(js, definitions, rejections, msg).instrument(span).await;
+    fan_out_one(js, definitions, rejections, max_event_bytes, msg).instrument(span).await;
 }
 
 async fn fan_out_one(
     js: &jetstream::Context,
     definitions: &Definitions,
     rejections: &Rejections,
+    max_event_bytes: usize,
     msg: jetstream::Message,
 ) {
     let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    if let Err(error) = check_size(rejections, &msg.subject, msg.payload.len(), max_event_bytes) {
+        tracing::warn!(%error, subject = %msg.subject, sequence, "dropping an oversized event");
+        settle_event(&msg, AckKind::Term).await;
+        return;
+    }
     let event = match Event::from_json(&msg.payload, Utc::now()) {
         Ok(event) => event,
         Err(error) => {
@@ -95,6 +104,24 @@ fn check_schema(
     })
 }
 
+/// Refuses an event of `size` bytes above `max`, counting it for the event type its subject
+/// names. `Err` says why.
+fn check_size(
+    rejections: &Rejections,
+    subject: &str,
+    size: usize,
+    max: usize,
+) -> Result<(), String> {
+    if size <= max {
+        return Ok(());
+    }
+    let error = format!("the event is {size} bytes, more than max_event_bytes ({max})");
+    if let Some((tenant, event_type)) = subject::parts_of_event(subject) {
+        rejections.count(tenant, event_type, &error);
+    }
+    Err(error)
+}
+
 /// Settles an event without waiting for the server's confirmation: if the ack is lost the
 /// event is fanned out again, and the deliveries stream drops the jobs it already has, so
 /// confirming would cost a round trip per event for nothing.
@@ -147,5 +174,19 @@ mod tests {
         assert_eq!(counted[0].count, 3);
         assert!(counted[0].error.contains("email"));
         assert!(rejections.take().is_empty(), "taking resets the counts");
+    }
+
+    #[test]
+    fn oversized_events_are_refused_and_counted() {
+        let rejections = Rejections::default();
+        let subject = "hookd.events.default.contact-created";
+        assert!(check_size(&rejections, subject, 100, 100).is_ok());
+        assert!(rejections.take().is_empty());
+        let error = check_size(&rejections, subject, 101, 100).expect_err("too big");
+        assert_eq!(error, "the event is 101 bytes, more than max_event_bytes (100)");
+        let counted = rejections.take();
+        assert_eq!(counted.len(), 1);
+        assert_eq!((counted[0].tenant.as_str(), counted[0].count), ("default", 1));
+        assert_eq!(counted[0].event_type, "contact-created");
     }
 }

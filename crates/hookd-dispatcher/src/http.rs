@@ -1,23 +1,32 @@
 //! The HTTP side of an attempt: one shared hyper client (connections reused per host), a
 //! deadline over the whole exchange, no redirects followed, and a capped read of the answer.
+//!
+//! Hostile endpoints are expected. Connections go only to addresses the egress policy allows
+//! (checked at connect time, after resolution, by `hookd_egress`). A 3xx is just the answer:
+//! nothing here reads `Location`. The deadline covers connecting, the response head and the
+//! body, so a slow drip cannot extend it. The response head is bounded in size and header
+//! count, at most [`RESPONSE_EXCERPT_BYTES`] of the body are read, and no `accept-encoding`
+//! is sent and nothing is inflated: a gzip bomb stays its compressed bytes.
 
 use std::{
     borrow::Cow,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use hookd_core::{AttemptOutcome, endpoint::HttpMethod};
+use hookd_core::{AttemptOutcome, egress::EgressPolicy, endpoint::HttpMethod};
 use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-/// The first bytes of an answer kept for the history.
+/// The first bytes of an answer kept for the history; the rest is never read.
 pub const RESPONSE_EXCERPT_BYTES: usize = 16 * 1024;
+/// The most a response head (status line and headers) may take in the read buffer; an
+/// endless header stream fails the attempt once it is full. Also the largest body chunk read.
+const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
+/// The most headers a response may have.
+const MAX_RESPONSE_HEADERS: usize = 100;
 
 const USER_AGENT: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));
 
@@ -80,25 +89,26 @@ pub struct AttemptResult {
 
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<hookd_egress::Connector, Full<Bytes>>,
 }
 
 impl HttpClient {
-    pub fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+    /// A client that connects only where `policy` allows.
+    pub fn new(policy: Arc<EgressPolicy>) -> Self {
+        let connector = hookd_egress::connector(policy, Duration::from_secs(10));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
-            .build(https);
+            .http1_max_buf_size(MAX_RESPONSE_HEAD_BYTES)
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .build(connector);
         Self { client }
+    }
+
+    /// A client for tests against servers on loopback.
+    #[cfg(test)]
+    pub fn loopback() -> Self {
+        Self::new(Arc::new(EgressPolicy::new(&["127.0.0.0/8", "::1/128"]).expect("valid cidrs")))
     }
 
     /// Makes one exchange, within the request's timeout. Never fails: every problem is an
@@ -151,6 +161,10 @@ fn build(req: &AttemptRequest<'_>) -> Result<Request<Full<Bytes>>, String> {
         builder = builder.header(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     }
     for h in &req.headers {
+        if h.name.eq_ignore_ascii_case(header::ACCEPT_ENCODING.as_str()) {
+            // Reserved since hookd stopped allowing it; a webhook stored earlier may have it.
+            continue;
+        }
         let name = HeaderName::try_from(h.name)
             .map_err(|_| format!("cannot build request: invalid header name {:?}", h.name))?;
         let mut value = HeaderValue::from_str(&h.value)
@@ -225,8 +239,12 @@ async fn read_excerpt(mut body: hyper::body::Incoming) -> String {
     String::from_utf8_lossy(&excerpt).into_owned()
 }
 
-/// A short, stable description of a client error (the innermost cause says the most).
+/// A short, stable description of a client error (the innermost cause says the most). A
+/// refusal by the egress policy is said as it is: it is the operator's or the user's to fix.
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    if let Some(refused) = hookd_egress::find_egress_error(e) {
+        return refused.to_string();
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     let mut innermost = None;
     while let Some(s) = source {
@@ -276,5 +294,32 @@ mod tests {
         assert!(recorded.contains(&("content-type".into(), "application/json".into())));
         assert!(recorded.contains(&("x-webhook-secret".into(), "[redacted]".into())));
         assert!(recorded.contains(&("x-custom-auth".into(), "[redacted]".into())));
+    }
+
+    #[tokio::test]
+    async fn forbidden_addresses_are_refused_without_a_connection() {
+        let mut server = crate::test_server::TestServer::start(|_| 200).await;
+        let port = server.base.rsplit(':').next().unwrap_or_default().to_owned();
+        let client = HttpClient::new(Arc::new(EgressPolicy::default()));
+        for url in [
+            format!("{}/", server.base),
+            format!("http://localhost:{port}/"),
+            format!("http://2130706433:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+        ] {
+            let req = AttemptRequest {
+                method: HttpMethod::Post,
+                url: url.clone().into(),
+                body: Some(Bytes::new()),
+                headers: vec![],
+                timeout: Duration::from_secs(5),
+            };
+            let AttemptOutcome::Failed { error } = client.attempt(&req).await.outcome else {
+                panic!("{url}: not refused");
+            };
+            assert!(error.starts_with("refused by the egress policy: "), "{url}: {error}");
+            assert!(error.contains("127.0.0.1 is a loopback address"), "{url}: {error}");
+        }
+        assert!(server.idle(), "nothing reached the server");
     }
 }

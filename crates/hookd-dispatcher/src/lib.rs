@@ -165,8 +165,15 @@ impl Dispatcher {
             rejections.clone(),
         );
         // One HTTP client and one token cache for deliveries and test sends alike.
+        let egress = Arc::new(self.config.egress_policy()?);
+        if egress.allowed().is_empty() {
+            tracing::info!("egress policy: only public addresses");
+        } else {
+            let allowed: Vec<String> = egress.allowed().iter().map(ToString::to_string).collect();
+            tracing::info!(allow_cidrs = ?allowed, "egress policy: public addresses and the allow-list");
+        }
         let attempter = Arc::new(Attempter {
-            http: HttpClient::new(),
+            http: HttpClient::new(egress),
             tokens: Tokens::new(ControlTokens::new(self.control.clone())),
         });
         let deliverer = Arc::new(Deliverer {
@@ -186,6 +193,7 @@ impl Dispatcher {
             let js = self.jetstream.clone();
             let definitions = self.definitions.clone();
             let rejections = rejections.clone();
+            let max_event_bytes = self.config.max_event_bytes;
             run_stage(
                 "fan-out",
                 self.fanout,
@@ -195,7 +203,9 @@ impl Dispatcher {
                     let js = js.clone();
                     let definitions = definitions.clone();
                     let rejections = rejections.clone();
-                    async move { fanout::fan_out(&js, &definitions, &rejections, msg).await }
+                    async move {
+                        fanout::fan_out(&js, &definitions, &rejections, max_event_bytes, msg).await
+                    }
                 },
             )
         };

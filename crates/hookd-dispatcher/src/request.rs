@@ -227,7 +227,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn methods_with_a_body_send_the_rendered_selection() {
         let mut server = TestServer::start(|_| 200).await;
-        let http = HttpClient::new();
+        let http = HttpClient::loopback();
         let e = event();
         for method in [HttpMethod::Post, HttpMethod::Put, HttpMethod::Patch] {
             let mut w = webhook(format!("{}/hook?x=1", server.base), method);
@@ -264,7 +264,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn get_and_delete_send_fields_as_query_parameters_and_no_body() {
         let mut server = TestServer::start(|_| 204).await;
-        let http = HttpClient::new();
+        let http = HttpClient::loopback();
         let e = event();
         for method in [HttpMethod::Get, HttpMethod::Delete] {
             let mut w = webhook(format!("{}/hook?x=1", server.base), method);
@@ -287,7 +287,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn each_auth_mode_sends_its_credential_and_records_it_redacted() {
         let mut server = TestServer::start(|_| 200).await;
-        let http = HttpClient::new();
+        let http = HttpClient::loopback();
         let e = event();
         let cases = [
             (
@@ -328,7 +328,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_api_key_in_the_query_is_sent_but_never_shown() {
         let mut server = TestServer::start(|_| 200).await;
-        let http = HttpClient::new();
+        let http = HttpClient::loopback();
         let e = event();
         for method in [HttpMethod::Post, HttpMethod::Get] {
             let mut w = webhook(format!("{}/hook?x=1", server.base), method);

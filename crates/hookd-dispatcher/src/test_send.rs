@@ -191,7 +191,7 @@ mod tests {
         TestSends {
             definitions,
             attempter: Arc::new(Attempter {
-                http: HttpClient::new(),
+                http: HttpClient::loopback(),
                 tokens: Tokens::new(ControlTokens::new(control)),
             }),
             default_timeout: Duration::from_secs(5),

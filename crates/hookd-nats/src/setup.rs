@@ -17,6 +17,10 @@ pub struct StreamSettings {
     /// How long messages are kept; work queue retention removes them earlier once acked.
     pub max_age: Duration,
     pub replicas: usize,
+    /// The events stream refuses messages larger than this (nats-server answers the publish
+    /// with an error). Set well above the event size limit: the precise check, with a clear
+    /// error, is `PublishEvent`'s and the fan-out's; this one keeps far larger messages out.
+    pub max_event_message_bytes: i32,
 }
 
 impl Default for StreamSettings {
@@ -25,6 +29,7 @@ impl Default for StreamSettings {
             dedupe_window: Duration::from_secs(120),
             max_age: Duration::from_secs(7 * 24 * 3600),
             replicas: 1,
+            max_event_message_bytes: 1024 * 1024,
         }
     }
 }
@@ -56,6 +61,8 @@ fn stream_config(name: &'static str, subjects: Vec<String>, s: &StreamSettings) 
         duplicate_window: s.dedupe_window,
         max_age: s.max_age,
         num_replicas: s.replicas,
+        // Delivery jobs carry an event that passed the fan-out's size check.
+        max_message_size: if name == EVENTS_STREAM { s.max_event_message_bytes } else { -1 },
         ..Default::default()
     }
 }
@@ -97,7 +104,8 @@ async fn ensure_one(
     let drifted = current.subjects != config.subjects
         || current.duplicate_window != config.duplicate_window
         || current.max_age != config.max_age
-        || current.allow_message_schedules != config.allow_message_schedules;
+        || current.allow_message_schedules != config.allow_message_schedules
+        || current.max_message_size != config.max_message_size;
     if drifted {
         tracing::info!(stream = name, "updating stream settings");
         js.update_stream(config).await.map_err(|e| err(e.into()))?;

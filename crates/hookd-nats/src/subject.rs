@@ -26,9 +26,14 @@ pub fn retry(tenant: &str, delivery: &hookd_core::DeliveryId) -> String {
 
 /// The tenant token of an event subject, if `subject` is one.
 pub fn tenant_of_event(subject: &str) -> Option<&str> {
+    parts_of_event(subject).map(|(tenant, _)| tenant)
+}
+
+/// The tenant and event type of an event subject, if `subject` is one.
+pub fn parts_of_event(subject: &str) -> Option<(&str, &str)> {
     let rest = subject.strip_prefix(EVENTS_PREFIX)?.strip_prefix('.')?;
     let (tenant, event_type) = rest.split_once('.')?;
-    (!tenant.is_empty() && !event_type.is_empty()).then_some(tenant)
+    (!tenant.is_empty() && !event_type.is_empty()).then_some((tenant, event_type))
 }
 
 #[cfg(test)]
@@ -42,6 +47,7 @@ mod tests {
         assert_eq!(tenant_of_event(&s), Some("default"));
         assert_eq!(tenant_of_event("hookd.events.default"), None);
         assert_eq!(tenant_of_event("other.events.a.b"), None);
+        assert_eq!(parts_of_event(&s), Some(("default", "contact-created")));
         assert_eq!(delivery("default", &WebhookId::from("wh_1")), "hookd.deliveries.default.wh_1");
     }
 }
