@@ -1,7 +1,7 @@
 //! OAuth2 credentials: their definitions and the token state cached for each.
 //!
-//! Secrets (client secret, code, tokens) are stored in plain text for now; a later change
-//! encrypts them at rest.
+//! Secrets (the spec with its client secret and code, the tokens) are sealed with the store's
+//! cipher before they are written and opened when read (see `crypto.rs`).
 
 use chrono::{DateTime, Utc};
 use hookd_core::CredentialId;

@@ -44,7 +44,7 @@ struct Options {
     fields: Vec<String>,
     #[serde(default)]
     format: PayloadFormat,
-    /// Signing keys, current first (stored as written until secrets are encrypted at rest).
+    /// Signing keys, current first. The whole column is sealed when a cipher is configured.
     #[serde(default)]
     signing: SigningKeys,
 }

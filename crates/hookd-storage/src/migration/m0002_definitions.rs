@@ -2,8 +2,8 @@
 //! the event-type catalog.
 //!
 //! Secrets (endpoint auth values in `webhooks.options`, client secrets and codes in
-//! `credentials.spec`, tokens in `credentials`) are stored as plain JSON/text for now; a
-//! later migration encrypts them at rest.
+//! `credentials.spec`, tokens in `credentials`) are sealed by the store (see `crypto.rs`)
+//! before they are written, when a cipher is configured.
 
 use sea_orm_migration::prelude::*;
 
