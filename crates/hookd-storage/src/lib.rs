@@ -2,6 +2,7 @@
 //! repository functions on [`Store`]. The same code runs on SQLite (default) and Postgres:
 //! every statement is built with sea-orm / sea-query, never written as backend SQL.
 
+pub mod access;
 pub mod credentials;
 pub mod deliveries;
 pub mod entity;
@@ -23,6 +24,7 @@ pub use deliveries::{
     AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StoredAttempt,
 };
 
+pub use access::{ApiTokenRecord, RoleRecord};
 pub use credentials::TokenState;
 pub use migration::Migrator;
 pub use webhooks::WebhookFilter;
