@@ -3,6 +3,7 @@
 //! data is first checked against its type's schema, if the catalog has one.
 
 use chrono::Utc;
+use hookd_core::access::Permission;
 use hookd_core::{Event, EventId, EventType, InvalidField, event::validate_event_id};
 use hookd_proto::{
     convert::{from_timestamp, value_to_json},
@@ -10,21 +11,16 @@ use hookd_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{ControlError, catalog::Catalog};
+use crate::{ControlError, auth::require, catalog::Catalog};
 
 pub struct EventApi {
     jetstream: async_nats::jetstream::Context,
-    tenant: String,
     catalog: Catalog,
 }
 
 impl EventApi {
-    pub fn new(
-        jetstream: async_nats::jetstream::Context,
-        tenant: String,
-        catalog: Catalog,
-    ) -> Self {
-        Self { jetstream, tenant, catalog }
+    pub fn new(jetstream: async_nats::jetstream::Context, catalog: Catalog) -> Self {
+        Self { jetstream, catalog }
     }
 }
 
@@ -54,6 +50,8 @@ impl EventService for EventApi {
         &self,
         request: Request<v1::PublishEventRequest>,
     ) -> Result<Response<v1::PublishEventResponse>, Status> {
+        let caller = require(&request, Permission::EventsPublish)?;
+        let tenant = caller.tenant.as_str();
         let event = request
             .into_inner()
             .event
@@ -63,12 +61,12 @@ impl EventService for EventApi {
         let span = tracing::Span::current();
         span.record("event_id", event.id.as_str());
         span.record("event_type", event.event_type.as_str());
-        if let Some(schema) = self.catalog.schema(&self.tenant, event.event_type.as_str()) {
+        if let Some(schema) = self.catalog.schema(tenant, event.event_type.as_str()) {
             schema
                 .check(&event.data)
                 .map_err(|e| ControlError::from(InvalidField::new("event.data", e)))?;
         }
-        let published = hookd_nats::publish_event(&self.jetstream, &self.tenant, &event)
+        let published = hookd_nats::publish_event(&self.jetstream, tenant, &event)
             .await
             .map_err(ControlError::Nats)?;
         Ok(Response::new(v1::PublishEventResponse {

@@ -2,8 +2,12 @@
 //! delivery history, publishes events for gRPC producers, streams definitions to dispatchers
 //! and records the attempt results they report.
 //!
-//! Architecture invariant: this is the only crate that depends on `hookd-storage`.
+//! Architecture invariants: this is the only crate that depends on `hookd-storage`; every
+//! hookd service is behind an authenticating interceptor (see [`auth`]) and takes the tenant
+//! from the caller's token only.
 
+mod access;
+mod auth;
 mod catalog;
 mod changes;
 mod config;
@@ -20,7 +24,7 @@ mod webhooks;
 use std::{future::Future, net::SocketAddr};
 
 use hookd_proto::v1::{
-    credential_service_server::CredentialServiceServer,
+    access_service_server::AccessServiceServer, credential_service_server::CredentialServiceServer,
     delivery_service_server::DeliveryServiceServer, dispatch_service_server::DispatchServiceServer,
     event_service_server::EventServiceServer, event_type_service_server::EventTypeServiceServer,
     webhook_service_server::WebhookServiceServer,
@@ -42,7 +46,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Connects to the database (running migrations) and to NATS (creating the streams).
     pub async fn start(config: Config) -> Result<Self, ControlError> {
+        config.validate()?;
         let store = Store::connect(&config.database_url).await.map_err(ControlError::Storage)?;
+        for (tenant, token) in &config.bootstrap_tokens {
+            access::ensure_bootstrap_token(&store, tenant, token).await?;
+        }
         let nats = async_nats::ConnectOptions::new()
             .name("hookd-control")
             .retry_on_initial_connect()
@@ -72,7 +80,12 @@ impl ControlPlane {
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
         let tokens = oauth::Tokens::new(self.store.clone());
         let recorder = recorder::Recorder::spawn(self.store.clone(), self.config.record_batch_max);
-        let tenant = hookd_core::DEFAULT_TENANT.to_owned();
+        let table = auth::TokenTable::load(&self.store).await.map_err(ControlError::Storage)?;
+        let reloader =
+            table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());
+        let authenticate = auth::Authenticate { table: table.clone() };
+        let dispatcher =
+            auth::AuthenticateDispatcher { hash: auth::hash_token(&self.config.dispatcher_token) };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in [
@@ -82,6 +95,7 @@ impl ControlPlane {
             "hookd.v1.DispatchService",
             "hookd.v1.CredentialService",
             "hookd.v1.EventTypeService",
+            "hookd.v1.AccessService",
         ] {
             health_reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
         }
@@ -99,22 +113,18 @@ impl ControlPlane {
         let store = self.store.clone();
         let webhook_service = webhooks::WebhookApi::new(
             store.clone(),
-            tenant.clone(),
             changes.clone(),
             catalog.clone(),
             self.jetstream.client(),
         );
-        let event_service =
-            events::EventApi::new(self.jetstream.clone(), tenant.clone(), catalog.clone());
-        let credential_service =
-            credentials::CredentialApi::new(store.clone(), tenant.clone(), tokens.clone());
+        let event_service = events::EventApi::new(self.jetstream.clone(), catalog.clone());
+        let credential_service = credentials::CredentialApi::new(store.clone(), tokens.clone());
         let event_type_service =
-            event_types::EventTypeApi::new(store.clone(), tenant.clone(), changes.clone(), catalog);
-        let delivery_service =
-            deliveries::DeliveryApi::new(store.clone(), tenant.clone(), self.jetstream.clone());
+            event_types::EventTypeApi::new(store.clone(), changes.clone(), catalog);
+        let delivery_service = deliveries::DeliveryApi::new(store.clone(), self.jetstream.clone());
+        let access_service = access::AccessApi::new(store.clone(), table);
         let dispatch_service = dispatch::DispatchApi::new(
             store,
-            tenant,
             changes,
             recorder,
             tokens,
@@ -130,15 +140,30 @@ impl ControlPlane {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(WebhookServiceServer::new(webhook_service))
-            .add_service(EventServiceServer::new(event_service))
-            .add_service(DeliveryServiceServer::new(delivery_service))
-            .add_service(DispatchServiceServer::new(dispatch_service))
-            .add_service(CredentialServiceServer::new(credential_service))
-            .add_service(EventTypeServiceServer::new(event_type_service))
+            // Health and reflection stay open: probes and tools carry no token.
+            .add_service(WebhookServiceServer::with_interceptor(
+                webhook_service,
+                authenticate.clone(),
+            ))
+            .add_service(EventServiceServer::with_interceptor(event_service, authenticate.clone()))
+            .add_service(DeliveryServiceServer::with_interceptor(
+                delivery_service,
+                authenticate.clone(),
+            ))
+            .add_service(DispatchServiceServer::with_interceptor(dispatch_service, dispatcher))
+            .add_service(CredentialServiceServer::with_interceptor(
+                credential_service,
+                authenticate.clone(),
+            ))
+            .add_service(EventTypeServiceServer::with_interceptor(
+                event_type_service,
+                authenticate.clone(),
+            ))
+            .add_service(AccessServiceServer::with_interceptor(access_service, authenticate))
             .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?;
+        reloader.abort();
         tracing::info!("control plane stopped");
         Ok(())
     }

@@ -109,6 +109,8 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
         fields: w.spec.fields.clone(),
         format: format_to_proto(w.spec.format).into(),
         stats: None,
+        // Callers set it: the domain webhook does not know its tenant.
+        tenant: String::new(),
     }
 }
 
