@@ -2,14 +2,17 @@
 //! dispatchers, each a real process on its own loopback port.
 
 use hookd_proto::v1::{
-    self, credential_service_client::CredentialServiceClient,
+    self, access_service_client::AccessServiceClient,
+    credential_service_client::CredentialServiceClient,
     delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
     event_type_service_client::EventTypeServiceClient,
     webhook_service_client::WebhookServiceClient,
 };
 use tonic::transport::Channel;
 
-use crate::{HookdProcess, NatsServer, Role, control_config, dispatcher_config};
+use crate::{
+    Authed, HookdProcess, NatsServer, OWNER_TOKEN, Role, authed, control_config, dispatcher_config,
+};
 
 pub struct Cluster {
     pub nats: NatsServer,
@@ -93,28 +96,44 @@ impl Cluster {
         Ok(std::mem::replace(&mut self.control, new))
     }
 
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    /// A connection to the control plane without a token (health, reflection).
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         Ok(Channel::from_shared(self.control.grpc_url())?.connect().await?)
     }
 
-    pub async fn webhooks(&self) -> anyhow::Result<WebhookServiceClient<Channel>> {
-        Ok(WebhookServiceClient::new(self.channel().await?))
+    /// A connection that sends `token` (none: no authorization header) on every call; wrap
+    /// it in any service client.
+    pub async fn authed(&self, token: Option<&str>) -> anyhow::Result<Authed> {
+        Ok(authed(self.channel().await?, token))
     }
 
-    pub async fn events(&self) -> anyhow::Result<EventServiceClient<Channel>> {
-        Ok(EventServiceClient::new(self.channel().await?))
+    /// The clients below act as the owner of the default tenant.
+    async fn owner(&self) -> anyhow::Result<Authed> {
+        self.authed(Some(OWNER_TOKEN)).await
     }
 
-    pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Channel>> {
-        Ok(DeliveryServiceClient::new(self.channel().await?))
+    pub async fn webhooks(&self) -> anyhow::Result<WebhookServiceClient<Authed>> {
+        Ok(WebhookServiceClient::new(self.owner().await?))
     }
 
-    pub async fn credentials(&self) -> anyhow::Result<CredentialServiceClient<Channel>> {
-        Ok(CredentialServiceClient::new(self.channel().await?))
+    pub async fn events(&self) -> anyhow::Result<EventServiceClient<Authed>> {
+        Ok(EventServiceClient::new(self.owner().await?))
     }
 
-    pub async fn event_types(&self) -> anyhow::Result<EventTypeServiceClient<Channel>> {
-        Ok(EventTypeServiceClient::new(self.channel().await?))
+    pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Authed>> {
+        Ok(DeliveryServiceClient::new(self.owner().await?))
+    }
+
+    pub async fn credentials(&self) -> anyhow::Result<CredentialServiceClient<Authed>> {
+        Ok(CredentialServiceClient::new(self.owner().await?))
+    }
+
+    pub async fn event_types(&self) -> anyhow::Result<EventTypeServiceClient<Authed>> {
+        Ok(EventTypeServiceClient::new(self.owner().await?))
+    }
+
+    pub async fn access(&self) -> anyhow::Result<AccessServiceClient<Authed>> {
+        Ok(AccessServiceClient::new(self.owner().await?))
     }
 
     /// Creates a webhook from a full request (tests that set options beyond the defaults).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tempfile::TempDir;
 
+use crate::auth::{DISPATCHER_TOKEN, OTHER_OWNER_TOKEN, OTHER_TENANT, OWNER_TOKEN, TENANT};
 use crate::process::{ChildGuard, blocking, file_tail};
 
 /// How long `start` waits for the ready line.
@@ -88,23 +89,33 @@ pub const TEST_ENCRYPTION_KEY: &str = "aG9va2QtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZ
 /// environment overrides the file).
 pub const LOOPBACK_ALLOW_CIDRS: &str = r#"allow_cidrs = ["127.0.0.0/8", "::1/128"]"#;
 
-/// Config for `hookd control`; append more `key = value` lines as needed.
+/// Config for `hookd control`: loopback egress, the test encryption key, the dispatcher token
+/// and an owner token for each of the two test tenants (an inline table, so `key = value`
+/// lines appended later stay top-level). Append more `key = value` lines as needed.
 pub fn control_config(nats_url: &str, database_path: &Path) -> String {
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
     format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n{LOOPBACK_ALLOW_CIDRS}\nencryption_key = {}\n",
+        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n{LOOPBACK_ALLOW_CIDRS}\n\
+         encryption_key = {}\ndispatcher_token = {}\n\
+         bootstrap_tokens = {{ {TENANT} = {}, {OTHER_TENANT} = {} }}\n",
         toml_string(&database_url),
         toml_string(nats_url),
-        toml_string(TEST_ENCRYPTION_KEY)
+        toml_string(TEST_ENCRYPTION_KEY),
+        toml_string(DISPATCHER_TOKEN),
+        toml_string(OWNER_TOKEN),
+        toml_string(OTHER_OWNER_TOKEN),
     )
 }
 
-/// Config for `hookd dispatcher`; append more `key = value` lines as needed.
+/// Config for `hookd dispatcher`, with the dispatcher token; append more `key = value` lines
+/// as needed.
 pub fn dispatcher_config(nats_url: &str, control_url: &str) -> String {
     format!(
-        "listen = \"127.0.0.1:0\"\nnats_url = {}\ncontrol_url = {}\n{LOOPBACK_ALLOW_CIDRS}\n",
+        "listen = \"127.0.0.1:0\"\nnats_url = {}\ncontrol_url = {}\n{LOOPBACK_ALLOW_CIDRS}\n\
+         control_token = {}\n",
         toml_string(nats_url),
-        toml_string(control_url)
+        toml_string(control_url),
+        toml_string(DISPATCHER_TOKEN),
     )
 }
 
@@ -450,19 +461,26 @@ mod tests {
     #[test]
     fn configs_are_toml() {
         let control = control_config("nats://127.0.0.1:4222", Path::new("/tmp/x/hookd.db"));
-        assert_eq!(
-            control,
-            format!(
+        assert!(
+            control.starts_with(
                 "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
                  nats_url = \"nats://127.0.0.1:4222\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n\
-                 encryption_key = \"{TEST_ENCRYPTION_KEY}\"\n"
-            )
+                 encryption_key = "
+            ),
+            "{control}"
         );
+        assert!(control.contains(&format!("dispatcher_token = \"{DISPATCHER_TOKEN}\"\n")));
+        assert!(control.contains(&format!(
+            "bootstrap_tokens = {{ default = \"{OWNER_TOKEN}\", other = \"{OTHER_OWNER_TOKEN}\" }}\n"
+        )));
         let dispatcher = dispatcher_config("nats://127.0.0.1:4222", "http://127.0.0.1:5000");
         assert_eq!(
             dispatcher,
-            "listen = \"127.0.0.1:0\"\nnats_url = \"nats://127.0.0.1:4222\"\n\
-             control_url = \"http://127.0.0.1:5000\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n"
+            format!(
+                "listen = \"127.0.0.1:0\"\nnats_url = \"nats://127.0.0.1:4222\"\n\
+                 control_url = \"http://127.0.0.1:5000\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n\
+                 control_token = \"{DISPATCHER_TOKEN}\"\n"
+            )
         );
     }
 

@@ -10,6 +10,7 @@
 //! The `start` functions are synchronous: they block while waiting for readiness (on a
 //! multi-threaded tokio runtime via `block_in_place`, so other tasks keep running).
 
+mod auth;
 pub mod bench;
 mod cluster;
 mod hookd;
@@ -18,6 +19,9 @@ mod process;
 mod receiver;
 mod wait;
 
+pub use auth::{
+    Authed, Bearer, DISPATCHER_TOKEN, OTHER_OWNER_TOKEN, OTHER_TENANT, OWNER_TOKEN, TENANT, authed,
+};
 pub use cluster::Cluster;
 pub use hookd::{
     HookdProcess, Role, TEST_ENCRYPTION_KEY, control_config, dispatcher_config, hookd_binary,

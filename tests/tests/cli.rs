@@ -3,13 +3,25 @@
 use std::{process::Command, time::Duration};
 
 use anyhow::Context;
-use hookd_tests::{Cluster, Receiver, hookd_binary, wait_until};
+use hookd_tests::{Cluster, OWNER_TOKEN, Receiver, TENANT, hookd_binary, wait_until};
 
-/// Runs `hookd <args> --server <control> --output json` and parses its stdout.
+/// Runs `hookd <args> --server <control> --output json` as the default tenant's owner and
+/// parses its stdout.
 fn hookd_json(cluster: &Cluster, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    hookd_json_as(cluster, OWNER_TOKEN, args)
+}
+
+/// Like [`hookd_json`] with `token` in the child's `HOOKD_TOKEN` (never this process' own
+/// environment: tests run in parallel threads).
+fn hookd_json_as(
+    cluster: &Cluster,
+    token: &str,
+    args: &[&str],
+) -> anyhow::Result<serde_json::Value> {
     let output = Command::new(hookd_binary()?)
         .args(args)
         .args(["--server", &cluster.control.grpc_url(), "--output", "json"])
+        .env("HOOKD_TOKEN", token)
         .output()?;
     anyhow::ensure!(
         output.status.success(),
@@ -55,10 +67,10 @@ async fn cli_manages_webhooks_publishes_events_and_shows_history() -> anyhow::Re
     assert_eq!(got["auth"]["type"], "none", "{got}");
     assert_eq!(got["stats"]["triggered"], 0, "{got}");
 
-    // The table, reached through the `--addr` alias, with a token the server ignores for now.
+    // The table, reached through the `--addr` alias, with the token from the environment.
     let output = Command::new(hookd_binary()?)
         .args(["webhook", "list", "--addr", &cluster.control.grpc_url(), "--output", "table"])
-        .env("HOOKD_TOKEN", "t0ken")
+        .env("HOOKD_TOKEN", OWNER_TOKEN)
         .output()?;
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -100,6 +112,7 @@ async fn cli_manages_webhooks_publishes_events_and_shows_history() -> anyhow::Re
     let output = Command::new(hookd_binary()?)
         .args(["webhook", "create", "--name", "bad", "--url", "/relative", "--event-type", "x"])
         .args(["--server", &cluster.control.grpc_url()])
+        .env("HOOKD_TOKEN", OWNER_TOKEN)
         .output()?;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -108,6 +121,57 @@ async fn cli_manages_webhooks_publishes_events_and_shows_history() -> anyhow::Re
     hookd_json(&cluster, &["webhook", "delete", &id])?;
     let listed = hookd_json(&cluster, &["webhook", "list"])?;
     assert_eq!(listed["webhooks"].as_array().map(Vec::len), Some(0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_roles_and_tokens() -> anyhow::Result<()> {
+    let cluster = Cluster::start(0, "")?;
+    let me = hookd_json(&cluster, &["access", "whoami"])?;
+    assert_eq!(me["tenant"], TENANT, "{me}");
+    assert_eq!(me["role"], "owner", "{me}");
+
+    let role = hookd_json(
+        &cluster,
+        &["access", "role", "create", "publisher", "--permission", "events.publish"],
+    )?;
+    assert_eq!(role["permissions"], serde_json::json!(["events.publish"]), "{role}");
+    let roles = hookd_json(&cluster, &["access", "role", "list"])?;
+    let names: Vec<&str> = roles["roles"]
+        .as_array()
+        .context("roles")?
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["owner", "viewer", "publisher"], "{roles}");
+    let role = hookd_json(
+        &cluster,
+        &["access", "role", "update", "publisher", "-p", "events.publish", "-p", "webhooks.read"],
+    )?;
+    assert_eq!(role["permissions"].as_array().map(Vec::len), Some(2), "{role}");
+
+    let created = hookd_json(
+        &cluster,
+        &["access", "token", "create", "--name", "ci", "--role", "publisher"],
+    )?;
+    let secret = created["secret"].as_str().context("secret")?.to_owned();
+    let token_id = created["id"].as_str().context("id")?.to_owned();
+    assert!(
+        secret.starts_with("hkd_")
+            && secret.ends_with(created["last_four"].as_str().context("last four")?)
+    );
+    let listed = hookd_json(&cluster, &["access", "token", "list"])?;
+    assert!(listed.to_string().contains(&token_id), "{listed}");
+    assert!(!listed.to_string().contains(&secret), "a listing never shows a token's value");
+    let me = hookd_json_as(&cluster, &secret, &["access", "whoami"])?;
+    assert_eq!(me["role"], "publisher", "{me}");
+
+    // In use: not deletable until the token is revoked; then the token is refused.
+    assert!(hookd_json(&cluster, &["access", "role", "delete", "publisher"]).is_err());
+    hookd_json(&cluster, &["access", "token", "revoke", &token_id])?;
+    let refused = hookd_json_as(&cluster, &secret, &["access", "whoami"]).expect_err("revoked");
+    assert!(format!("{refused:#}").contains("Unauthenticated"), "{refused:#}");
+    hookd_json(&cluster, &["access", "role", "delete", "publisher"])?;
     Ok(())
 }
 

@@ -14,10 +14,20 @@ use tokio::sync::{broadcast, watch};
 /// A change to one definition, as dispatchers need it.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Upserted(Box<Webhook>),
+    /// The webhook's tenant travels with it: dispatchers match events by tenant.
+    Upserted {
+        tenant: String,
+        webhook: Box<Webhook>,
+    },
     Deleted(WebhookId),
-    EventTypeUpserted { tenant: String, def: Box<EventTypeDef> },
-    EventTypeDeleted { tenant: String, name: String },
+    EventTypeUpserted {
+        tenant: String,
+        def: Box<EventTypeDef>,
+    },
+    EventTypeDeleted {
+        tenant: String,
+        name: String,
+    },
 }
 
 /// The in-process feed of definition changes, numbered in the order they are sent, and the

@@ -1,12 +1,12 @@
 //! Control plane settings. Loaded by the binary (defaults, then file, then `HOOKD_*`
 //! environment); tests build the struct directly.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use hookd_core::egress::EgressPolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::ControlError;
+use crate::{ControlError, auth::MIN_CONFIGURED_TOKEN_LEN};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -45,6 +45,16 @@ pub struct Config {
     /// Largest event `PublishEvent` accepts, in bytes of its JSON; the events stream refuses
     /// messages over four times this.
     pub max_event_bytes: usize,
+    /// The shared secret dispatchers present (their `control_token`); the only credential
+    /// `DispatchService` accepts. Required, at least 16 characters (`HOOKD_DISPATCHER_TOKEN`).
+    pub dispatcher_token: String,
+    /// Tenant → API token: at start, each listed tenant gets an owner token with exactly this
+    /// value (kept if it exists), so a new installation has a first token to create others
+    /// with. TOML table `[bootstrap_tokens]`, or `HOOKD_BOOTSTRAP_TOKENS='{default="..."}'`.
+    pub bootstrap_tokens: BTreeMap<String, String>,
+    /// How often the token table is read again from the database, so revocations and role
+    /// changes made on another control plane take effect here.
+    pub token_reload_secs: u64,
 }
 
 impl Default for Config {
@@ -65,6 +75,9 @@ impl Default for Config {
             old_encryption_keys: std::collections::BTreeMap::new(),
             allow_cidrs: Vec::new(),
             max_event_bytes: hookd_core::event::MAX_EVENT_BYTES,
+            dispatcher_token: String::new(),
+            bootstrap_tokens: BTreeMap::new(),
+            token_reload_secs: 5,
         }
     }
 }
@@ -91,6 +104,55 @@ impl Config {
         Duration::from_secs(self.nats_connect_timeout_secs.max(1))
     }
 
+    pub(crate) fn token_reload_interval(&self) -> Duration {
+        Duration::from_secs(self.token_reload_secs.max(1))
+    }
+
+    /// The checks that need no connection. A control plane without a dispatcher token would
+    /// either let anyone act as a dispatcher (read every webhook's secrets, write history) or
+    /// serve no dispatcher at all; neither is a useful default, so it does not start.
+    pub fn validate(&self) -> Result<(), ControlError> {
+        let config = |setting, reason: String| Err(ControlError::Config { setting, reason });
+        let min = MIN_CONFIGURED_TOKEN_LEN;
+        if self.dispatcher_token.trim().is_empty() {
+            return config(
+                "dispatcher_token",
+                "is required: set HOOKD_DISPATCHER_TOKEN (or dispatcher_token in the settings \
+                 file) to a secret shared with the dispatchers' control_token"
+                    .to_owned(),
+            );
+        }
+        if self.dispatcher_token.len() < min || !is_header_safe(&self.dispatcher_token) {
+            return config(
+                "dispatcher_token",
+                format!(
+                    "must be at least {min} printable ASCII characters (HOOKD_DISPATCHER_TOKEN)"
+                ),
+            );
+        }
+        for (tenant, token) in &self.bootstrap_tokens {
+            hookd_core::access::validate_tenant(tenant).map_err(|e| ControlError::Config {
+                setting: "bootstrap_tokens",
+                reason: format!("tenant {tenant:?}: {}", e.reason),
+            })?;
+            if token.len() < min || !is_header_safe(token) {
+                return config(
+                    "bootstrap_tokens",
+                    format!(
+                        "the token of {tenant:?} must be at least {min} printable ASCII characters"
+                    ),
+                );
+            }
+            if *token == self.dispatcher_token {
+                return config(
+                    "bootstrap_tokens",
+                    format!("the token of {tenant:?} must differ from the dispatcher token"),
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn stream_settings(&self) -> hookd_nats::StreamSettings {
         hookd_nats::StreamSettings {
             dedupe_window: Duration::from_secs(self.dedupe_window_secs.max(1)),
@@ -106,6 +168,11 @@ impl Config {
         EgressPolicy::new(&self.allow_cidrs)
             .map_err(|e| ControlError::Config { setting: "allow_cidrs", reason: e.to_string() })
     }
+}
+
+/// Printable ASCII without spaces: what fits in an `authorization` header unchanged.
+fn is_header_safe(token: &str) -> bool {
+    token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -124,5 +191,21 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(ok.cipher().expect("valid").current_key_id(), "k1");
+    }
+
+    #[test]
+    fn a_dispatcher_token_is_required_and_bootstrap_tokens_are_checked() {
+        let err = Config::default().validate().expect_err("no dispatcher token");
+        assert!(err.to_string().contains("HOOKD_DISPATCHER_TOKEN"), "{err}");
+        let ok = Config { dispatcher_token: "d".repeat(16), ..Config::default() };
+        ok.validate().expect("valid");
+        let short = Config { dispatcher_token: "short".into(), ..Config::default() };
+        assert!(short.validate().is_err());
+        for (tenant, token) in
+            [("Bad.Tenant", "t".repeat(16)), ("a", "short".into()), ("a", "d".repeat(16))]
+        {
+            let c = Config { bootstrap_tokens: [(tenant.to_owned(), token)].into(), ..ok.clone() };
+            assert!(c.validate().is_err(), "{tenant}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! every read masks them.
 
 use chrono::Utc;
+use hookd_core::access::Permission;
 use hookd_core::{
     CredentialId, InvalidField,
     credential::{Credential, CredentialSpec},
@@ -14,28 +15,27 @@ use hookd_proto::{
 use hookd_storage::{Store, TokenState};
 use tonic::{Request, Response, Status};
 
-use crate::{ControlError, oauth::Tokens, webhooks::page_size};
+use crate::{ControlError, auth::require, oauth::Tokens, webhooks::page_size};
 
 const UPDATABLE: &str =
     "name, token_url, method, client_id, client_secret, grant_type, code, scope, extra_params";
 
 pub struct CredentialApi {
     store: Store,
-    tenant: String,
     tokens: Tokens,
 }
 
 impl CredentialApi {
-    pub fn new(store: Store, tenant: String, tokens: Tokens) -> Self {
-        Self { store, tenant, tokens }
+    pub fn new(store: Store, tokens: Tokens) -> Self {
+        Self { store, tokens }
     }
 
-    async fn load(&self, id: &str) -> Result<(Credential, TokenState), ControlError> {
+    async fn load(&self, tenant: &str, id: &str) -> Result<(Credential, TokenState), ControlError> {
         if id.is_empty() {
             return Err(InvalidField::new("id", "must not be empty").into());
         }
         self.store
-            .get_credential(&self.tenant, &CredentialId::from(id))
+            .get_credential(tenant, &CredentialId::from(id))
             .await?
             .ok_or_else(|| ControlError::NotFound { what: "credential", id: id.to_owned() })
     }
@@ -55,6 +55,8 @@ impl CredentialService for CredentialApi {
         &self,
         request: Request<v1::CreateCredentialRequest>,
     ) -> Result<Response<v1::CreateCredentialResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let wire = request
             .into_inner()
             .credential
@@ -66,10 +68,7 @@ impl CredentialService for CredentialApi {
         let credential =
             Credential { id: CredentialId::generate(), spec, created_at: now, updated_at: now };
         tracing::Span::current().record("credential_id", credential.id.as_str());
-        self.store
-            .create_credential(&self.tenant, &credential)
-            .await
-            .map_err(ControlError::from)?;
+        self.store.create_credential(tenant, &credential).await.map_err(ControlError::from)?;
         tracing::info!("credential created");
         Ok(Response::new(v1::CreateCredentialResponse {
             credential: Some(shown(&credential, &TokenState::default())),
@@ -81,7 +80,9 @@ impl CredentialService for CredentialApi {
         &self,
         request: Request<v1::GetCredentialRequest>,
     ) -> Result<Response<v1::GetCredentialResponse>, Status> {
-        let (credential, token) = self.load(&request.get_ref().id).await?;
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
+        let (credential, token) = self.load(tenant, &request.get_ref().id).await?;
         Ok(Response::new(v1::GetCredentialResponse {
             credential: Some(shown(&credential, &token)),
         }))
@@ -92,6 +93,8 @@ impl CredentialService for CredentialApi {
         &self,
         request: Request<v1::ListCredentialsRequest>,
     ) -> Result<Response<v1::ListCredentialsResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let after = match r.page_token.as_str() {
             "" => None,
@@ -101,7 +104,7 @@ impl CredentialService for CredentialApi {
         let limit = page_size(r.page_size);
         let mut page = self
             .store
-            .list_credentials(&self.tenant, after.as_ref(), limit + 1)
+            .list_credentials(tenant, after.as_ref(), limit + 1)
             .await
             .map_err(ControlError::from)?;
         let next_page_token =
@@ -117,6 +120,8 @@ impl CredentialService for CredentialApi {
         &self,
         request: Request<v1::UpdateCredentialRequest>,
     ) -> Result<Response<v1::UpdateCredentialResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let changes = r.credential.ok_or_else(|| {
             ControlError::from(InvalidField::new("credential", "must carry the id and new values"))
@@ -130,7 +135,7 @@ impl CredentialService for CredentialApi {
             ))
             .into());
         }
-        let (mut credential, _) = self.load(&changes.id).await?;
+        let (mut credential, _) = self.load(tenant, &changes.id).await?;
         let id = changes.id.clone();
         let new = credential_spec_from_proto(changes).map_err(ControlError::from)?;
         let mut spec = credential.spec.clone();
@@ -162,12 +167,7 @@ impl CredentialService for CredentialApi {
         }
         credential.spec = spec.validate().map_err(ControlError::from)?;
         credential.updated_at = Utc::now();
-        if !self
-            .store
-            .update_credential(&self.tenant, &credential)
-            .await
-            .map_err(ControlError::from)?
-        {
+        if !self.store.update_credential(tenant, &credential).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "credential", id }.into());
         }
         self.tokens.forget(&credential.id);
@@ -182,16 +182,15 @@ impl CredentialService for CredentialApi {
         &self,
         request: Request<v1::DeleteCredentialRequest>,
     ) -> Result<Response<v1::DeleteCredentialResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let id = request.into_inner().id;
         if id.is_empty() {
             return Err(ControlError::from(InvalidField::new("id", "must not be empty")).into());
         }
         let id = CredentialId::from(id);
-        let users = self
-            .store
-            .webhooks_using_credential(&self.tenant, &id)
-            .await
-            .map_err(ControlError::from)?;
+        let users =
+            self.store.webhooks_using_credential(tenant, &id).await.map_err(ControlError::from)?;
         if !users.is_empty() {
             let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
             return Err(ControlError::FailedPrecondition(format!(
@@ -200,7 +199,7 @@ impl CredentialService for CredentialApi {
             ))
             .into());
         }
-        if !self.store.delete_credential(&self.tenant, &id).await.map_err(ControlError::from)? {
+        if !self.store.delete_credential(tenant, &id).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "credential", id: id.into_string() }.into());
         }
         self.tokens.forget(&id);

@@ -1,6 +1,7 @@
 //! `DeliveryService`: the delivery history of a webhook, and one delivery with its attempts.
 
 use chrono::{DateTime, Utc};
+use hookd_core::access::Permission;
 use hookd_core::{DeliveryId, DeliveryStatus, InvalidField, WebhookId};
 use hookd_nats::DeliveryJob;
 use hookd_proto::{
@@ -11,25 +12,24 @@ use hookd_storage::{DeliveryCursor, DeliveryFilter, DeliveryRecord, Store, Store
 use serde_json::value::RawValue;
 use tonic::{Request, Response, Status};
 
-use crate::{ControlError, webhooks::page_size};
+use crate::{ControlError, auth::require, webhooks::page_size};
 
 pub struct DeliveryApi {
     store: Store,
-    tenant: String,
     jetstream: async_nats::jetstream::Context,
 }
 
 impl DeliveryApi {
-    pub fn new(store: Store, tenant: String, jetstream: async_nats::jetstream::Context) -> Self {
-        Self { store, tenant, jetstream }
+    pub fn new(store: Store, jetstream: async_nats::jetstream::Context) -> Self {
+        Self { store, jetstream }
     }
 
     /// Makes a finished delivery pending again and queues its next attempt, now. The state
     /// changes first, so the new attempt's result (which may arrive at once) lands on it.
-    async fn resend(&self, id: &DeliveryId) -> Result<DeliveryRecord, ControlError> {
+    async fn resend(&self, tenant: &str, id: &DeliveryId) -> Result<DeliveryRecord, ControlError> {
         let now = Utc::now();
-        let Some(before) = self.store.mark_resent(&self.tenant, id, now).await? else {
-            return match self.store.get_delivery(&self.tenant, id).await? {
+        let Some(before) = self.store.mark_resent(tenant, id, now).await? else {
+            return match self.store.get_delivery(tenant, id).await? {
                 None => Err(ControlError::NotFound { what: "delivery", id: id.to_string() }),
                 Some(_) => Err(ControlError::FailedPrecondition(format!(
                     "delivery {id} is pending: its next attempt is already scheduled"
@@ -44,14 +44,14 @@ impl DeliveryApi {
             delivery_id: before.id.clone(),
             webhook_id: before.webhook_id.clone(),
             event_id: before.event_id.clone(),
-            tenant: self.tenant.clone(),
+            tenant: tenant.to_owned(),
             event,
             attempt,
             chain_start: attempt,
         };
         if let Err(e) = job.publish(&self.jetstream).await {
             // Nothing was queued: put the delivery back as it was.
-            let _ = self.store.restore_status(&self.tenant, &before).await;
+            let _ = self.store.restore_status(tenant, &before).await;
             return Err(ControlError::Nats(e));
         }
         tracing::info!(delivery_id = %id, attempt, "delivery resent");
@@ -121,6 +121,8 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::ListDeliveriesRequest>,
     ) -> Result<Response<v1::ListDeliveriesResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         if r.webhook_id.is_empty() {
             return Err(ControlError::from(InvalidField::new("webhook_id", "is required")).into());
@@ -144,9 +146,24 @@ impl DeliveryService for DeliveryApi {
         let webhook_id = WebhookId::from(r.webhook_id);
         let mut page = self
             .store
-            .list_deliveries(&self.tenant, &webhook_id, &filter, cursor.as_ref(), limit + 1)
+            .list_deliveries(tenant, &webhook_id, &filter, cursor.as_ref(), limit + 1)
             .await
             .map_err(ControlError::from)?;
+        // Another tenant's webhook must look like a missing one. History outlives a deleted
+        // webhook, so only an empty first page asks whether the webhook exists.
+        if page.is_empty()
+            && cursor.is_none()
+            && self
+                .store
+                .get_webhook(tenant, &webhook_id)
+                .await
+                .map_err(ControlError::from)?
+                .is_none()
+        {
+            return Err(
+                ControlError::NotFound { what: "webhook", id: webhook_id.into_string() }.into()
+            );
+        }
         let next_page_token = crate::webhooks::finish_page(&mut page, limit, encode_cursor);
         Ok(Response::new(v1::ListDeliveriesResponse {
             deliveries: page.into_iter().map(|d| delivery_to_proto(d, Vec::new())).collect(),
@@ -159,10 +176,12 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::GetDeliveryRequest>,
     ) -> Result<Response<v1::GetDeliveryResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
         let id = request.into_inner().id;
         let found = self
             .store
-            .get_delivery(&self.tenant, &DeliveryId::from(id.as_str()))
+            .get_delivery(tenant, &DeliveryId::from(id.as_str()))
             .await
             .map_err(ControlError::from)?;
         let (delivery, attempts) = found.ok_or(ControlError::NotFound { what: "delivery", id })?;
@@ -176,11 +195,13 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::ResendDeliveryRequest>,
     ) -> Result<Response<v1::ResendDeliveryResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let id = request.into_inner().id;
         if id.is_empty() {
             return Err(ControlError::from(InvalidField::new("id", "is required")).into());
         }
-        let delivery = self.resend(&DeliveryId::from(id)).await?;
+        let delivery = self.resend(tenant, &DeliveryId::from(id)).await?;
         Ok(Response::new(v1::ResendDeliveryResponse {
             delivery: Some(delivery_to_proto(delivery, Vec::new())),
         }))
@@ -191,6 +212,8 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::RecoverFailedDeliveriesRequest>,
     ) -> Result<Response<v1::RecoverFailedDeliveriesResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         if r.webhook_id.is_empty() {
             return Err(ControlError::from(InvalidField::new("webhook_id", "is required")).into());
@@ -202,20 +225,28 @@ impl DeliveryService for DeliveryApi {
             .ok_or_else(|| ControlError::from(InvalidField::new("since", "is required")))?;
         let filter = DeliveryFilter { status: Some(DeliveryStatus::Failed), since: Some(since) };
         let webhook_id = WebhookId::from(r.webhook_id);
+        // Resending needs the webhook (the dispatcher would drop jobs for a missing one), and
+        // another tenant's must look missing.
+        if self.store.get_webhook(tenant, &webhook_id).await.map_err(ControlError::from)?.is_none()
+        {
+            return Err(
+                ControlError::NotFound { what: "webhook", id: webhook_id.into_string() }.into()
+            );
+        }
         let mut resent = 0u32;
         // Each resend makes its delivery pending, so the failed set shrinks as we go: always
         // read the first page again rather than paging with a cursor.
         loop {
             let page = self
                 .store
-                .list_deliveries(&self.tenant, &webhook_id, &filter, None, RECOVER_PAGE)
+                .list_deliveries(tenant, &webhook_id, &filter, None, RECOVER_PAGE)
                 .await
                 .map_err(ControlError::from)?;
             if page.is_empty() {
                 break;
             }
             for delivery in page {
-                match self.resend(&delivery.id).await {
+                match self.resend(tenant, &delivery.id).await {
                     Ok(_) => resent += 1,
                     // Resent meanwhile by someone else: not ours to count.
                     Err(ControlError::FailedPrecondition(_) | ControlError::NotFound { .. }) => {}

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use hookd_core::{
-    CredentialId, DeliveryId, EventId, InvalidField, WebhookId, catalog::EventTypeDef,
+    CredentialId, DeliveryId, EventId, InvalidField, Webhook, WebhookId, catalog::EventTypeDef,
 };
 use hookd_proto::{
     convert::{Secrets, event_type_to_proto, from_timestamp, timestamp, webhook_to_proto},
@@ -30,7 +30,6 @@ const MAX_REPORTS_PER_CALL: usize = 10_000;
 
 pub struct DispatchApi {
     store: Store,
-    tenant: String,
     changes: Changes,
     recorder: Recorder,
     tokens: Tokens,
@@ -40,21 +39,21 @@ pub struct DispatchApi {
 impl DispatchApi {
     pub fn new(
         store: Store,
-        tenant: String,
         changes: Changes,
         recorder: Recorder,
         tokens: Tokens,
         snapshot_page_size: usize,
     ) -> Self {
-        Self {
-            store,
-            tenant,
-            changes,
-            recorder,
-            tokens,
-            snapshot_page_size: snapshot_page_size.max(1),
-        }
+        Self { store, changes, recorder, tokens, snapshot_page_size: snapshot_page_size.max(1) }
     }
+}
+
+/// A webhook as dispatchers need it: secrets revealed, and its tenant, which decides whose
+/// events it receives.
+fn dispatch_webhook(tenant: &str, w: &Webhook) -> v1::Webhook {
+    let mut wire = webhook_to_proto(w, Secrets::Revealed);
+    wire.tenant = tenant.to_owned();
+    wire
 }
 
 fn catalog_entry(tenant: String, def: &EventTypeDef) -> v1::CatalogEntry {
@@ -92,7 +91,7 @@ async fn send_snapshot(
     let mut event_types: Vec<v1::CatalogEntry> =
         catalog.into_iter().map(|(tenant, def)| catalog_entry(tenant, &def)).collect();
     let webhooks: Vec<v1::Webhook> =
-        all.iter().map(|(_, w)| webhook_to_proto(w, Secrets::Revealed)).collect();
+        all.iter().map(|(tenant, w)| dispatch_webhook(tenant, w)).collect();
     let pages = webhooks.chunks(page_size).count().max(1);
     let mut chunks = webhooks.chunks(page_size);
     for index in 0..pages {
@@ -111,9 +110,12 @@ async fn send_snapshot(
 }
 
 fn record_from_report(r: v1::AttemptReport) -> Result<AttemptRecord, InvalidField> {
-    for (field, value) in
-        [("delivery_id", &r.delivery_id), ("webhook_id", &r.webhook_id), ("event_id", &r.event_id)]
-    {
+    for (field, value) in [
+        ("tenant", &r.tenant),
+        ("delivery_id", &r.delivery_id),
+        ("webhook_id", &r.webhook_id),
+        ("event_id", &r.event_id),
+    ] {
         if value.is_empty() {
             return Err(InvalidField::new(field, "is required"));
         }
@@ -198,8 +200,8 @@ impl DispatchService for DispatchApi {
                         change = changes.recv() => change,
                     };
                     let (change_seq, wire) = match change {
-                        Ok((n, Change::Upserted(w))) => {
-                            (n, Wire::Upserted(webhook_to_proto(&w, Secrets::Revealed)))
+                        Ok((n, Change::Upserted { tenant, webhook })) => {
+                            (n, Wire::Upserted(dispatch_webhook(&tenant, &webhook)))
                         }
                         Ok((n, Change::Deleted(id))) => (n, Wire::DeletedId(id.into_string())),
                         Ok((n, Change::EventTypeUpserted { tenant, def })) => {
@@ -248,7 +250,10 @@ impl DispatchService for DispatchApi {
                 ControlError::from(InvalidField::new("credential_id", "is required")).into()
             );
         }
-        let tenant = if r.tenant.is_empty() { self.tenant.clone() } else { r.tenant };
+        if r.tenant.is_empty() {
+            return Err(ControlError::from(InvalidField::new("tenant", "is required")).into());
+        }
+        let tenant = r.tenant;
         let (token, expires_at) = self
             .tokens
             .get(&tenant, &CredentialId::from(r.credential_id), &r.rejected_token)
@@ -267,14 +272,17 @@ impl DispatchService for DispatchApi {
         let r = request.into_inner();
         let reports = r.reports;
         if !r.rejected.is_empty() {
+            if r.rejected.iter().any(|x| x.tenant.is_empty()) {
+                return Err(ControlError::from(InvalidField::new(
+                    "rejected.tenant",
+                    "is required",
+                ))
+                .into());
+            }
             let counts: Vec<(String, String, u64)> = r
                 .rejected
                 .iter()
-                .map(|x| {
-                    let tenant =
-                        if x.tenant.is_empty() { self.tenant.clone() } else { x.tenant.clone() };
-                    (tenant, x.event_type.clone(), x.count)
-                })
+                .map(|x| (x.tenant.clone(), x.event_type.clone(), x.count))
                 .collect();
             for x in &r.rejected {
                 tracing::info!(event_type = %x.event_type, count = x.count, error = %x.error, "events rejected by their schema");
@@ -291,26 +299,27 @@ impl DispatchService for DispatchApi {
             ))
             .into());
         }
-        let records = reports
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                record_from_report(r).map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "reports[{i}]: invalid {}: {}",
-                        e.field, e.reason
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if records.is_empty() {
-            return Ok(Response::new(v1::ReportAttemptsResponse::default()));
+        // Grouped by tenant: each tenant's results are recorded under it, in report order.
+        let mut by_tenant: Vec<(String, Vec<AttemptRecord>)> = Vec::new();
+        for (i, report) in reports.into_iter().enumerate() {
+            let tenant = report.tenant.clone();
+            let record = record_from_report(report).map_err(|e| {
+                Status::invalid_argument(format!("reports[{i}]: invalid {}: {}", e.field, e.reason))
+            })?;
+            match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, records)) => records.push(record),
+                None => by_tenant.push((tenant, vec![record])),
+            }
         }
-        let recorded = self
-            .recorder
-            .record(self.tenant.clone(), records)
-            .await
-            .map_err(|e| Status::unavailable(format!("cannot store attempt results: {e}")))?;
+        let mut recorded = crate::recorder::Recorded::default();
+        for (tenant, records) in by_tenant {
+            let stored =
+                self.recorder.record(tenant, records).await.map_err(|e| {
+                    Status::unavailable(format!("cannot store attempt results: {e}"))
+                })?;
+            recorded.new += stored.new;
+            recorded.duplicates += stored.duplicates;
+        }
         Ok(Response::new(v1::ReportAttemptsResponse {
             recorded: recorded.new,
             duplicates: recorded.duplicates,

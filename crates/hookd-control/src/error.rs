@@ -1,6 +1,6 @@
 //! The control plane's errors and their one mapping to gRPC status codes.
 
-use hookd_core::InvalidField;
+use hookd_core::{InvalidField, access::Permission};
 use hookd_nats::NatsError;
 use hookd_storage::StorageError;
 use tonic::{Code, Status};
@@ -27,11 +27,18 @@ pub enum ControlError {
     Nats(NatsError),
     #[error("{0}")]
     Unavailable(String),
-    #[error("internal: {0}")]
-    Internal(String),
-    /// A setting that cannot work; only at start-up, never in answer to a call.
+    /// No token, or one hookd does not know (never says which token).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// The token is valid but its role lacks the permission. Checked before any lookup, so
+    /// it never tells whether a resource exists; other tenants' resources are NOT_FOUND.
+    #[error("permission denied: this token's role lacks {0}")]
+    PermissionDenied(Permission),
+    /// A setting the control plane cannot start with.
     #[error("invalid setting {setting}: {reason}")]
     Config { setting: &'static str, reason: String },
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl From<StorageError> for ControlError {
@@ -53,6 +60,8 @@ impl From<ControlError> for Status {
                 Code::AlreadyExists
             }
             ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ControlError::Unauthenticated(_) => Code::Unauthenticated,
+            ControlError::PermissionDenied(_) => Code::PermissionDenied,
             ControlError::Storage(_)
             | ControlError::NatsConnect(_)
             | ControlError::Nats(_)
@@ -79,5 +88,10 @@ mod tests {
         assert_eq!(taken.code(), Code::AlreadyExists);
         let missing = Status::from(ControlError::NotFound { what: "webhook", id: "wh_1".into() });
         assert_eq!(missing.code(), Code::NotFound);
+        let denied = Status::from(ControlError::PermissionDenied(Permission::WebhooksManage));
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert!(denied.message().contains("webhooks.manage"), "{}", denied.message());
+        let unknown = Status::from(ControlError::Unauthenticated("unknown or revoked token"));
+        assert_eq!(unknown.code(), Code::Unauthenticated);
     }
 }

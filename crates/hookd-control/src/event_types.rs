@@ -2,6 +2,7 @@
 //! (for `PublishEvent`) and to the dispatchers (for events published on NATS).
 
 use chrono::Utc;
+use hookd_core::access::Permission;
 use hookd_core::{
     InvalidField,
     catalog::{EventTypeDef, EventTypeSpec},
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     ControlError,
+    auth::require,
     catalog::Catalog,
     changes::{Change, Changes},
 };
@@ -25,31 +27,30 @@ const UPDATABLE: &str = "description, schema, example";
 
 pub struct EventTypeApi {
     store: Store,
-    tenant: String,
     changes: Changes,
     catalog: Catalog,
 }
 
 impl EventTypeApi {
-    pub fn new(store: Store, tenant: String, changes: Changes, catalog: Catalog) -> Self {
-        Self { store, tenant, changes, catalog }
+    pub fn new(store: Store, changes: Changes, catalog: Catalog) -> Self {
+        Self { store, changes, catalog }
     }
 
-    async fn load(&self, name: &str) -> Result<EventTypeDef, ControlError> {
+    async fn load(&self, tenant: &str, name: &str) -> Result<EventTypeDef, ControlError> {
         if name.is_empty() {
             return Err(InvalidField::new("name", "must not be empty").into());
         }
         self.store
-            .get_event_type(&self.tenant, name)
+            .get_event_type(tenant, name)
             .await?
             .ok_or_else(|| ControlError::NotFound { what: "event type", id: name.to_owned() })
     }
 
-    async fn announce(&self, def: &EventTypeDef) {
-        self.catalog.put(&self.tenant, def);
+    async fn announce(&self, tenant: &str, def: &EventTypeDef) {
+        self.catalog.put(tenant, def);
         self.changes
             .publish(Change::EventTypeUpserted {
-                tenant: self.tenant.clone(),
+                tenant: tenant.to_owned(),
                 def: Box::new(def.clone()),
             })
             .await;
@@ -68,14 +69,16 @@ impl EventTypeService for EventTypeApi {
         &self,
         request: Request<v1::CreateEventTypeRequest>,
     ) -> Result<Response<v1::CreateEventTypeResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let spec =
             spec_of(request.into_inner().event_type)?.validate().map_err(ControlError::from)?;
         tracing::Span::current().record("event_type", spec.name.as_str());
         let now = Utc::now();
         let def = EventTypeDef { spec, created_at: now, updated_at: now, rejected: 0 };
-        self.store.create_event_type(&self.tenant, &def).await.map_err(ControlError::from)?;
+        self.store.create_event_type(tenant, &def).await.map_err(ControlError::from)?;
         tracing::info!("event type created");
-        self.announce(&def).await;
+        self.announce(tenant, &def).await;
         Ok(Response::new(v1::CreateEventTypeResponse {
             event_type: Some(event_type_to_proto(&def)),
         }))
@@ -86,7 +89,9 @@ impl EventTypeService for EventTypeApi {
         &self,
         request: Request<v1::GetEventTypeRequest>,
     ) -> Result<Response<v1::GetEventTypeResponse>, Status> {
-        let def = self.load(request.get_ref().name.trim()).await?;
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
+        let def = self.load(tenant, request.get_ref().name.trim()).await?;
         Ok(Response::new(v1::GetEventTypeResponse { event_type: Some(event_type_to_proto(&def)) }))
     }
 
@@ -95,6 +100,8 @@ impl EventTypeService for EventTypeApi {
         &self,
         request: Request<v1::ListEventTypesRequest>,
     ) -> Result<Response<v1::ListEventTypesResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let limit = u64::from(match r.page_size {
             0 => DEFAULT_PAGE_SIZE,
@@ -103,7 +110,7 @@ impl EventTypeService for EventTypeApi {
         let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
         let mut page = self
             .store
-            .list_event_types(&self.tenant, after, limit + 1)
+            .list_event_types(tenant, after, limit + 1)
             .await
             .map_err(ControlError::from)?;
         let next_page_token =
@@ -119,6 +126,8 @@ impl EventTypeService for EventTypeApi {
         &self,
         request: Request<v1::UpdateEventTypeRequest>,
     ) -> Result<Response<v1::UpdateEventTypeResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let changes = spec_of(r.event_type)?;
@@ -130,7 +139,7 @@ impl EventTypeService for EventTypeApi {
             ))
             .into());
         }
-        let mut def = self.load(changes.name.as_str()).await?;
+        let mut def = self.load(tenant, changes.name.as_str()).await?;
         let mut spec = def.spec.clone();
         for path in &paths {
             match path.as_str() {
@@ -148,7 +157,7 @@ impl EventTypeService for EventTypeApi {
         }
         def.spec = spec.validate().map_err(ControlError::from)?;
         def.updated_at = Utc::now();
-        if !self.store.update_event_type(&self.tenant, &def).await.map_err(ControlError::from)? {
+        if !self.store.update_event_type(tenant, &def).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound {
                 what: "event type",
                 id: def.spec.name.to_string(),
@@ -156,7 +165,7 @@ impl EventTypeService for EventTypeApi {
             .into());
         }
         tracing::info!("event type updated");
-        self.announce(&def).await;
+        self.announce(tenant, &def).await;
         Ok(Response::new(v1::UpdateEventTypeResponse {
             event_type: Some(event_type_to_proto(&def)),
         }))
@@ -167,15 +176,14 @@ impl EventTypeService for EventTypeApi {
         &self,
         request: Request<v1::DeleteEventTypeRequest>,
     ) -> Result<Response<v1::DeleteEventTypeResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let name = request.into_inner().name.trim().to_owned();
         if name.is_empty() {
             return Err(ControlError::from(InvalidField::new("name", "must not be empty")).into());
         }
-        let users = self
-            .store
-            .webhooks_subscribed_to(&self.tenant, &name)
-            .await
-            .map_err(ControlError::from)?;
+        let users =
+            self.store.webhooks_subscribed_to(tenant, &name).await.map_err(ControlError::from)?;
         if !users.is_empty() {
             let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
             return Err(ControlError::FailedPrecondition(format!(
@@ -184,12 +192,12 @@ impl EventTypeService for EventTypeApi {
             ))
             .into());
         }
-        if !self.store.delete_event_type(&self.tenant, &name).await.map_err(ControlError::from)? {
+        if !self.store.delete_event_type(tenant, &name).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "event type", id: name }.into());
         }
         tracing::info!("event type deleted");
-        self.catalog.remove(&self.tenant, &name);
-        self.changes.publish(Change::EventTypeDeleted { tenant: self.tenant.clone(), name }).await;
+        self.catalog.remove(tenant, &name);
+        self.changes.publish(Change::EventTypeDeleted { tenant: tenant.to_owned(), name }).await;
         Ok(Response::new(v1::DeleteEventTypeResponse {}))
     }
 }

@@ -4,6 +4,7 @@
 //! against `max_event_bytes`.
 
 use chrono::Utc;
+use hookd_core::access::Permission;
 use hookd_core::{Event, EventId, EventType, InvalidField, event::validate_event_id};
 use hookd_proto::{
     convert::{from_timestamp, value_to_json},
@@ -11,11 +12,10 @@ use hookd_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{ControlError, catalog::Catalog};
+use crate::{ControlError, auth::require, catalog::Catalog};
 
 pub struct EventApi {
     jetstream: async_nats::jetstream::Context,
-    tenant: String,
     catalog: Catalog,
     max_event_bytes: usize,
 }
@@ -23,11 +23,10 @@ pub struct EventApi {
 impl EventApi {
     pub fn new(
         jetstream: async_nats::jetstream::Context,
-        tenant: String,
         catalog: Catalog,
         max_event_bytes: usize,
     ) -> Self {
-        Self { jetstream, tenant, catalog, max_event_bytes }
+        Self { jetstream, catalog, max_event_bytes }
     }
 }
 
@@ -70,6 +69,8 @@ impl EventService for EventApi {
         &self,
         request: Request<v1::PublishEventRequest>,
     ) -> Result<Response<v1::PublishEventResponse>, Status> {
+        let caller = require(&request, Permission::EventsPublish)?;
+        let tenant = caller.tenant.as_str();
         let event = request
             .into_inner()
             .event
@@ -80,12 +81,12 @@ impl EventService for EventApi {
         span.record("event_id", event.id.as_str());
         span.record("event_type", event.event_type.as_str());
         check_size(&event, self.max_event_bytes).map_err(ControlError::from)?;
-        if let Some(schema) = self.catalog.schema(&self.tenant, event.event_type.as_str()) {
+        if let Some(schema) = self.catalog.schema(tenant, event.event_type.as_str()) {
             schema
                 .check(&event.data)
                 .map_err(|e| ControlError::from(InvalidField::new("event.data", e)))?;
         }
-        let published = hookd_nats::publish_event(&self.jetstream, &self.tenant, &event)
+        let published = hookd_nats::publish_event(&self.jetstream, tenant, &event)
             .await
             .map_err(ControlError::Nats)?;
         Ok(Response::new(v1::PublishEventResponse {

@@ -2,8 +2,12 @@
 //! delivery history, publishes events for gRPC producers, streams definitions to dispatchers
 //! and records the attempt results they report.
 //!
-//! Architecture invariant: this is the only crate that depends on `hookd-storage`.
+//! Architecture invariants: this is the only crate that depends on `hookd-storage`; every
+//! hookd service is behind an authenticating interceptor (see [`auth`]) and takes the tenant
+//! from the caller's token only.
 
+mod access;
+mod auth;
 mod catalog;
 mod changes;
 mod config;
@@ -20,7 +24,7 @@ mod webhooks;
 use std::{future::Future, net::SocketAddr};
 
 use hookd_proto::v1::{
-    credential_service_server::CredentialServiceServer,
+    access_service_server::AccessServiceServer, credential_service_server::CredentialServiceServer,
     delivery_service_server::DeliveryServiceServer, dispatch_service_server::DispatchServiceServer,
     event_service_server::EventServiceServer, event_type_service_server::EventTypeServiceServer,
     webhook_service_server::WebhookServiceServer,
@@ -42,6 +46,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Connects to the database (running migrations) and to NATS (creating the streams).
     pub async fn start(config: Config) -> Result<Self, ControlError> {
+        config.validate()?;
         config.egress_policy()?;
         let cipher = config
             .cipher()
@@ -55,6 +60,9 @@ impl ControlPlane {
             tracing::info!(rows = resealed, key_id = %config.encryption_key_id, "secrets resealed under the current key");
         }
         give_every_webhook_a_signing_key(&store).await?;
+        for (tenant, token) in &config.bootstrap_tokens {
+            access::ensure_bootstrap_token(&store, tenant, token).await?;
+        }
         let nats = async_nats::ConnectOptions::new()
             .name("hookd-control")
             .retry_on_initial_connect()
@@ -85,7 +93,12 @@ impl ControlPlane {
         let egress = std::sync::Arc::new(self.config.egress_policy()?);
         let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
         let recorder = recorder::Recorder::spawn(self.store.clone(), self.config.record_batch_max);
-        let tenant = hookd_core::DEFAULT_TENANT.to_owned();
+        let table = auth::TokenTable::load(&self.store).await.map_err(ControlError::Storage)?;
+        let reloader =
+            table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());
+        let authenticate = auth::Authenticate { table: table.clone() };
+        let dispatcher =
+            auth::AuthenticateDispatcher { hash: auth::hash_token(&self.config.dispatcher_token) };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in [
@@ -95,6 +108,7 @@ impl ControlPlane {
             "hookd.v1.DispatchService",
             "hookd.v1.CredentialService",
             "hookd.v1.EventTypeService",
+            "hookd.v1.AccessService",
         ] {
             health_reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
         }
@@ -112,7 +126,6 @@ impl ControlPlane {
         let store = self.store.clone();
         let webhook_service = webhooks::WebhookApi::new(
             store.clone(),
-            tenant.clone(),
             changes.clone(),
             catalog.clone(),
             self.jetstream.client(),
@@ -121,19 +134,16 @@ impl ControlPlane {
         );
         let event_service = events::EventApi::new(
             self.jetstream.clone(),
-            tenant.clone(),
             catalog.clone(),
             self.config.max_event_bytes,
         );
-        let credential_service =
-            credentials::CredentialApi::new(store.clone(), tenant.clone(), tokens.clone());
+        let credential_service = credentials::CredentialApi::new(store.clone(), tokens.clone());
         let event_type_service =
-            event_types::EventTypeApi::new(store.clone(), tenant.clone(), changes.clone(), catalog);
-        let delivery_service =
-            deliveries::DeliveryApi::new(store.clone(), tenant.clone(), self.jetstream.clone());
+            event_types::EventTypeApi::new(store.clone(), changes.clone(), catalog);
+        let delivery_service = deliveries::DeliveryApi::new(store.clone(), self.jetstream.clone());
+        let access_service = access::AccessApi::new(store.clone(), table);
         let dispatch_service = dispatch::DispatchApi::new(
             store,
-            tenant,
             changes,
             recorder,
             tokens,
@@ -149,15 +159,30 @@ impl ControlPlane {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(WebhookServiceServer::new(webhook_service))
-            .add_service(EventServiceServer::new(event_service))
-            .add_service(DeliveryServiceServer::new(delivery_service))
-            .add_service(DispatchServiceServer::new(dispatch_service))
-            .add_service(CredentialServiceServer::new(credential_service))
-            .add_service(EventTypeServiceServer::new(event_type_service))
+            // Health and reflection stay open: probes and tools carry no token.
+            .add_service(WebhookServiceServer::with_interceptor(
+                webhook_service,
+                authenticate.clone(),
+            ))
+            .add_service(EventServiceServer::with_interceptor(event_service, authenticate.clone()))
+            .add_service(DeliveryServiceServer::with_interceptor(
+                delivery_service,
+                authenticate.clone(),
+            ))
+            .add_service(DispatchServiceServer::with_interceptor(dispatch_service, dispatcher))
+            .add_service(CredentialServiceServer::with_interceptor(
+                credential_service,
+                authenticate.clone(),
+            ))
+            .add_service(EventTypeServiceServer::with_interceptor(
+                event_type_service,
+                authenticate.clone(),
+            ))
+            .add_service(AccessServiceServer::with_interceptor(access_service, authenticate))
             .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?;
+        reloader.abort();
         tracing::info!("control plane stopped");
         Ok(())
     }

@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
+use hookd_core::access::Permission;
 use hookd_core::{
     Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
     egress::EgressPolicy,
@@ -25,6 +26,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     ControlError,
+    auth::require,
     catalog::Catalog,
     changes::{Change, Changes},
 };
@@ -43,7 +45,6 @@ const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct WebhookApi {
     store: Store,
-    tenant: String,
     changes: Changes,
     catalog: Catalog,
     nats: async_nats::Client,
@@ -56,34 +57,34 @@ pub struct WebhookApi {
 impl WebhookApi {
     pub fn new(
         store: Store,
-        tenant: String,
         changes: Changes,
         catalog: Catalog,
         nats: async_nats::Client,
         egress: Arc<EgressPolicy>,
         signing_grace: Duration,
     ) -> Self {
-        Self { store, tenant, changes, catalog, nats, egress, signing_grace }
+        Self { store, changes, catalog, nats, egress, signing_grace }
     }
 
-    async fn load(&self, id: &str) -> Result<Webhook, ControlError> {
+    async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
         let not_found = || ControlError::NotFound { what: "webhook", id: id.to_owned() };
         if id.is_empty() {
             return Err(InvalidField::new("id", "must not be empty").into());
         }
-        self.store.get_webhook(&self.tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)
+        self.store.get_webhook(tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)
     }
 
     /// The webhook as reads show it: secrets masked, counts and last attempt filled in.
-    async fn shown(&self, webhook: &Webhook) -> Result<v1::Webhook, ControlError> {
+    async fn shown(&self, tenant: &str, webhook: &Webhook) -> Result<v1::Webhook, ControlError> {
         let stats = self
             .store
-            .get_webhook_with_stats(&self.tenant, &webhook.id)
+            .get_webhook_with_stats(tenant, &webhook.id)
             .await?
             .map(|(_, stats)| stats)
             .unwrap_or_default();
         let mut wire = webhook_to_proto(webhook, Secrets::Masked);
         wire.stats = Some(stats_to_proto(&stats));
+        wire.tenant = tenant.to_owned();
         Ok(wire)
     }
 
@@ -108,15 +109,15 @@ impl WebhookApi {
         })
     }
 
-    async fn check_references(&self, spec: &WebhookSpec) -> Result<(), ControlError> {
+    async fn check_references(&self, tenant: &str, spec: &WebhookSpec) -> Result<(), ControlError> {
         if let Some(id) = &spec.credential_id
-            && self.store.get_credential(&self.tenant, id).await?.is_none()
+            && self.store.get_credential(tenant, id).await?.is_none()
         {
             return Err(InvalidField::new("credential_id", format!("no credential {id}")).into());
         }
-        if self.store.has_catalog(&self.tenant).await? {
+        if self.store.has_catalog(tenant).await? {
             for t in spec.event_types.iter().filter(|t| *t != ALL_EVENT_TYPES) {
-                if self.store.get_event_type(&self.tenant, t).await?.is_none() {
+                if self.store.get_event_type(tenant, t).await?.is_none() {
                     return Err(InvalidField::new(
                         "event_types",
                         format!(
@@ -131,18 +132,28 @@ impl WebhookApi {
     }
 
     /// Stores `webhook` with `active` set and tells the dispatchers; no-op when it already is.
-    async fn set_active(&self, id: &str, active: bool) -> Result<v1::Webhook, ControlError> {
-        let mut webhook = self.load(id).await?;
+    async fn set_active(
+        &self,
+        tenant: &str,
+        id: &str,
+        active: bool,
+    ) -> Result<v1::Webhook, ControlError> {
+        let mut webhook = self.load(tenant, id).await?;
         if webhook.spec.active != active {
             webhook.spec.active = active;
             webhook.updated_at = Utc::now();
-            if !self.store.update_webhook(&self.tenant, &webhook).await? {
+            if !self.store.update_webhook(tenant, &webhook).await? {
                 return Err(ControlError::NotFound { what: "webhook", id: id.to_owned() });
             }
             tracing::info!(active, "webhook status changed");
-            self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
+            self.changes
+                .publish(Change::Upserted {
+                    tenant: tenant.to_owned(),
+                    webhook: Box::new(webhook.clone()),
+                })
+                .await;
         }
-        self.shown(&webhook).await
+        self.shown(tenant, &webhook).await
     }
 }
 
@@ -188,21 +199,28 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::CreateWebhookRequest>,
     ) -> Result<Response<v1::CreateWebhookResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let spec =
             spec_from_create(r).and_then(WebhookSpec::validate).map_err(ControlError::from)?;
         self.check_url(&spec)?;
-        self.check_references(&spec).await?;
+        self.check_references(tenant, &spec).await?;
         let now = Utc::now();
         let spec = WebhookSpec { signing: SigningKeys::generate(), ..spec };
         let signing_secret = spec.signing.current().map(SigningSecret::expose).unwrap_or_default();
         let webhook = Webhook { id: WebhookId::generate(), spec, created_at: now, updated_at: now };
         tracing::Span::current().record("webhook_id", webhook.id.as_str());
-        self.store.create_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)?;
+        self.store.create_webhook(tenant, &webhook).await.map_err(ControlError::from)?;
         tracing::info!("webhook created");
-        self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
+        self.changes
+            .publish(Change::Upserted {
+                tenant: tenant.to_owned(),
+                webhook: Box::new(webhook.clone()),
+            })
+            .await;
         Ok(Response::new(v1::CreateWebhookResponse {
-            webhook: Some(self.shown(&webhook).await?),
+            webhook: Some(self.shown(tenant, &webhook).await?),
             signing_secret,
         }))
     }
@@ -212,8 +230,12 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::GetWebhookRequest>,
     ) -> Result<Response<v1::GetWebhookResponse>, Status> {
-        let webhook = self.load(&request.get_ref().id).await?;
-        Ok(Response::new(v1::GetWebhookResponse { webhook: Some(self.shown(&webhook).await?) }))
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
+        let webhook = self.load(tenant, &request.get_ref().id).await?;
+        Ok(Response::new(v1::GetWebhookResponse {
+            webhook: Some(self.shown(tenant, &webhook).await?),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -221,6 +243,8 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::ListWebhooksRequest>,
     ) -> Result<Response<v1::ListWebhooksResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksRead)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let after = match r.page_token.as_str() {
             "" => None,
@@ -256,7 +280,7 @@ impl WebhookService for WebhookApi {
         let limit = page_size(r.page_size);
         let mut page = self
             .store
-            .list_webhooks(&self.tenant, after.as_ref(), limit + 1, &filter)
+            .list_webhooks(tenant, after.as_ref(), limit + 1, &filter)
             .await
             .map_err(ControlError::from)?;
         let next_page_token =
@@ -266,6 +290,7 @@ impl WebhookService for WebhookApi {
             .map(|(w, stats)| {
                 let mut wire = webhook_to_proto(w, Secrets::Masked);
                 wire.stats = Some(stats_to_proto(stats));
+                wire.tenant = tenant.to_owned();
                 wire
             })
             .collect();
@@ -277,6 +302,8 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::UpdateWebhookRequest>,
     ) -> Result<Response<v1::UpdateWebhookResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let changes = r.webhook.ok_or_else(|| {
             ControlError::from(InvalidField::new("webhook", "must carry the id and new values"))
@@ -290,7 +317,7 @@ impl WebhookService for WebhookApi {
             ))
             .into());
         }
-        let mut webhook = self.load(&changes.id).await?;
+        let mut webhook = self.load(tenant, &changes.id).await?;
         let mut spec = webhook.spec.clone();
         for path in &paths {
             match path.as_str() {
@@ -330,14 +357,21 @@ impl WebhookService for WebhookApi {
         }
         webhook.spec = spec.validate().map_err(ControlError::from)?;
         self.check_url(&webhook.spec)?;
-        self.check_references(&webhook.spec).await?;
+        self.check_references(tenant, &webhook.spec).await?;
         webhook.updated_at = Utc::now();
-        if !self.store.update_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)? {
+        if !self.store.update_webhook(tenant, &webhook).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
         }
         tracing::info!("webhook updated");
-        self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
-        Ok(Response::new(v1::UpdateWebhookResponse { webhook: Some(self.shown(&webhook).await?) }))
+        self.changes
+            .publish(Change::Upserted {
+                tenant: tenant.to_owned(),
+                webhook: Box::new(webhook.clone()),
+            })
+            .await;
+        Ok(Response::new(v1::UpdateWebhookResponse {
+            webhook: Some(self.shown(tenant, &webhook).await?),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
@@ -345,12 +379,14 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::DeleteWebhookRequest>,
     ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let id = request.into_inner().id;
         if id.is_empty() {
             return Err(ControlError::from(InvalidField::new("id", "must not be empty")).into());
         }
         let id = WebhookId::from(id);
-        if !self.store.delete_webhook(&self.tenant, &id).await.map_err(ControlError::from)? {
+        if !self.store.delete_webhook(tenant, &id).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "webhook", id: id.into_string() }.into());
         }
         tracing::info!("webhook deleted");
@@ -363,7 +399,9 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::ActivateWebhookRequest>,
     ) -> Result<Response<v1::ActivateWebhookResponse>, Status> {
-        let webhook = self.set_active(&request.get_ref().id, true).await?;
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
+        let webhook = self.set_active(tenant, &request.get_ref().id, true).await?;
         Ok(Response::new(v1::ActivateWebhookResponse { webhook: Some(webhook) }))
     }
 
@@ -372,7 +410,9 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::DeactivateWebhookRequest>,
     ) -> Result<Response<v1::DeactivateWebhookResponse>, Status> {
-        let webhook = self.set_active(&request.get_ref().id, false).await?;
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
+        let webhook = self.set_active(tenant, &request.get_ref().id, false).await?;
         Ok(Response::new(v1::DeactivateWebhookResponse { webhook: Some(webhook) }))
     }
 
@@ -381,7 +421,9 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::DuplicateWebhookRequest>,
     ) -> Result<Response<v1::DuplicateWebhookResponse>, Status> {
-        let original = self.load(&request.get_ref().id).await?;
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
+        let original = self.load(tenant, &request.get_ref().id).await?;
         let now = Utc::now();
         let mut copy = Webhook {
             id: WebhookId::generate(),
@@ -400,16 +442,21 @@ impl WebhookService for WebhookApi {
         let mut n = 1;
         loop {
             copy.spec.name = copy_name(&original.spec.name, n);
-            match self.store.create_webhook(&self.tenant, &copy).await {
+            match self.store.create_webhook(tenant, &copy).await {
                 Ok(()) => break,
                 Err(StorageError::NameTaken { .. }) if n < 1000 => n += 1,
                 Err(e) => return Err(ControlError::from(e).into()),
             }
         }
         tracing::info!(name = %copy.spec.name, "webhook duplicated");
-        self.changes.publish(Change::Upserted(Box::new(copy.clone()))).await;
+        self.changes
+            .publish(Change::Upserted {
+                tenant: tenant.to_owned(),
+                webhook: Box::new(copy.clone()),
+            })
+            .await;
         Ok(Response::new(v1::DuplicateWebhookResponse {
-            webhook: Some(self.shown(&copy).await?),
+            webhook: Some(self.shown(tenant, &copy).await?),
             signing_secret: copy
                 .spec
                 .signing
@@ -424,7 +471,8 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::GetWebhookSecretRequest>,
     ) -> Result<Response<v1::GetWebhookSecretResponse>, Status> {
-        let webhook = self.load(&request.get_ref().id).await?;
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let webhook = self.load(&caller.tenant, &request.get_ref().id).await?;
         let secret =
             webhook.spec.signing.current().map(SigningSecret::expose).ok_or_else(|| {
                 ControlError::Internal(format!("webhook {} has no signing key", webhook.id))
@@ -438,6 +486,8 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::RotateWebhookSecretRequest>,
     ) -> Result<Response<v1::RotateWebhookSecretResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let grace = match (r.expire_now, r.grace_seconds) {
             (true, _) => Duration::ZERO,
@@ -451,16 +501,21 @@ impl WebhookService for WebhookApi {
             ))
             .into());
         }
-        let mut webhook = self.load(&r.id).await?;
+        let mut webhook = self.load(tenant, &r.id).await?;
         let now = Utc::now();
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
         let fresh = webhook.spec.signing.rotate(now, grace);
         webhook.updated_at = now;
-        if !self.store.update_webhook(&self.tenant, &webhook).await.map_err(ControlError::from)? {
+        if !self.store.update_webhook(tenant, &webhook).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "webhook", id: r.id }.into());
         }
         tracing::info!(grace_secs = grace.num_seconds(), "signing secret rotated");
-        self.changes.publish(Change::Upserted(Box::new(webhook.clone()))).await;
+        self.changes
+            .publish(Change::Upserted {
+                tenant: tenant.to_owned(),
+                webhook: Box::new(webhook.clone()),
+            })
+            .await;
         Ok(Response::new(v1::RotateWebhookSecretResponse {
             signing_secret: fresh.expose(),
             previous_expires_at: (grace > chrono::Duration::zero()).then(|| timestamp(now + grace)),
@@ -472,8 +527,10 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<v1::TestWebhookRequest>,
     ) -> Result<Response<v1::TestWebhookResponse>, Status> {
+        let caller = require(&request, Permission::WebhooksManage)?;
+        let tenant = caller.tenant.as_str();
         let r = request.into_inner();
-        let webhook = self.load(&r.id).await?;
+        let webhook = self.load(tenant, &r.id).await?;
         let event_type = EventType::parse(r.event_type.trim())
             .map_err(|e| ControlError::from(InvalidField::new("event_type", e.reason)))?;
         if !webhook.spec.subscribes_to(&event_type) {
@@ -485,7 +542,7 @@ impl WebhookService for WebhookApi {
         }
         let catalogued = self
             .store
-            .get_event_type(&self.tenant, event_type.as_str())
+            .get_event_type(tenant, event_type.as_str())
             .await
             .map_err(ControlError::from)?;
         let data = match (r.data.map(value_to_json), &catalogued) {
@@ -493,7 +550,7 @@ impl WebhookService for WebhookApi {
             (None, Some(def)) => def.spec.sample_data(),
             (None, None) => catalog::stock_sample(&event_type),
         };
-        if let Some(schema) = self.catalog.schema(&self.tenant, event_type.as_str()) {
+        if let Some(schema) = self.catalog.schema(tenant, event_type.as_str()) {
             schema.check(&data).map_err(|e| ControlError::from(InvalidField::new("data", e)))?;
         }
         let event = Event {
@@ -505,7 +562,7 @@ impl WebhookService for WebhookApi {
             data,
         };
         let payload = serde_json::to_vec(&TestSendRequest {
-            tenant: self.tenant.clone(),
+            tenant: tenant.to_owned(),
             webhook_id: webhook.id.clone(),
             event: serde_json::to_value(&event)
                 .map_err(|e| ControlError::Internal(e.to_string()))?,

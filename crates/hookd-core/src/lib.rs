@@ -1,6 +1,7 @@
 //! hookd's domain: webhooks, events, deliveries, attempts and retry schedules, with the rules
 //! that decide what is valid. Pure data and logic: no I/O, no async, no wire formats.
 
+pub mod access;
 pub mod catalog;
 pub mod credential;
 pub mod delivery;
@@ -19,7 +20,8 @@ pub use ids::{CredentialId, DeliveryId, EventId, WebhookId};
 pub use retry::{RetrySchedule, next_delay};
 pub use webhook::{Webhook, WebhookSpec, WebhookStats};
 
-/// The tenant every webhook and event belongs to until tenants exist (issue: security).
+/// The tenant of a single-tenant setup (`make run`, the tests' first tenant); nothing in hookd
+/// falls back to it: the tenant always comes from the caller's token.
 pub const DEFAULT_TENANT: &str = "default";
 
 /// A value a user gave that hookd cannot accept, naming the field and what is allowed.

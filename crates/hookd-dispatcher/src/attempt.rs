@@ -89,7 +89,6 @@ mod tests {
     use hookd_core::{CredentialId, endpoint::HttpMethod};
     use hookd_proto::v1::{
         self,
-        dispatch_service_client::DispatchServiceClient,
         dispatch_service_server::{DispatchService, DispatchServiceServer},
     };
     use tonic::{Request, Response, Status};
@@ -168,7 +167,10 @@ mod tests {
             .connect_lazy();
         Attempter {
             http: HttpClient::loopback(),
-            tokens: Tokens::new(ControlTokens::new(DispatchServiceClient::new(channel))),
+            tokens: Tokens::new(ControlTokens::new(crate::control_client(
+                channel,
+                "test-dispatcher-token",
+            ))),
         }
     }
 

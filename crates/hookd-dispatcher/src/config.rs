@@ -16,6 +16,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// gRPC address of the control plane.
     pub control_url: String,
+    /// The control plane's `dispatcher_token`, sent on every call to it. Required
+    /// (`HOOKD_CONTROL_TOKEN`).
+    pub control_token: String,
     pub nats_url: String,
     /// How long to wait for NATS and the first definitions snapshot at start-up.
     pub startup_timeout_secs: u64,
@@ -63,6 +66,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7071)),
             control_url: "http://127.0.0.1:7070".to_owned(),
+            control_token: String::new(),
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             startup_timeout_secs: 60,
             attempt_timeout_secs: 10.0,
@@ -95,6 +99,15 @@ pub struct ConfigError {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |setting, reason: &str| Err(ConfigError { setting, reason: reason.to_owned() });
+        if self.control_token.trim().is_empty() {
+            return err(
+                "control_token",
+                "is required: set HOOKD_CONTROL_TOKEN to the control plane's dispatcher_token",
+            );
+        }
+        if !self.control_token.bytes().all(|b| b.is_ascii_graphic()) {
+            return err("control_token", "must be printable ASCII without spaces");
+        }
         if !(self.attempt_timeout_secs > 0.0
             && self.attempt_timeout_secs <= MAX_ATTEMPT_TIMEOUT.as_secs_f64())
         {
@@ -153,7 +166,9 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_follow_the_product() {
-        let c = Config::default();
+        let err = Config::default().validate().expect_err("no control token");
+        assert_eq!(err.setting, "control_token");
+        let c = Config { control_token: "dispatcher-secret-1".into(), ..Config::default() };
         c.validate().expect("defaults are valid");
         assert_eq!(c.attempt_timeout(), Duration::from_secs(10));
         assert_eq!(c.retry_schedule(), RetrySchedule::default());
@@ -161,22 +176,24 @@ mod tests {
 
     #[test]
     fn rejects_a_timeout_above_30_s_or_an_ack_wait_too_short() {
-        let c = Config { attempt_timeout_secs: 31.0, ..Config::default() };
+        let valid = Config { control_token: "dispatcher-secret-1".into(), ..Config::default() };
+        let c = Config { attempt_timeout_secs: 31.0, ..valid.clone() };
         assert_eq!(c.validate().expect_err("invalid").setting, "attempt_timeout_secs");
-        let c = Config { ack_wait_secs: 12, ..Config::default() };
+        let c = Config { ack_wait_secs: 12, ..valid };
         assert_eq!(c.validate().expect_err("invalid").setting, "ack_wait_secs");
     }
 
     #[test]
     fn an_invalid_allow_list_names_the_setting_and_the_cidr() {
+        let base = Config { control_token: "t".repeat(16), ..Config::default() };
         let c = Config {
             allow_cidrs: vec!["127.0.0.0/8".into(), "10.0.0.1/8".into()],
-            ..Config::default()
+            ..base.clone()
         };
         let err = c.validate().expect_err("invalid");
         assert_eq!(err.setting, "allow_cidrs");
         assert!(err.to_string().contains("\"10.0.0.1/8\""), "{err}");
-        let c = Config { allow_cidrs: vec!["::1/128".into()], ..Config::default() };
+        let c = Config { allow_cidrs: vec!["::1/128".into()], ..base };
         c.validate().expect("valid");
     }
 }

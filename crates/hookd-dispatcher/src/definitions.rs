@@ -3,6 +3,10 @@
 //! each change builds a new index, because changes are rare and lookups are per event. The
 //! event-type catalog comes on the same stream: each type with a schema is kept compiled,
 //! so the fan-out can check events without compiling anything.
+//!
+//! Tenant isolation: every webhook is indexed under the tenant the control plane sent with
+//! it, and every lookup names a tenant, so an event (whose tenant is its subject's, which
+//! NATS authorises) can only ever reach its own tenant's webhooks.
 
 use std::{
     collections::HashMap,
@@ -15,22 +19,33 @@ use hookd_core::{
 };
 use hookd_proto::{
     convert::{event_type_from_proto, webhook_from_proto},
-    v1::{
-        AckWebhooksRequest, CatalogEntry, WatchWebhooksRequest,
-        dispatch_service_client::DispatchServiceClient, watch_webhooks_response::Change,
-    },
+    v1::{AckWebhooksRequest, CatalogEntry, WatchWebhooksRequest, watch_webhooks_response::Change},
 };
 use tokio::sync::watch;
-use tonic::transport::Channel;
+
+use crate::ControlClient;
 
 /// Compiled schemas by tenant, then event type; nested so a lookup needs no owned key.
 type Schemas = HashMap<String, HashMap<String, Arc<Schema>>>;
 
+/// A webhook with the tenant it belongs to.
+#[derive(Clone)]
+struct Defined {
+    tenant: Arc<str>,
+    webhook: Arc<Webhook>,
+}
+
+/// The active webhooks of one tenant, by the event types they subscribe to.
 #[derive(Default)]
-struct Index {
-    by_id: HashMap<WebhookId, Arc<Webhook>>,
+struct TenantIndex {
     by_type: HashMap<String, Vec<Arc<Webhook>>>,
     all_types: Vec<Arc<Webhook>>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<WebhookId, Defined>,
+    by_tenant: HashMap<Arc<str>, TenantIndex>,
     /// Only catalogued types that have a schema: a type without one accepts any data.
     schemas: Arc<Schemas>,
 }
@@ -38,25 +53,36 @@ struct Index {
 /// A snapshot being received, page by page.
 #[derive(Default)]
 pub struct PendingSnapshot {
-    webhooks: HashMap<WebhookId, Arc<Webhook>>,
+    webhooks: HashMap<WebhookId, Defined>,
     schemas: Schemas,
 }
 
 impl Index {
-    fn build(by_id: HashMap<WebhookId, Arc<Webhook>>, schemas: Arc<Schemas>) -> Self {
-        let mut by_type: HashMap<String, Vec<Arc<Webhook>>> = HashMap::new();
-        let mut all_types = Vec::new();
-        for webhook in by_id.values().filter(|w| w.spec.active) {
-            for t in &webhook.spec.event_types {
+    fn build(by_id: HashMap<WebhookId, Defined>, schemas: Arc<Schemas>) -> Self {
+        let mut by_tenant: HashMap<Arc<str>, TenantIndex> = HashMap::new();
+        for defined in by_id.values().filter(|d| d.webhook.spec.active) {
+            let index = by_tenant.entry(defined.tenant.clone()).or_default();
+            for t in &defined.webhook.spec.event_types {
                 if t == ALL_EVENT_TYPES {
-                    all_types.push(webhook.clone());
+                    index.all_types.push(defined.webhook.clone());
                 } else {
-                    by_type.entry(t.clone()).or_default().push(webhook.clone());
+                    index.by_type.entry(t.clone()).or_default().push(defined.webhook.clone());
                 }
             }
         }
-        Self { by_id, by_type, all_types, schemas }
+        Self { by_id, by_tenant, schemas }
     }
+}
+
+/// A webhook from the watch stream with its tenant. The control plane always sends the
+/// tenant; an empty one (a control plane older than tenants) means the default tenant.
+fn defined(wire: hookd_proto::v1::Webhook) -> Defined {
+    let tenant: Arc<str> = if wire.tenant.is_empty() {
+        Arc::from(DEFAULT_TENANT)
+    } else {
+        Arc::from(wire.tenant.as_str())
+    };
+    Defined { tenant, webhook: Arc::new(webhook_from_proto(wire)) }
 }
 
 /// The tenant of a catalog entry; the control plane may leave it empty for the default one.
@@ -120,9 +146,10 @@ impl Definitions {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// Active webhooks subscribed to `event_type`, each once.
-    pub fn matching(&self, event_type: &EventType) -> Vec<Arc<Webhook>> {
-        let index = self.current();
+    /// Active webhooks of `tenant` subscribed to `event_type`, each once.
+    pub fn matching(&self, tenant: &str, event_type: &EventType) -> Vec<Arc<Webhook>> {
+        let current = self.current();
+        let Some(index) = current.by_tenant.get(tenant) else { return Vec::new() };
         let mut out: Vec<Arc<Webhook>> =
             index.by_type.get(event_type.as_str()).cloned().unwrap_or_default();
         for w in &index.all_types {
@@ -138,8 +165,10 @@ impl Definitions {
         self.current().schemas.get(tenant)?.get(event_type.as_str()).cloned()
     }
 
-    pub fn get(&self, id: &WebhookId) -> Option<Arc<Webhook>> {
-        self.current().by_id.get(id).cloned()
+    /// The webhook `id` if it belongs to `tenant`: a job naming another tenant's webhook
+    /// finds nothing.
+    pub fn get(&self, tenant: &str, id: &WebhookId) -> Option<Arc<Webhook>> {
+        self.current().by_id.get(id).filter(|d| &*d.tenant == tenant).map(|d| d.webhook.clone())
     }
 
     pub fn len(&self) -> usize {
@@ -153,11 +182,16 @@ impl Definitions {
 
     /// The webhook `id`, waiting up to `max_wait` for it to appear: a job can reach this
     /// dispatcher a moment before the change that created its webhook does.
-    pub async fn wait_for(&self, id: &WebhookId, max_wait: Duration) -> Option<Arc<Webhook>> {
+    pub async fn wait_for(
+        &self,
+        tenant: &str,
+        id: &WebhookId,
+        max_wait: Duration,
+    ) -> Option<Arc<Webhook>> {
         let mut version = self.version.subscribe();
         let found = async {
             loop {
-                if let Some(webhook) = self.get(id) {
+                if let Some(webhook) = self.get(tenant, id) {
                     return Some(webhook);
                 }
                 version.changed().await.ok()?;
@@ -177,8 +211,8 @@ impl Definitions {
             Change::Snapshot(page) => {
                 let building = pending_snapshot.get_or_insert_with(PendingSnapshot::default);
                 for w in page.webhooks {
-                    let w = webhook_from_proto(w);
-                    building.webhooks.insert(w.id.clone(), Arc::new(w));
+                    let d = defined(w);
+                    building.webhooks.insert(d.webhook.id.clone(), d);
                 }
                 for entry in page.event_types {
                     apply_entry(&mut building.schemas, entry);
@@ -195,11 +229,11 @@ impl Definitions {
                 }
             }
             Change::Upserted(w) => {
-                let w = webhook_from_proto(w);
-                tracing::debug!(webhook_id = %w.id, active = w.spec.active, "webhook changed");
+                let d = defined(w);
+                tracing::debug!(tenant = %d.tenant, webhook_id = %d.webhook.id, active = d.webhook.spec.active, "webhook changed");
                 let current = self.current();
                 let mut by_id = current.by_id.clone();
-                by_id.insert(w.id.clone(), Arc::new(w));
+                by_id.insert(d.webhook.id.clone(), d);
                 self.replace(Index::build(by_id, current.schemas.clone()));
             }
             Change::EventTypeUpserted(entry) => {
@@ -233,7 +267,7 @@ impl Definitions {
     /// Follows the control plane's watch stream for ever, reconnecting with backoff, and
     /// confirms each applied change (the control plane's writers wait for that). While
     /// disconnected the last known definitions stay in force, so deliveries go on.
-    pub async fn follow(self, mut client: DispatchServiceClient<Channel>, apply_delay: Duration) {
+    pub async fn follow(self, mut client: ControlClient, apply_delay: Duration) {
         let (applied, applied_rx) = watch::channel((String::new(), 0u64));
         tokio::spawn(confirm_applied(client.clone(), applied_rx));
         let mut backoff = Duration::from_millis(100);
@@ -284,10 +318,7 @@ impl Definitions {
 
 /// Tells the control plane how far the definitions are applied. Confirmations coalesce: only
 /// the latest position is sent, once per round trip.
-async fn confirm_applied(
-    mut client: DispatchServiceClient<Channel>,
-    mut applied: watch::Receiver<(String, u64)>,
-) {
+async fn confirm_applied(mut client: ControlClient, mut applied: watch::Receiver<(String, u64)>) {
     while applied.changed().await.is_ok() {
         let (watcher_id, seq) = applied.borrow_and_update().clone();
         if let Err(status) = client.ack_webhooks(AckWebhooksRequest { watcher_id, seq }).await {
@@ -339,16 +370,54 @@ pub(crate) mod tests {
             &mut pending,
         );
         assert!(defs.is_ready());
-        let mut ids: Vec<String> = defs.matching(&t).iter().map(|w| w.id.to_string()).collect();
+        let mut ids: Vec<String> =
+            defs.matching(DEFAULT_TENANT, &t).iter().map(|w| w.id.to_string()).collect();
         ids.sort();
         assert_eq!(ids, ["wh_a", "wh_b"], "inactive wh_c must not match");
 
         defs.apply(Change::DeletedId("wh_a".into()), &mut pending);
         defs.apply(Change::Upserted(wire("wh_c", &["contact-created"], true)), &mut pending);
-        let mut ids: Vec<String> = defs.matching(&t).iter().map(|w| w.id.to_string()).collect();
+        let mut ids: Vec<String> =
+            defs.matching(DEFAULT_TENANT, &t).iter().map(|w| w.id.to_string()).collect();
         ids.sort();
         assert_eq!(ids, ["wh_b", "wh_c"]);
-        assert!(defs.get(&WebhookId::from("wh_a")).is_none());
+        assert!(defs.get(DEFAULT_TENANT, &WebhookId::from("wh_a")).is_none());
+    }
+
+    #[test]
+    fn events_match_only_their_own_tenants_webhooks() {
+        let defs = Definitions::default();
+        let t = EventType::parse("contact-created").expect("valid");
+        let of = |tenant: &str, id: &str, types: &[&str]| v1::Webhook {
+            tenant: tenant.into(),
+            ..wire(id, types, true)
+        };
+        defs.apply(
+            Change::Snapshot(v1::SnapshotPage {
+                webhooks: vec![
+                    of("a", "wh_a", &["contact-created"]),
+                    of("b", "wh_b", &["contact-created"]),
+                    of("b", "wh_b_all", &["*"]),
+                ],
+                complete: true,
+                event_types: vec![],
+            }),
+            &mut None,
+        );
+        let ids = |tenant: &str| {
+            let mut ids: Vec<String> =
+                defs.matching(tenant, &t).iter().map(|w| w.id.to_string()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("a"), ["wh_a"]);
+        assert_eq!(ids("b"), ["wh_b", "wh_b_all"]);
+        assert!(ids("c").is_empty());
+        assert!(defs.get("a", &WebhookId::from("wh_a")).is_some());
+        assert!(defs.get("b", &WebhookId::from("wh_a")).is_none(), "not across tenants");
+        // A webhook moved to another tenant (never by hookd, but the index must follow).
+        defs.apply(Change::Upserted(of("b", "wh_a", &["contact-created"])), &mut None);
+        assert!(ids("a").is_empty());
     }
 
     pub(crate) fn catalog_entry(name: &str, schema: Option<serde_json::Value>) -> v1::CatalogEntry {

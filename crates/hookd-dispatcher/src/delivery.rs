@@ -77,9 +77,9 @@ impl Deliverer {
     async fn attempt(&self, msg: jetstream::Message, job: DeliveryJob, attempt: u32) {
         // The fan-out that wrote this job knew the webhook; if this dispatcher does not know
         // it yet, the change is on its way (or the webhook was deleted).
-        let webhook = match self.definitions.get(&job.webhook_id) {
+        let webhook = match self.definitions.get(&job.tenant, &job.webhook_id) {
             Some(webhook) => Some(webhook),
-            None => self.definitions.wait_for(&job.webhook_id, DEFINITIONS_WAIT).await,
+            None => self.definitions.wait_for(&job.tenant, &job.webhook_id, DEFINITIONS_WAIT).await,
         };
         let Some(webhook) = webhook else {
             tracing::info!("webhook no longer exists; dropping its delivery");
@@ -183,6 +183,7 @@ impl Deliverer {
             event_type: event.event_type.to_string(),
             payload,
             event: job.event.get().to_owned(),
+            tenant: job.tenant.clone(),
             attempt: Some(v1::Attempt {
                 number: attempt,
                 started_at: Some(timestamp(started_at)),

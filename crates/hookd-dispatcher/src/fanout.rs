@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
 use futures::future::join_all;
-use hookd_core::{DEFAULT_TENANT, Event};
+use hookd_core::Event;
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
@@ -59,7 +59,12 @@ async fn fan_out_one(
             return;
         }
     };
-    let tenant = subject::tenant_of_event(&msg.subject).unwrap_or(DEFAULT_TENANT);
+    // The tenant is the subject's: NATS permissions decide who may publish under it.
+    let Some(tenant) = subject::tenant_of_event(&msg.subject) else {
+        tracing::warn!(subject = %msg.subject, sequence, "dropping an event without a tenant in its subject");
+        settle_event(&msg, AckKind::Term).await;
+        return;
+    };
     let span = tracing::Span::current();
     span.record("event_id", event.id.as_str());
     span.record("event_type", event.event_type.as_str());
@@ -69,7 +74,7 @@ async fn fan_out_one(
         settle_event(&msg, AckKind::Term).await;
         return;
     }
-    let webhooks = definitions.matching(&event.event_type);
+    let webhooks = definitions.matching(tenant, &event.event_type);
     if webhooks.is_empty() {
         tracing::debug!("no webhook subscribes to this event");
         settle_event(&msg, AckKind::Ack).await;
@@ -134,6 +139,8 @@ async fn settle_event(msg: &jetstream::Message, kind: AckKind) {
 #[cfg(test)]
 mod tests {
     use hookd_proto::v1::{self, watch_webhooks_response::Change};
+
+    use hookd_core::DEFAULT_TENANT;
 
     use super::*;
     use crate::definitions::tests::catalog_entry;

@@ -34,7 +34,11 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
 use hookd_proto::v1::dispatch_service_client::DispatchServiceClient;
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
 
 pub use config::{Config, ConfigError};
 
@@ -63,13 +67,44 @@ pub enum DispatcherError {
     NoSnapshot { url: String, secs: u64 },
 }
 
+/// Adds the dispatcher token to every call to the control plane: `DispatchService` accepts
+/// nothing else.
+#[derive(Clone)]
+pub(crate) struct ControlToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for ControlToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The dispatcher's client of the control plane.
+pub(crate) type ControlClient = DispatchServiceClient<InterceptedService<Channel, ControlToken>>;
+
+/// A control-plane client sending `token`. [`Config::validate`] has checked that it fits a
+/// header; one that does not is left out, and the control plane answers UNAUTHENTICATED.
+pub(crate) fn control_client(channel: Channel, token: &str) -> ControlClient {
+    let value = format!("Bearer {token}").parse::<MetadataValue<Ascii>>().ok().map(|mut v| {
+        // Keeps the token out of any debug output of a request.
+        v.set_sensitive(true);
+        v
+    });
+    DispatchServiceClient::with_interceptor(channel, ControlToken(value))
+}
+
 /// A started dispatcher: definitions loaded, consumers in place.
 pub struct Dispatcher {
     config: Config,
     jetstream: jetstream::Context,
     definitions: Definitions,
     watch: tokio::task::JoinHandle<()>,
-    control: DispatchServiceClient<Channel>,
+    control: ControlClient,
     fanout: PullConsumer,
     deliveries: PullConsumer,
 }
@@ -91,7 +126,7 @@ impl Dispatcher {
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        let control = DispatchServiceClient::new(channel);
+        let control = control_client(channel, &config.control_token);
         let definitions = Definitions::default();
         let watch = tokio::spawn(
             definitions

@@ -12,16 +12,13 @@ use std::{
     time::Duration,
 };
 
-use hookd_proto::v1::{
-    AttemptReport, RejectedEvents, ReportAttemptsRequest,
-    dispatch_service_client::DispatchServiceClient,
-};
+use crate::ControlClient;
+use hookd_proto::v1::{AttemptReport, RejectedEvents, ReportAttemptsRequest};
 use tokio::{
     sync::{Notify, Semaphore, mpsc, oneshot},
     task::JoinSet,
     time::Instant,
 };
-use tonic::transport::Channel;
 
 /// Report calls in flight at once.
 const CALLS_IN_FLIGHT: usize = 4;
@@ -100,7 +97,7 @@ impl Reporter {
     /// `buffer` bounds the results held while the control plane is unreachable; when it is
     /// full, [`Reporter::submit`] waits, which in turn stops new deliveries.
     pub fn spawn(
-        client: DispatchServiceClient<Channel>,
+        client: ControlClient,
         batch_max: usize,
         buffer: usize,
         rejections: Rejections,
@@ -119,7 +116,7 @@ impl Reporter {
 }
 
 async fn send_loop(
-    client: DispatchServiceClient<Channel>,
+    client: ControlClient,
     mut rx: mpsc::Receiver<Pending>,
     batch_max: usize,
     rejections: Rejections,
@@ -164,11 +161,7 @@ async fn send_loop(
 }
 
 /// Sends one batch until the control plane has stored it, then tells each waiting delivery.
-async fn send_batch(
-    mut client: DispatchServiceClient<Channel>,
-    batch: Vec<Pending>,
-    rejected: Vec<RejectedEvents>,
-) {
+async fn send_batch(mut client: ControlClient, batch: Vec<Pending>, rejected: Vec<RejectedEvents>) {
     // Move the reports out rather than copying them: they carry payloads and events.
     let (reports, waiting): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.report, p.stored)).unzip();

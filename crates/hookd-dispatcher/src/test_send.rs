@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
-use hookd_core::{AttemptOutcome, DEFAULT_TENANT, Event};
+use hookd_core::{AttemptOutcome, Event};
 use hookd_nats::test_send::{TEST_SEND_QUEUE, TEST_SEND_SUBJECT, TestSendReply, TestSendRequest};
 use tokio::{sync::watch, task::JoinSet};
 use tracing::Instrument;
@@ -97,7 +97,9 @@ impl TestSends {
         request: TestSendRequest,
         started_at: chrono::DateTime<Utc>,
     ) -> TestSendReply {
-        let Some(webhook) = self.definitions.wait_for(&request.webhook_id, DEFINITIONS_WAIT).await
+        let tenant = request.tenant.as_str();
+        let Some(webhook) =
+            self.definitions.wait_for(tenant, &request.webhook_id, DEFINITIONS_WAIT).await
         else {
             let error = format!("webhook {} is not known to this dispatcher", request.webhook_id);
             return refusal(started_at, error);
@@ -110,7 +112,6 @@ impl TestSends {
             Err(e) => return refusal(started_at, format!("the test event is not valid: {e}")),
         };
         tracing::Span::current().record("event_id", event.id.as_str());
-        let tenant = if request.tenant.is_empty() { DEFAULT_TENANT } else { &request.tenant };
         let message_id = format!("test_{}", uuid::Uuid::now_v7().simple());
         let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
         let made = self
@@ -187,7 +188,7 @@ mod tests {
         );
         // Never dialled: none of these webhooks has an OAuth2 credential.
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-        let control = v1::dispatch_service_client::DispatchServiceClient::new(channel);
+        let control = crate::control_client(channel, "test-dispatcher-token");
         TestSends {
             definitions,
             attempter: Arc::new(Attempter {

@@ -14,13 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::ControlClient;
 use chrono::{DateTime, Utc};
 use hookd_core::CredentialId;
-use hookd_proto::{
-    convert::from_timestamp,
-    v1::{GetAccessTokenRequest, dispatch_service_client::DispatchServiceClient},
-};
-use tonic::transport::Channel;
+use hookd_proto::{convert::from_timestamp, v1::GetAccessTokenRequest};
 
 /// A token is not used within this margin of its expiry: it could expire in flight.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
@@ -66,11 +63,11 @@ pub trait TokenSource: Send + Sync + 'static {
 /// `DispatchService.GetAccessToken` on the control plane.
 #[derive(Clone)]
 pub struct ControlTokens {
-    client: DispatchServiceClient<Channel>,
+    client: ControlClient,
 }
 
 impl ControlTokens {
-    pub fn new(client: DispatchServiceClient<Channel>) -> Self {
+    pub fn new(client: ControlClient) -> Self {
         Self { client }
     }
 }

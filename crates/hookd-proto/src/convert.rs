@@ -123,6 +123,8 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
                 })
                 .collect(),
         },
+        // Callers set it: the domain webhook does not know its tenant.
+        tenant: String::new(),
     }
 }
 

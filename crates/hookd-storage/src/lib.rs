@@ -2,7 +2,8 @@
 //! repository functions on [`Store`]. The same code runs on SQLite (default) and Postgres:
 //! every statement is built with sea-orm / sea-query, never written as backend SQL.
 
-mod credentials;
+pub mod access;
+pub mod credentials;
 pub mod crypto;
 pub mod deliveries;
 pub mod entity;
@@ -24,6 +25,7 @@ pub use deliveries::{
     AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StoredAttempt,
 };
 
+pub use access::{ApiTokenRecord, RoleRecord};
 pub use credentials::TokenState;
 pub use crypto::{Cipher, KeyError};
 pub use migration::Migrator;

@@ -7,6 +7,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m0001_initial;
 mod m0002_definitions;
+mod m0003_access;
 
 /// Every migration of the hookd schema, oldest first.
 #[derive(Debug)]
@@ -15,6 +16,10 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration), Box::new(m0002_definitions::Migration)]
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_definitions::Migration),
+            Box::new(m0003_access::Migration),
+        ]
     }
 }

@@ -544,5 +544,6 @@ async fn list_filters_by_status_and_time_and_resend_reopens_only_finished_delive
     assert_eq!(attempts[0].request_headers, [("webhook-id".to_owned(), "dlv".to_owned())]);
 }
 
+mod access;
 mod definitions;
 mod secrets;

@@ -1,8 +1,9 @@
 //! The command-line client: each subcommand is one gRPC call to the control plane.
 //!
-//! Webhook, credential and event-type commands live in the `client/` modules; events and the
+//! Webhook, credential, event-type and access commands live in the `client/` modules; events and the
 //! delivery history, the connection options and the shared output helpers are here.
 
+mod access;
 mod args;
 mod credential;
 mod event_type;
@@ -26,6 +27,7 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
+pub use access::AccessCommand;
 pub use credential::CredentialCommand;
 pub use event_type::EventTypeCommand;
 pub use webhook::WebhookCommand;
@@ -48,6 +50,9 @@ pub enum Command {
     /// Inspect delivery history.
     #[command(subcommand)]
     Delivery(DeliveryCommand),
+    /// Manage the tenant's roles and API tokens; `access whoami` shows the token in use.
+    #[command(subcommand)]
+    Access(AccessCommand),
 }
 
 #[derive(Args, Clone)]
@@ -60,8 +65,8 @@ pub struct Connection {
         default_value = "http://127.0.0.1:7070"
     )]
     server: String,
-    /// API token, sent as `authorization: Bearer <token>` on every call. The control plane
-    /// does not check it yet.
+    /// API token, sent as `authorization: Bearer <token>` on every call; it decides the
+    /// tenant and what the call may do.
     #[arg(long, env = "HOOKD_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Output format: a human-readable table (`text`, alias `table`) or one JSON document.
@@ -240,6 +245,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::EventType(c) => event_type::run(c).await,
         Command::Event(c) => event(c).await,
         Command::Delivery(c) => delivery(c).await,
+        Command::Access(c) => access::run(c).await,
     }
 }
 

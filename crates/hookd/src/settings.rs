@@ -48,6 +48,20 @@ mod tests {
     }
 
     #[test]
+    fn tokens_come_from_a_toml_table() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "dispatcher_token = \"d-0123456789abcdef\"\n[bootstrap_tokens]\nacme = \"hkd_acme-0123456789\""
+        )
+        .expect("write");
+        let env = Env::prefixed("HOOKD_TEST_SETTINGS_UNSET_");
+        let c: hookd_control::Config = layered(Some(file.path()), env).expect("loads");
+        assert_eq!(c.bootstrap_tokens.get("acme").map(String::as_str), Some("hkd_acme-0123456789"));
+        c.validate().expect("valid");
+    }
+
+    #[test]
     fn a_missing_file_is_an_error() {
         let err =
             layered::<hookd_control::Config>(Some(Path::new("/nonexistent/h.toml")), Env::raw())

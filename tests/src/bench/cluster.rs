@@ -8,7 +8,10 @@ use hookd_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::{HookdProcess, NatsServer, Role, control_config, dispatcher_config};
+use crate::{
+    Authed, DISPATCHER_TOKEN, HookdProcess, NatsServer, OWNER_TOKEN, Role, authed, control_config,
+    dispatcher_config,
+};
 
 pub struct BenchCluster {
     pub nats: NatsServer,
@@ -65,16 +68,18 @@ impl BenchCluster {
         Ok(Channel::from_shared(self.control.grpc_url())?.connect().await?)
     }
 
-    pub async fn webhooks(&self) -> anyhow::Result<WebhookServiceClient<Channel>> {
-        Ok(WebhookServiceClient::new(self.channel().await?))
+    /// As the owner of the default tenant.
+    pub async fn webhooks(&self) -> anyhow::Result<WebhookServiceClient<Authed>> {
+        Ok(WebhookServiceClient::new(authed(self.channel().await?, Some(OWNER_TOKEN))))
     }
 
-    pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Channel>> {
-        Ok(DeliveryServiceClient::new(self.channel().await?))
+    pub async fn deliveries(&self) -> anyhow::Result<DeliveryServiceClient<Authed>> {
+        Ok(DeliveryServiceClient::new(authed(self.channel().await?, Some(OWNER_TOKEN))))
     }
 
-    pub async fn dispatch(&self) -> anyhow::Result<DispatchServiceClient<Channel>> {
-        Ok(DispatchServiceClient::new(self.channel().await?))
+    /// As a dispatcher: the dispatch service takes only the dispatcher token.
+    pub async fn dispatch(&self) -> anyhow::Result<DispatchServiceClient<Authed>> {
+        Ok(DispatchServiceClient::new(authed(self.channel().await?, Some(DISPATCHER_TOKEN))))
     }
 
     /// The processes sampled for CPU, memory and sockets, by name; the benchmark itself

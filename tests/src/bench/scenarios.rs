@@ -804,6 +804,7 @@ fn report(webhook_id: &str, salt: u64, i: u64) -> v1::AttemptReport {
         event_type: "bench-event".to_owned(),
         payload,
         event,
+        tenant: crate::TENANT.to_owned(),
         attempt: Some(v1::Attempt {
             number: 1,
             started_at: Some(timestamp(now_ns())),

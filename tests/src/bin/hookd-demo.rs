@@ -6,11 +6,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use hookd_proto::{
-    convert::json_to_value,
-    v1::{self, event_type_service_client::EventTypeServiceClient},
-};
-use hookd_tests::{Cluster, Receiver, Response, responder, wait_until};
+use hookd_proto::{convert::json_to_value, v1};
+use hookd_tests::{Cluster, OWNER_TOKEN, Receiver, Response, TENANT, responder, wait_until};
 use prost_types::value::Kind;
 
 /// The seed products' event types: name, description, JSON Schema for `data`, example. Kept
@@ -69,9 +66,7 @@ fn catalog() -> anyhow::Result<Vec<v1::EventType>> {
 /// Creates every catalog entry. A control plane without the catalog (UNIMPLEMENTED) only
 /// gets a note, so the demo still runs against it.
 async fn load_catalog(cluster: &Cluster) -> anyhow::Result<()> {
-    let channel =
-        tonic::transport::Endpoint::from_shared(cluster.control.grpc_url())?.connect().await?;
-    let mut client = EventTypeServiceClient::new(channel);
+    let mut client = cluster.event_types().await?;
     let entries = catalog()?;
     let count = entries.len();
     for event_type in entries {
@@ -228,7 +223,12 @@ impl Demo {
             );
         }
         let server = cluster.control.grpc_url();
-        println!("\nhookd is running. Try, in another terminal:");
+        println!("\nhookd is running. Every call needs an API token; this demo's owner token");
+        println!("of tenant {TENANT:?} (bootstrap_tokens in the control plane's settings) is:");
+        println!("  {OWNER_TOKEN}");
+        println!("Try, in another terminal:");
+        println!("  export HOOKD_TOKEN={OWNER_TOKEN}");
+        println!("  hookd access whoami --server {server}");
         println!("  hookd webhook list --server {server}");
         println!("  hookd event-type list --server {server}");
         println!(
