@@ -1087,3 +1087,151 @@ async fn bad_input_on_new_rpcs_names_the_field_and_changes_nothing() -> anyhow::
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_values_are_refused_naming_the_field() -> anyhow::Result<()> {
+    let cluster = Cluster::start(0, "")?;
+    let mut webhooks = cluster.webhooks().await?;
+    let url = "https://example.com/hook".to_owned();
+    let long = |n: usize| "x".repeat(n);
+    let cases: Vec<(&str, v1::CreateWebhookRequest)> = vec![
+        ("name", v1::CreateWebhookRequest { name: long(129), ..request("a", url.clone()) }),
+        ("name", v1::CreateWebhookRequest { name: "a\u{7}b".into(), ..request("a", url.clone()) }),
+        ("url", request("a", format!("https://example.com/{}", long(2100)))),
+        ("url", request("a", "not a url".into())),
+        (
+            "description",
+            v1::CreateWebhookRequest { description: long(1025), ..request("a", url.clone()) },
+        ),
+        (
+            "event_types",
+            v1::CreateWebhookRequest {
+                event_types: (0..300).map(|i| format!("t{i}")).collect(),
+                ..request("a", url.clone())
+            },
+        ),
+        (
+            "headers",
+            v1::CreateWebhookRequest {
+                headers: vec![v1::HttpHeader { name: "x-big".into(), value: long(5000) }],
+                ..request("a", url.clone())
+            },
+        ),
+        (
+            "fields",
+            v1::CreateWebhookRequest {
+                fields: (0..65).map(|i| format!("/f{i}")).collect(),
+                ..request("a", url.clone())
+            },
+        ),
+        (
+            "attempt_timeout_ms",
+            v1::CreateWebhookRequest { attempt_timeout_ms: 30_001, ..request("a", url.clone()) },
+        ),
+        (
+            "retry_schedule",
+            v1::CreateWebhookRequest {
+                retry_policy: Some(v1::RetryPolicy { delay_seconds: vec![1; 21] }),
+                ..request("a", url.clone())
+            },
+        ),
+    ];
+    for (field, req) in cases {
+        let err = status_of(webhooks.create_webhook(req).await);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    assert!(
+        webhooks
+            .list_webhooks(v1::ListWebhooksRequest::default())
+            .await?
+            .into_inner()
+            .webhooks
+            .is_empty(),
+        "nothing was stored"
+    );
+
+    let w = cluster.create(request("ok", url)).await?;
+    let err = status_of(
+        webhooks
+            .rotate_webhook_secret(v1::RotateWebhookSecretRequest {
+                id: w.id.clone(),
+                grace_seconds: 8 * 24 * 3600,
+                expire_now: false,
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("grace_seconds"), "{}", err.message());
+
+    let mut catalog = cluster.event_types().await?;
+    let big_schema = prost_types::Struct {
+        fields: [(
+            "description".to_owned(),
+            json_to_value(serde_json::Value::String(long(70_000))),
+        )]
+        .into(),
+    };
+    for (field, t) in [
+        (
+            "description",
+            v1::EventType { name: "a".into(), description: long(1025), ..Default::default() },
+        ),
+        (
+            "schema",
+            v1::EventType { name: "b".into(), schema: Some(big_schema), ..Default::default() },
+        ),
+        ("name", v1::EventType { name: long(129), ..Default::default() }),
+    ] {
+        let err = status_of(
+            catalog.create_event_type(v1::CreateEventTypeRequest { event_type: Some(t) }).await,
+        );
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    assert!(
+        catalog
+            .list_event_types(v1::ListEventTypesRequest::default())
+            .await?
+            .into_inner()
+            .event_types
+            .is_empty()
+    );
+
+    let mut credentials = cluster.credentials().await?;
+    for (field, c) in [
+        ("scope", v1::Credential { scope: long(1025), ..Default::default() }),
+        ("name", v1::Credential { name: long(129), ..Default::default() }),
+    ] {
+        let c = v1::Credential {
+            name: if c.name.is_empty() { "c".into() } else { c.name },
+            token_url: "https://auth.example.com/token".into(),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            ..c
+        };
+        let err = status_of(
+            credentials
+                .create_credential(v1::CreateCredentialRequest { credential: Some(c) })
+                .await,
+        );
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+
+    let mut access = cluster.access().await?;
+    let err = status_of(
+        access
+            .create_role(v1::CreateRoleRequest {
+                role: Some(v1::Role {
+                    name: "ops".into(),
+                    permissions: vec!["webhooks.destroy".into()],
+                    builtin: false,
+                }),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("permissions"), "{}", err.message());
+    Ok(())
+}

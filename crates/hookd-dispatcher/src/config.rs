@@ -186,10 +186,8 @@ mod tests {
     #[test]
     fn an_invalid_allow_list_names_the_setting_and_the_cidr() {
         let base = Config { control_token: "t".repeat(16), ..Config::default() };
-        let c = Config {
-            allow_cidrs: vec!["127.0.0.0/8".into(), "10.0.0.1/8".into()],
-            ..base.clone()
-        };
+        let c =
+            Config { allow_cidrs: vec!["127.0.0.0/8".into(), "10.0.0.1/8".into()], ..base.clone() };
         let err = c.validate().expect_err("invalid");
         assert_eq!(err.setting, "allow_cidrs");
         assert!(err.to_string().contains("\"10.0.0.1/8\""), "{err}");
