@@ -137,6 +137,51 @@ impl Cluster {
     }
 
     /// Creates a webhook from a full request (tests that set options beyond the defaults).
+    /// The webhook's first delivery, with its attempts, once `done` holds for it.
+    pub async fn first_delivery_when(
+        &self,
+        webhook_id: &str,
+        what: &str,
+        timeout: std::time::Duration,
+        done: impl Fn(&v1::Delivery) -> bool,
+    ) -> anyhow::Result<v1::Delivery> {
+        crate::wait_until(what, timeout, || async {
+            let mut client = self.deliveries().await?;
+            let list = client
+                .list_deliveries(v1::ListDeliveriesRequest {
+                    webhook_id: webhook_id.into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .deliveries;
+            let Some(first) = list.first() else { return Ok(None) };
+            let full = client
+                .get_delivery(v1::GetDeliveryRequest { id: first.id.clone() })
+                .await?
+                .into_inner()
+                .delivery
+                .ok_or_else(|| anyhow::anyhow!("no delivery in the answer"))?;
+            Ok(done(&full).then_some(full))
+        })
+        .await
+    }
+
+    /// The webhook's first delivery once its status is final and an attempt is recorded.
+    pub async fn settled_delivery(
+        &self,
+        webhook_id: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<v1::Delivery> {
+        self.first_delivery_when(
+            webhook_id,
+            &format!("a settled delivery for {webhook_id}"),
+            timeout,
+            |d| d.status != v1::DeliveryStatus::Pending as i32 && !d.attempts.is_empty(),
+        )
+        .await
+    }
+
     pub async fn create(&self, request: v1::CreateWebhookRequest) -> anyhow::Result<v1::Webhook> {
         let response = self.webhooks().await?.create_webhook(request).await?;
         response.into_inner().webhook.ok_or_else(|| anyhow::anyhow!("no webhook in the answer"))

@@ -190,31 +190,6 @@ fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-async fn final_delivery(cluster: &Cluster, webhook_id: &str) -> anyhow::Result<v1::Delivery> {
-    wait_until(&format!("the attempt of {webhook_id}"), DEADLINE, || async {
-        let mut client = cluster.deliveries().await?;
-        let list = client
-            .list_deliveries(v1::ListDeliveriesRequest {
-                webhook_id: webhook_id.into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .deliveries;
-        let Some(first) = list.first() else { return Ok(None) };
-        let full = client
-            .get_delivery(v1::GetDeliveryRequest { id: first.id.clone() })
-            .await?
-            .into_inner()
-            .delivery
-            .context("delivery")?;
-        let settled =
-            full.status != v1::DeliveryStatus::Pending as i32 && !full.attempts.is_empty();
-        Ok(settled.then_some(full))
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_receivers_cannot_exhaust_memory_or_time() -> anyhow::Result<()> {
     let cluster = Cluster::start(1, "retry_schedule_secs = []")?;
@@ -258,7 +233,7 @@ async fn hostile_receivers_cannot_exhaust_memory_or_time() -> anyhow::Result<()>
         .await?;
 
     for (kind, endpoint, id) in &endpoints {
-        let delivery = final_delivery(&cluster, id).await?;
+        let delivery = cluster.settled_delivery(id, DEADLINE).await?;
         assert_eq!(delivery.attempts.len(), 1, "{kind:?}");
         let attempt = &delivery.attempts[0];
         let latency = Duration::from_millis(attempt.latency_ms);

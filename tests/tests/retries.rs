@@ -55,34 +55,6 @@ async fn publish(cluster: &Cluster, event_type: &str, id: &str) -> anyhow::Resul
     Ok(())
 }
 
-async fn delivery_when(
-    cluster: &Cluster,
-    webhook_id: &str,
-    what: &str,
-    done: impl Fn(&v1::Delivery) -> bool,
-) -> anyhow::Result<v1::Delivery> {
-    wait_until(what, DEADLINE, || async {
-        let mut client = cluster.deliveries().await?;
-        let list = client
-            .list_deliveries(v1::ListDeliveriesRequest {
-                webhook_id: webhook_id.into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .deliveries;
-        let Some(first) = list.first() else { return Ok(None) };
-        let full = client
-            .get_delivery(v1::GetDeliveryRequest { id: first.id.clone() })
-            .await?
-            .into_inner()
-            .delivery
-            .context("delivery")?;
-        Ok(done(&full).then_some(full))
-    })
-    .await
-}
-
 /// A responder that answers `first` to the first `n` requests and 200 afterwards.
 fn fail_first(n: usize, first: Response) -> hookd_tests::Responder {
     responder(move |_, index| if index < n { first.clone() } else { Response::ok() })
@@ -114,10 +86,11 @@ async fn far_retries_wait_as_message_schedules_and_fire_on_time() -> anyhow::Res
     .await?;
 
     receiver.wait_for(3, DEADLINE).await?;
-    let delivery = delivery_when(&cluster, &hook.id, "delivered on attempt 3", |d| {
-        d.status == v1::DeliveryStatus::Delivered as i32
-    })
-    .await?;
+    let delivery = cluster
+        .first_delivery_when(&hook.id, "delivered on attempt 3", DEADLINE, |d| {
+            d.status == v1::DeliveryStatus::Delivered as i32
+        })
+        .await?;
     assert_eq!(delivery.attempts.len(), 3);
     let ids: Vec<_> =
         receiver.requests().iter().map(|r| r.header("webhook-id").map(str::to_owned)).collect();
@@ -145,10 +118,11 @@ async fn webhook_timeout_and_schedule_override_the_dispatcher_defaults() -> anyh
     let hook = webhook(&cluster, "quick", receiver.url("/"), 500, Some(&[1])).await?;
     publish(&cluster, "quick", "evt-quick").await?;
 
-    let delivery = delivery_when(&cluster, &hook.id, "delivered on the retry", |d| {
-        d.status == v1::DeliveryStatus::Delivered as i32
-    })
-    .await?;
+    let delivery = cluster
+        .first_delivery_when(&hook.id, "delivered on the retry", DEADLINE, |d| {
+            d.status == v1::DeliveryStatus::Delivered as i32
+        })
+        .await?;
     let first = &delivery.attempts[0];
     assert_eq!(first.http_status, 0);
     assert!(first.error.contains("no answer within 500 ms"), "{}", first.error);
@@ -175,10 +149,11 @@ async fn retry_after_on_429_is_honoured_within_twice_the_schedule() -> anyhow::R
     let gap = gaps(&receiver)[0].as_secs_f64();
     eprintln!("Retry-After: 2 on a 1 s schedule: retried after {gap:.3} s");
     assert!((1.85..2.6).contains(&gap), "retried after {gap} s");
-    let delivery = delivery_when(&cluster, &hook.id, "delivered", |d| {
-        d.status == v1::DeliveryStatus::Delivered as i32
-    })
-    .await?;
+    let delivery = cluster
+        .first_delivery_when(&hook.id, "delivered", DEADLINE, |d| {
+            d.status == v1::DeliveryStatus::Delivered as i32
+        })
+        .await?;
     assert_eq!(delivery.attempts[0].http_status, 429);
     Ok(())
 }

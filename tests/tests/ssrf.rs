@@ -8,9 +8,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use hookd_proto::v1;
-use hookd_tests::{Cluster, Receiver, Response, responder, wait_until};
+use hookd_tests::{Cluster, Receiver, Response, responder};
 use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -29,32 +28,6 @@ async fn publish(cluster: &Cluster, event_type: &str, id: &str) -> anyhow::Resul
         })
         .await?;
     Ok(())
-}
-
-/// The webhook's first delivery, once its status is final (one attempt: no retries).
-async fn settled_delivery(cluster: &Cluster, webhook_id: &str) -> anyhow::Result<v1::Delivery> {
-    wait_until(&format!("a settled delivery for {webhook_id}"), DEADLINE, || async {
-        let mut client = cluster.deliveries().await?;
-        let list = client
-            .list_deliveries(v1::ListDeliveriesRequest {
-                webhook_id: webhook_id.into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .deliveries;
-        let Some(first) = list.first() else { return Ok(None) };
-        let full = client
-            .get_delivery(v1::GetDeliveryRequest { id: first.id.clone() })
-            .await?
-            .into_inner()
-            .delivery
-            .context("delivery")?;
-        let settled =
-            full.status != v1::DeliveryStatus::Pending as i32 && !full.attempts.is_empty();
-        Ok(settled.then_some(full))
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +127,7 @@ async fn forbidden_addresses_are_refused_at_connect_time() -> anyhow::Result<()>
     publish(&cluster, "probe", "evt-probe").await?;
 
     for (id, url, reason) in created {
-        let delivery = settled_delivery(&cluster, &id).await?;
+        let delivery = cluster.settled_delivery(&id, DEADLINE).await?;
         assert_eq!(delivery.status, v1::DeliveryStatus::Failed as i32, "{url}");
         assert_eq!(delivery.attempts.len(), 1, "{url}");
         let attempt = &delivery.attempts[0];
@@ -189,7 +162,7 @@ async fn a_redirect_is_the_answer_and_is_never_followed() -> anyhow::Result<()> 
     let webhook = cluster.create_webhook("redirect", redirecting.url("/hook"), &["probe"]).await?;
     publish(&cluster, "probe", "evt-redirect").await?;
 
-    let delivery = settled_delivery(&cluster, &webhook.id).await?;
+    let delivery = cluster.settled_delivery(&webhook.id, DEADLINE).await?;
     assert_eq!(delivery.status, v1::DeliveryStatus::Failed as i32);
     assert_eq!(delivery.attempts.len(), 1);
     assert_eq!(delivery.attempts[0].http_status, 302, "{:?}", delivery.attempts[0]);
