@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod egress;
 pub mod endpoint;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod payload;
 pub mod retry;
@@ -16,6 +17,7 @@ pub mod webhook;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus};
 pub use event::{Event, EventError, EventType};
+pub use health::{DeactivatedBy, HealthRule, HealthState};
 pub use ids::{CredentialId, DeliveryId, EventId, WebhookId};
 pub use retry::{RetrySchedule, next_delay};
 pub use webhook::{Webhook, WebhookSpec, WebhookStats};

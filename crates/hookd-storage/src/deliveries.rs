@@ -12,6 +12,7 @@ use sea_orm::{
 };
 
 use crate::entity::{attempt, delivery, webhook};
+use crate::health::{HealthSample, SystemDeactivation, apply_health};
 use crate::{StorageError, Store, db_time};
 
 /// Rows per multi-row insert, keeping the bound parameters (8 or 12 per row) far below the
@@ -135,6 +136,18 @@ impl Store {
         tenant: &str,
         reports: &[AttemptRecord],
     ) -> Result<Vec<bool>, StorageError> {
+        Ok(self.record_attempts_checked(tenant, reports, None).await?.0)
+    }
+
+    /// As [`Store::record_attempts_each`], also folding the new attempts into each webhook's
+    /// health and, with a `rule`, deactivating the webhooks it condemns in the same
+    /// transaction; those are returned for the notification.
+    pub async fn record_attempts_checked(
+        &self,
+        tenant: &str,
+        reports: &[AttemptRecord],
+        rule: Option<&hookd_core::HealthRule>,
+    ) -> Result<(Vec<bool>, Vec<SystemDeactivation>), StorageError> {
         let mut seen = HashSet::new();
         let mut rows = Vec::with_capacity(reports.len());
         for report in reports {
@@ -143,7 +156,7 @@ impl Store {
             }
         }
         if rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
 
         let txn = self.begin_write().await?;
@@ -214,14 +227,20 @@ impl Store {
                     .transition(Some(old), row.report.status_after);
             }
         }
-        for (webhook_id, delta) in &stats {
+        let mut deactivated = Vec::new();
+        for (webhook_id, delta) in &mut stats {
             delta.apply(&txn, tenant, webhook_id).await?;
+            if let Some(d) =
+                apply_health(&txn, tenant, webhook_id, &mut delta.samples, rule).await?
+            {
+                deactivated.push(d);
+            }
         }
         txn.commit().await?;
 
         // Only the first report of a key in this batch can be the one that stored it.
         let mut first = HashSet::new();
-        Ok(reports
+        let stored = reports
             .iter()
             .map(|r| {
                 // `to_row` accepted every number, so it fits in an i32.
@@ -229,7 +248,8 @@ impl Store {
                 let key = (r.delivery_id.as_str().to_owned(), number);
                 first.insert(key.clone()) && inserted.contains(&key)
             })
-            .collect())
+            .collect();
+        Ok((stored, deactivated))
     }
 
     /// Newest first (created_at desc, id desc), strictly after `cursor` in that order, and
@@ -384,6 +404,8 @@ struct StatsDelta {
     failed: i64,
     /// The newest attempt among those this transaction stored: (started_at, status, success).
     last: Option<(DateTime<Utc>, Option<i32>, bool)>,
+    /// The new attempts, for the webhook's health.
+    samples: Vec<HealthSample>,
 }
 
 impl StatsDelta {
@@ -392,6 +414,17 @@ impl StatsDelta {
         if self.last.is_none_or(|(at, _, _)| row.started_at >= at) {
             self.last = Some((row.started_at, a.http_status.map(i32::from), a.success));
         }
+        let error = match (a.http_status, a.error.is_empty()) {
+            (_, false) => a.error.clone(),
+            (Some(status), true) => format!("http status {status}"),
+            (None, true) => String::new(),
+        };
+        self.samples.push(HealthSample {
+            started_at: row.started_at,
+            success: a.success,
+            gone: a.http_status == Some(410),
+            error,
+        });
     }
 
     /// A delivery moved from `from` (`None`: it did not exist) to `to`: the counts of final

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod deliveries;
 pub mod entity;
 pub mod event_types;
+pub mod health;
 pub mod migration;
 pub mod webhooks;
 
@@ -27,6 +28,7 @@ pub use deliveries::{
 
 pub use access::{ApiTokenRecord, RoleRecord};
 pub use credentials::TokenState;
+pub use health::{SystemDeactivation, WebhookHealth};
 pub use crypto::{Cipher, KeyError};
 pub use migration::Migrator;
 pub use webhooks::WebhookFilter;

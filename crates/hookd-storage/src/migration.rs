@@ -8,6 +8,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m0001_initial;
 mod m0002_definitions;
 mod m0003_access;
+mod m0004_health;
 
 /// Every migration of the hookd schema, oldest first.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_definitions::Migration),
             Box::new(m0003_access::Migration),
+            Box::new(m0004_health::Migration),
         ]
     }
 }

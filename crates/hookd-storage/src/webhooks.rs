@@ -81,6 +81,13 @@ impl Store {
             triggered: Set(0),
             succeeded: Set(0),
             failed: Set(0),
+            consecutive_failures: Set(0),
+            last_success_at: Set(None),
+            activated_at: Set(None),
+            last_error: Set(String::new()),
+            deactivated_by: Set(None),
+            deactivated_at: Set(None),
+            deactivation_reason: Set(String::new()),
         };
         webhook::Entity::insert(row)
             .exec_without_returning(&self.db)

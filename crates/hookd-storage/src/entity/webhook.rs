@@ -37,6 +37,18 @@ pub struct Model {
     pub triggered: i64,
     pub succeeded: i64,
     pub failed: i64,
+    /// Endpoint health, kept by the same transactions: failed attempts since the last
+    /// success, the last success and (re)activation, and the newest failure's error.
+    pub consecutive_failures: i64,
+    pub last_success_at: Option<DateTimeUtc>,
+    pub activated_at: Option<DateTimeUtc>,
+    #[sea_orm(column_type = "Text")]
+    pub last_error: String,
+    /// `user` or `system` while deactivated by either; NULL otherwise.
+    pub deactivated_by: Option<String>,
+    pub deactivated_at: Option<DateTimeUtc>,
+    #[sea_orm(column_type = "Text")]
+    pub deactivation_reason: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
