@@ -55,6 +55,11 @@ pub struct Config {
     /// How often the token table is read again from the database, so revocations and role
     /// changes made on another control plane take effect here.
     pub token_reload_secs: u64,
+    /// Endpoint health: a webhook is deactivated by the system after at least this many
+    /// consecutive failed attempts (0 disables the rule; a `410 Gone` still deactivates)...
+    pub health_max_failures: u32,
+    /// ...and no success (nor activation) for at least this long.
+    pub health_no_success_secs: u64,
 }
 
 impl Default for Config {
@@ -78,6 +83,8 @@ impl Default for Config {
             dispatcher_token: String::new(),
             bootstrap_tokens: BTreeMap::new(),
             token_reload_secs: 5,
+            health_max_failures: 10,
+            health_no_success_secs: 24 * 3600,
         }
     }
 }
@@ -102,6 +109,13 @@ impl Config {
 
     pub(crate) fn nats_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.nats_connect_timeout_secs.max(1))
+    }
+
+    pub(crate) fn health_rule(&self) -> hookd_core::HealthRule {
+        hookd_core::HealthRule {
+            max_failures: self.health_max_failures,
+            no_success_for: Duration::from_secs(self.health_no_success_secs),
+        }
     }
 
     pub(crate) fn token_reload_interval(&self) -> Duration {

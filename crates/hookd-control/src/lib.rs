@@ -18,6 +18,7 @@ mod error;
 mod event_types;
 mod events;
 mod oauth;
+pub mod notify;
 mod recorder;
 mod webhooks;
 
@@ -92,7 +93,16 @@ impl ControlPlane {
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
         let egress = std::sync::Arc::new(self.config.egress_policy()?);
         let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
-        let recorder = recorder::Recorder::spawn(self.store.clone(), self.config.record_batch_max);
+        let notifier = notify::Notifier {
+            js: self.jetstream.clone(),
+            changes: changes.clone(),
+            store: self.store.clone(),
+        };
+        let recorder = recorder::Recorder::spawn(
+            self.store.clone(),
+            self.config.record_batch_max,
+            Some((self.config.health_rule(), notifier.clone())),
+        );
         let table = auth::TokenTable::load(&self.store).await.map_err(ControlError::Storage)?;
         let reloader =
             table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());

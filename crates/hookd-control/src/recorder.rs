@@ -3,8 +3,12 @@
 //! database sees a few large transactions instead of one per attempt, and a batch that
 //! arrives while a transaction is in flight rides along with the next one.
 
+use hookd_core::HealthRule;
 use hookd_storage::{AttemptRecord, Store};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::notify::Notifier;
 
 /// What one caller's reports came to: how many were new and how many already stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,9 +29,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn spawn(store: Store, batch_max: usize) -> Self {
+    /// `health` evaluates the health rule in each transaction and announces the webhooks it
+    /// deactivates; `None` only tracks health (tests of the recorder alone).
+    pub fn spawn(store: Store, batch_max: usize, health: Option<(HealthRule, Notifier)>) -> Self {
         let (queue, jobs) = mpsc::channel(1024);
-        tokio::spawn(write_loop(store, jobs, batch_max.max(1)));
+        tokio::spawn(write_loop(store, jobs, batch_max.max(1), health));
         Self { queue }
     }
 
@@ -46,7 +52,14 @@ impl Recorder {
     }
 }
 
-async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, batch_max: usize) {
+type Health = Option<(HealthRule, Notifier)>;
+
+async fn write_loop(
+    store: Store,
+    mut jobs: mpsc::Receiver<Job>,
+    batch_max: usize,
+    health: Health,
+) {
     while let Some(first) = jobs.recv().await {
         let tenant = first.tenant.clone();
         let mut size = first.records.len();
@@ -59,20 +72,33 @@ async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, batch_max: usiz
                     group.push(job);
                 }
                 Ok(other) => {
-                    commit(&store, &other.tenant.clone(), vec![other]).await;
+                    commit(&store, &other.tenant.clone(), vec![other], &health).await;
                 }
                 Err(_) => break,
             }
         }
-        commit(&store, &tenant, group).await;
+        commit(&store, &tenant, group, &health).await;
     }
 }
 
-async fn commit(store: &Store, tenant: &str, group: Vec<Job>) {
+async fn commit(store: &Store, tenant: &str, group: Vec<Job>, health: &Health) {
     let all: Vec<AttemptRecord> = group.iter().flat_map(|j| j.records.iter().cloned()).collect();
     let started = std::time::Instant::now();
-    match store.record_attempts_each(tenant, &all).await {
-        Ok(stored) => {
+    let rule = health.as_ref().map(|(rule, _)| rule);
+    match store.record_attempts_checked(tenant, &all, rule).await {
+        Ok((stored, deactivated)) => {
+            // Announced off the write loop: telling the dispatchers waits for their acks.
+            if let Some((_, notifier)) = health {
+                for d in deactivated {
+                    let notifier = notifier.clone();
+                    let tenant = tenant.to_owned();
+                    let span = tracing::info_span!("system_deactivation", webhook_id = %d.webhook_id, %tenant);
+                    tokio::spawn(
+                        async move { notifier.system_deactivated(&tenant, d).await }
+                            .instrument(span),
+                    );
+                }
+            }
             tracing::debug!(
                 jobs = group.len(),
                 attempts = all.len(),
