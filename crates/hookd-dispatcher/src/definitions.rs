@@ -46,6 +46,8 @@ struct TenantIndex {
 struct Index {
     by_id: HashMap<WebhookId, Defined>,
     by_tenant: HashMap<Arc<str>, TenantIndex>,
+    /// The inactive webhooks the same way: their matching events go to their buffer.
+    inactive_by_tenant: HashMap<Arc<str>, TenantIndex>,
     /// Only catalogued types that have a schema: a type without one accepts any data.
     schemas: Arc<Schemas>,
 }
@@ -60,8 +62,11 @@ pub struct PendingSnapshot {
 impl Index {
     fn build(by_id: HashMap<WebhookId, Defined>, schemas: Arc<Schemas>) -> Self {
         let mut by_tenant: HashMap<Arc<str>, TenantIndex> = HashMap::new();
-        for defined in by_id.values().filter(|d| d.webhook.spec.active) {
-            let index = by_tenant.entry(defined.tenant.clone()).or_default();
+        let mut inactive_by_tenant: HashMap<Arc<str>, TenantIndex> = HashMap::new();
+        for defined in by_id.values() {
+            let tenants =
+                if defined.webhook.spec.active { &mut by_tenant } else { &mut inactive_by_tenant };
+            let index = tenants.entry(defined.tenant.clone()).or_default();
             for t in &defined.webhook.spec.event_types {
                 if t == ALL_EVENT_TYPES {
                     index.all_types.push(defined.webhook.clone());
@@ -70,7 +75,7 @@ impl Index {
                 }
             }
         }
-        Self { by_id, by_tenant, schemas }
+        Self { by_id, by_tenant, inactive_by_tenant, schemas }
     }
 }
 
@@ -116,6 +121,22 @@ fn apply_entry(schemas: &mut Schemas, entry: CatalogEntry) {
     }
 }
 
+fn matching_in(
+    tenants: &HashMap<Arc<str>, TenantIndex>,
+    tenant: &str,
+    event_type: &EventType,
+) -> Vec<Arc<Webhook>> {
+    let Some(index) = tenants.get(tenant) else { return Vec::new() };
+    let mut out: Vec<Arc<Webhook>> =
+        index.by_type.get(event_type.as_str()).cloned().unwrap_or_default();
+    for w in &index.all_types {
+        if !out.iter().any(|o| o.id == w.id) {
+            out.push(w.clone());
+        }
+    }
+    out
+}
+
 /// Shared, cheaply cloned handle to the current definitions.
 #[derive(Clone)]
 pub struct Definitions {
@@ -148,16 +169,13 @@ impl Definitions {
 
     /// Active webhooks of `tenant` subscribed to `event_type`, each once.
     pub fn matching(&self, tenant: &str, event_type: &EventType) -> Vec<Arc<Webhook>> {
-        let current = self.current();
-        let Some(index) = current.by_tenant.get(tenant) else { return Vec::new() };
-        let mut out: Vec<Arc<Webhook>> =
-            index.by_type.get(event_type.as_str()).cloned().unwrap_or_default();
-        for w in &index.all_types {
-            if !out.iter().any(|o| o.id == w.id) {
-                out.push(w.clone());
-            }
-        }
-        out
+        matching_in(&self.current().by_tenant, tenant, event_type)
+    }
+
+    /// The inactive webhooks of `tenant` subscribed to `event_type`: the fan-out keeps their
+    /// events in their buffers.
+    pub fn matching_inactive(&self, tenant: &str, event_type: &EventType) -> Vec<Arc<Webhook>> {
+        matching_in(&self.current().inactive_by_tenant, tenant, event_type)
     }
 
     /// The compiled schema events of `event_type` must satisfy, if the type has one.

@@ -87,8 +87,7 @@ impl Deliverer {
             return;
         };
         if !webhook.spec.active {
-            tracing::info!("webhook is inactive; dropping its delivery");
-            ack(&msg, AckKind::Term).await;
+            self.park(&msg, &job).await;
             return;
         }
         let Some(claim) = self.endpoints.claim(&webhook.spec.url) else {
@@ -247,6 +246,25 @@ impl Deliverer {
                         ack(msg, AckKind::Nak(Some(delay))).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Keeps the job of a deactivated webhook (a retry already scheduled, or an event fanned
+    /// out just before the deactivation) in the webhook's buffer, unattempted, for a replay.
+    /// Stored there first, then terminated here, so a crash in between parks it twice under
+    /// the same id (this message's sequence), which the buffer stores once.
+    async fn park(&self, msg: &jetstream::Message, job: &DeliveryJob) {
+        let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+        let id = format!("{}.p{sequence}", job.message_id());
+        match job.park(&self.js, &id).await {
+            Ok(_) => {
+                tracing::info!("webhook is inactive; delivery parked in its buffer");
+                ack(msg, AckKind::Term).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot park the delivery; trying again later");
+                ack(msg, AckKind::Nak(Some(BUSY_ENDPOINT_DELAY))).await;
             }
         }
     }

@@ -75,14 +75,23 @@ async fn fan_out_one(
         return;
     }
     let webhooks = definitions.matching(tenant, &event.event_type);
-    if webhooks.is_empty() {
+    let inactive = definitions.matching_inactive(tenant, &event.event_type);
+    if webhooks.is_empty() && inactive.is_empty() {
         tracing::debug!("no webhook subscribes to this event");
         settle_event(&msg, AckKind::Ack).await;
         return;
     }
     let jobs: Vec<DeliveryJob> =
         webhooks.iter().map(|w| DeliveryJob::new(tenant, &w.id, &event, &msg.payload)).collect();
-    let results = join_all(jobs.iter().map(|job| job.publish(js))).await;
+    // A deactivated webhook's events are kept in its buffer, in order, for a reactivation
+    // with replay; the id makes a repeated fan-out keep them once.
+    let kept: Vec<DeliveryJob> =
+        inactive.iter().map(|w| DeliveryJob::new(tenant, &w.id, &event, &msg.payload)).collect();
+    let publishes = jobs.iter().map(|job| futures::future::Either::Left(job.publish(js)));
+    let parks = kept.iter().map(|job| {
+        futures::future::Either::Right(async move { job.park(js, &job.message_id()).await })
+    });
+    let results = join_all(publishes.chain(parks)).await;
     let failed = results.iter().filter(|r| r.is_err()).count();
     if failed > 0 {
         if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
@@ -91,7 +100,7 @@ async fn fan_out_one(
         settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
         return;
     }
-    tracing::debug!(deliveries = jobs.len(), "event fanned out");
+    tracing::debug!(deliveries = jobs.len(), buffered = kept.len(), "event fanned out");
     settle_event(&msg, AckKind::Ack).await;
 }
 

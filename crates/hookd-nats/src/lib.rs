@@ -6,7 +6,10 @@
 //!   by event id (`Nats-Msg-Id`);
 //! - `HOOKD_DELIVERIES` (`hookd.deliveries.<tenant>.<webhook-id>`): one message per (event,
 //!   webhook), written by the fan-out stage with `Nats-Msg-Id = <event id>.<webhook id>`, so a
-//!   fan-out repeated after a crash adds no second delivery.
+//!   fan-out repeated after a crash adds no second delivery;
+//! - `HOOKD_BUFFER` (`hookd.buffer.<tenant>.<webhook-id>`): delivery jobs kept, in order, for
+//!   a deactivated webhook (matching events and parked retries), until it is reactivated or
+//!   they are older than the buffer window (the stream's max age).
 
 pub mod setup;
 pub mod subject;
@@ -16,10 +19,14 @@ use bytes::Bytes;
 use hookd_core::{DeliveryId, Event, EventId, WebhookId};
 use serde_json::value::RawValue;
 
-pub use setup::{ConsumerSettings, StreamSettings, ensure_consumer, ensure_stream, open_streams};
+pub use setup::{
+    ConsumerSettings, StreamSettings, ensure_buffer_stream, ensure_consumer, ensure_stream,
+    open_streams,
+};
 
 pub const EVENTS_STREAM: &str = "HOOKD_EVENTS";
 pub const DELIVERIES_STREAM: &str = "HOOKD_DELIVERIES";
+pub const BUFFER_STREAM: &str = "HOOKD_BUFFER";
 /// Durable consumer of `HOOKD_EVENTS` shared by every dispatcher's fan-out stage.
 pub const FANOUT_CONSUMER: &str = "hookd-fanout";
 /// Durable consumer of `HOOKD_DELIVERIES` shared by every dispatcher's delivery stage.
@@ -166,6 +173,31 @@ impl DeliveryJob {
     ) -> Result<Published, NatsError> {
         let subject = subject::delivery(&self.tenant, &self.webhook_id);
         publish_with_id(js, subject, &self.message_id(), self.to_bytes()).await
+    }
+
+    /// Keeps this job in the webhook's buffer while the webhook is deactivated. `msg_id`
+    /// makes a repeated park (after a crash before the original was settled) a no-op.
+    pub async fn park(
+        &self,
+        js: &async_nats::jetstream::Context,
+        msg_id: &str,
+    ) -> Result<Published, NatsError> {
+        let subject = subject::buffer(&self.tenant, &self.webhook_id);
+        publish_with_id(js, subject, msg_id, self.to_bytes()).await
+    }
+
+    /// Publishes a job taken from the buffer back to the deliveries stream. The id names the
+    /// buffer message, so a replay resumed after a crash adds no second copy, while an
+    /// earlier delivery of the same event (whose id may still be in the dedupe window) does
+    /// not swallow it.
+    pub async fn replay(
+        &self,
+        js: &async_nats::jetstream::Context,
+        buffer_sequence: u64,
+    ) -> Result<Published, NatsError> {
+        let subject = subject::delivery(&self.tenant, &self.webhook_id);
+        let id = format!("{}.r{buffer_sequence}", self.message_id());
+        publish_with_id(js, subject, &id, self.to_bytes()).await
     }
 
     /// Stores this job in the deliveries stream as a schedule that JetStream publishes to the

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 
 use crate::{
-    DELIVERIES_STREAM, DELIVERY_CONSUMER, EVENTS_STREAM, FANOUT_CONSUMER, NatsError, subject,
+    BUFFER_STREAM, DELIVERIES_STREAM, DELIVERY_CONSUMER, EVENTS_STREAM, FANOUT_CONSUMER, NatsError, subject,
 };
 
 /// Settings shared by both streams.
@@ -21,6 +21,9 @@ pub struct StreamSettings {
     /// with an error). Set well above the event size limit: the precise check, with a clear
     /// error, is `PublishEvent`'s and the fan-out's; this one keeps far larger messages out.
     pub max_event_message_bytes: i32,
+    /// How long the buffer of a deactivated webhook keeps each job (the buffer stream's max
+    /// age); older ones are dropped by the server.
+    pub buffer_window: Duration,
 }
 
 impl Default for StreamSettings {
@@ -30,6 +33,7 @@ impl Default for StreamSettings {
             max_age: Duration::from_secs(7 * 24 * 3600),
             replicas: 1,
             max_event_message_bytes: 1024 * 1024,
+            buffer_window: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -96,8 +100,11 @@ async fn ensure_one(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<jetstream::stream::Stream, NatsError> {
-    let name: &'static str =
-        if config.name == EVENTS_STREAM { EVENTS_STREAM } else { DELIVERIES_STREAM };
+    let name: &'static str = match config.name.as_str() {
+        EVENTS_STREAM => EVENTS_STREAM,
+        BUFFER_STREAM => BUFFER_STREAM,
+        _ => DELIVERIES_STREAM,
+    };
     let err = |source: async_nats::Error| NatsError::Stream { stream: name, source };
     let mut stream = js.get_or_create_stream(config.clone()).await.map_err(|e| err(e.into()))?;
     let current = stream.info().await.map_err(|e| err(e.into()))?.config.clone();
@@ -111,6 +118,22 @@ async fn ensure_one(
         js.update_stream(config).await.map_err(|e| err(e.into()))?;
     }
     Ok(stream)
+}
+
+/// Creates the buffer stream (or brings its settings up to date). A work queue: each
+/// webhook's replay is one durable consumer filtered on the webhook's subject (filters never
+/// overlap), and a replayed job is removed once acknowledged.
+pub async fn ensure_buffer_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<jetstream::stream::Stream, NatsError> {
+    let mut config = stream_config(
+        BUFFER_STREAM,
+        vec![format!("{}.>", subject::BUFFER_PREFIX)],
+        settings,
+    );
+    config.max_age = settings.buffer_window;
+    ensure_one(js, config).await
 }
 
 /// Opens the events and deliveries streams without changing them: their settings are the

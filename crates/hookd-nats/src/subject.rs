@@ -9,6 +9,22 @@ pub const DELIVERIES_PREFIX: &str = "hookd.deliveries";
 /// their delivery subject.
 pub const RETRIES_PREFIX: &str = "hookd.retries";
 
+/// Events kept for deactivated webhooks, one subject per webhook.
+pub const BUFFER_PREFIX: &str = "hookd.buffer";
+
+/// `hookd.buffer.<tenant>.<webhook-id>`
+pub fn buffer(tenant: &str, webhook: &WebhookId) -> String {
+    format!("{BUFFER_PREFIX}.{tenant}.{webhook}")
+}
+
+/// The tenant and webhook of a buffer subject, if `subject` is one.
+pub fn parts_of_buffer(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix(BUFFER_PREFIX)?.strip_prefix('.')?;
+    let (tenant, webhook) = rest.split_once('.')?;
+    (!tenant.is_empty() && !webhook.is_empty() && !webhook.contains('.'))
+        .then_some((tenant, webhook))
+}
+
 /// `hookd.events.<tenant>.<event-type>`
 pub fn event(tenant: &str, event_type: &str) -> String {
     format!("{EVENTS_PREFIX}.{tenant}.{event_type}")
@@ -49,5 +65,9 @@ mod tests {
         assert_eq!(tenant_of_event("other.events.a.b"), None);
         assert_eq!(parts_of_event(&s), Some(("default", "contact-created")));
         assert_eq!(delivery("default", &WebhookId::from("wh_1")), "hookd.deliveries.default.wh_1");
+        let b = buffer("default", &WebhookId::from("wh_1"));
+        assert_eq!(b, "hookd.buffer.default.wh_1");
+        assert_eq!(parts_of_buffer(&b), Some(("default", "wh_1")));
+        assert_eq!(parts_of_buffer("hookd.buffer.default"), None);
     }
 }

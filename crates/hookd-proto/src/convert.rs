@@ -110,6 +110,7 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
         fields: w.spec.fields.clone(),
         format: format_to_proto(w.spec.format).into(),
         stats: None,
+        health: None,
         signing_keys: match secrets {
             Secrets::Masked => Vec::new(),
             Secrets::Revealed => w
