@@ -522,7 +522,7 @@ async fn status_duplicate_filters_and_counts() -> anyhow::Result<()> {
     // Status changes; doing it twice changes nothing.
     for _ in 0..2 {
         let w = webhooks
-            .activate_webhook(v1::ActivateWebhookRequest { id: idle.id.clone() })
+            .activate_webhook(v1::ActivateWebhookRequest { id: idle.id.clone(), replay: false })
             .await?
             .into_inner();
         assert!(w.webhook.context("webhook")?.active);
@@ -977,7 +977,12 @@ async fn bad_input_on_new_rpcs_names_the_field_and_changes_nothing() -> anyhow::
         (
             "activate",
             status_of(
-                webhooks.activate_webhook(v1::ActivateWebhookRequest { id: String::new() }).await,
+                webhooks
+                    .activate_webhook(v1::ActivateWebhookRequest {
+                        id: String::new(),
+                        replay: false,
+                    })
+                    .await,
             ),
         ),
         (
@@ -1014,7 +1019,12 @@ async fn bad_input_on_new_rpcs_names_the_field_and_changes_nothing() -> anyhow::
     }
     assert_eq!(
         status_of(
-            webhooks.activate_webhook(v1::ActivateWebhookRequest { id: "wh_nope".into() }).await
+            webhooks
+                .activate_webhook(v1::ActivateWebhookRequest {
+                    id: "wh_nope".into(),
+                    replay: false
+                })
+                .await
         )
         .code(),
         Code::NotFound

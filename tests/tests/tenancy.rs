@@ -140,7 +140,10 @@ async fn call(rpc: &str, ch: Authed, ids: &Ids) -> Result<String, tonic::Status>
             format!("{:?}", webhooks.delete_webhook(v1::DeleteWebhookRequest { id }).await?)
         }
         "ActivateWebhook" => {
-            format!("{:?}", webhooks.activate_webhook(v1::ActivateWebhookRequest { id }).await?)
+            format!(
+                "{:?}",
+                webhooks.activate_webhook(v1::ActivateWebhookRequest { id, replay: false }).await?
+            )
         }
         "DeactivateWebhook" => {
             format!("{:?}", webhooks.deactivate_webhook(v1::DeactivateWebhookRequest { id }).await?)

@@ -60,6 +60,10 @@ pub struct Config {
     pub health_max_failures: u32,
     /// ...and no success (nor activation) for at least this long.
     pub health_no_success_secs: u64,
+    /// How long events are kept for a deactivated webhook (the buffer stream's max age).
+    pub buffer_window_secs: u64,
+    /// Most buffered jobs a replay moves per second, per webhook.
+    pub replay_rate: f64,
 }
 
 impl Default for Config {
@@ -85,6 +89,8 @@ impl Default for Config {
             token_reload_secs: 5,
             health_max_failures: 10,
             health_no_success_secs: 24 * 3600,
+            buffer_window_secs: 5 * 24 * 3600,
+            replay_rate: 20.0,
         }
     }
 }
@@ -174,6 +180,7 @@ impl Config {
             replicas: self.stream_replicas.max(1),
             max_event_message_bytes: i32::try_from(self.max_event_bytes.saturating_mul(4))
                 .unwrap_or(i32::MAX),
+            buffer_window: Duration::from_secs(self.buffer_window_secs.max(1)),
         }
     }
 

@@ -17,9 +17,10 @@ mod dispatch;
 mod error;
 mod event_types;
 mod events;
-mod oauth;
 pub mod notify;
+mod oauth;
 mod recorder;
+mod replay;
 mod webhooks;
 
 use std::{future::Future, net::SocketAddr};
@@ -79,6 +80,9 @@ impl ControlPlane {
         .await
         .map_err(|_| ControlError::NatsConnect(format!("no answer from {}", config.nats_url)))?
         .map_err(ControlError::Nats)?;
+        hookd_nats::ensure_buffer_stream(&jetstream, &config.stream_settings())
+            .await
+            .map_err(ControlError::Nats)?;
         Ok(Self { config, store, jetstream })
     }
 
@@ -103,6 +107,14 @@ impl ControlPlane {
             self.config.record_batch_max,
             Some((self.config.health_rule(), notifier.clone())),
         );
+        let replays = replay::Replays::new(
+            self.jetstream.clone(),
+            self.store.clone(),
+            self.config.replay_rate,
+        );
+        if let Err(error) = replays.resume_all().await {
+            tracing::warn!(%error, "cannot resume unfinished replays");
+        }
         let table = auth::TokenTable::load(&self.store).await.map_err(ControlError::Storage)?;
         let reloader =
             table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());
@@ -141,6 +153,8 @@ impl ControlPlane {
             self.jetstream.client(),
             egress,
             std::time::Duration::from_secs(self.config.signing_grace_secs),
+            replays,
+            notifier,
         );
         let event_service = events::EventApi::new(
             self.jetstream.clone(),

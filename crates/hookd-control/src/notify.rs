@@ -79,12 +79,7 @@ impl Notifier {
         }
         let Ok(event_type) = EventType::parse(&n.kind) else { return };
         let event = Event {
-            id: EventId::from(format!(
-                "{}-{}-{}",
-                n.kind,
-                n.webhook_id,
-                n.at.timestamp_millis()
-            )),
+            id: EventId::from(format!("{}-{}-{}", n.kind, n.webhook_id, n.at.timestamp_millis())),
             event_type,
             entity_id: n.webhook_id.clone(),
             timestamp: n.at,

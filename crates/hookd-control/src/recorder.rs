@@ -54,12 +54,7 @@ impl Recorder {
 
 type Health = Option<(HealthRule, Notifier)>;
 
-async fn write_loop(
-    store: Store,
-    mut jobs: mpsc::Receiver<Job>,
-    batch_max: usize,
-    health: Health,
-) {
+async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, batch_max: usize, health: Health) {
     while let Some(first) = jobs.recv().await {
         let tenant = first.tenant.clone();
         let mut size = first.records.len();

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use hookd_core::access::Permission;
+use hookd_core::health::DeactivatedBy;
 use hookd_core::{
     Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
     egress::EgressPolicy,
@@ -29,6 +30,8 @@ use crate::{
     auth::require,
     catalog::Catalog,
     changes::{Change, Changes},
+    notify::{self, Notifier},
+    replay::Replays,
 };
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -52,6 +55,8 @@ pub struct WebhookApi {
     egress: Arc<EgressPolicy>,
     /// Default grace period of a signing-secret rotation.
     signing_grace: Duration,
+    replays: Replays,
+    notifier: Notifier,
 }
 
 impl WebhookApi {
@@ -62,8 +67,10 @@ impl WebhookApi {
         nats: async_nats::Client,
         egress: Arc<EgressPolicy>,
         signing_grace: Duration,
+        replays: Replays,
+        notifier: Notifier,
     ) -> Self {
-        Self { store, changes, catalog, nats, egress, signing_grace }
+        Self { store, changes, catalog, nats, egress, signing_grace, replays, notifier }
     }
 
     async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
@@ -84,6 +91,17 @@ impl WebhookApi {
             .unwrap_or_default();
         let mut wire = webhook_to_proto(webhook, Secrets::Masked);
         wire.stats = Some(stats_to_proto(&stats));
+        let health = self.store.get_webhook_health(tenant, &webhook.id).await?.unwrap_or_default();
+        // Only a deactivated webhook keeps anything; an active one is not worth a lookup.
+        let buffered = if webhook.spec.active {
+            0
+        } else {
+            self.replays.buffered(tenant, &webhook.id).await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot count the buffered events");
+                0
+            })
+        };
+        wire.health = Some(health_to_proto(&health, buffered));
         wire.tenant = tenant.to_owned();
         Ok(wire)
     }
@@ -146,6 +164,8 @@ impl WebhookApi {
                 return Err(ControlError::NotFound { what: "webhook", id: id.to_owned() });
             }
             tracing::info!(active, "webhook status changed");
+            let by = (!active).then_some((DeactivatedBy::User, "deactivated by a user"));
+            self.store.set_deactivation(tenant, &webhook.id, by).await?;
             self.changes
                 .publish(Change::Upserted {
                     tenant: tenant.to_owned(),
@@ -176,6 +196,23 @@ pub(crate) fn finish_page<T>(
     match (more, page.last()) {
         (true, Some(last)) => token(last),
         _ => String::new(),
+    }
+}
+
+fn health_to_proto(h: &hookd_storage::WebhookHealth, buffered: u64) -> v1::WebhookHealth {
+    v1::WebhookHealth {
+        consecutive_failures: h.consecutive_failures,
+        last_success_at: h.last_success_at.map(timestamp),
+        last_error: h.last_error.clone(),
+        deactivated_by: match h.deactivated_by {
+            None => v1::DeactivatedBy::Unspecified,
+            Some(DeactivatedBy::User) => v1::DeactivatedBy::User,
+            Some(DeactivatedBy::System) => v1::DeactivatedBy::System,
+        }
+        .into(),
+        deactivated_at: h.deactivated_at.map(timestamp),
+        deactivation_reason: h.deactivation_reason.clone(),
+        buffered,
     }
 }
 
@@ -394,15 +431,74 @@ impl WebhookService for WebhookApi {
         Ok(Response::new(v1::DeleteWebhookResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
+    #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id, replay = request.get_ref().replay))]
     async fn activate_webhook(
         &self,
         request: Request<v1::ActivateWebhookRequest>,
     ) -> Result<Response<v1::ActivateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
-        let webhook = self.set_active(tenant, &request.get_ref().id, true).await?;
-        Ok(Response::new(v1::ActivateWebhookResponse { webhook: Some(webhook) }))
+        let r = request.get_ref();
+        let current = self.load(tenant, &r.id).await?;
+        if current.spec.active {
+            // A no-op: nothing is buffered for an active webhook.
+            let webhook = self.shown(tenant, &current).await?;
+            return Ok(Response::new(v1::ActivateWebhookResponse {
+                webhook: Some(webhook),
+                replayed: 0,
+                discarded: 0,
+            }));
+        }
+        // Activated first (set_active returns once the dispatchers applied it), so nothing
+        // is buffered after the replay or the purge has looked.
+        let webhook = self.set_active(tenant, &r.id, true).await?;
+        let (replayed, discarded) = if r.replay {
+            (self.replays.start(tenant, &current.id).await?, 0)
+        } else {
+            (0, self.replays.discard(tenant, &current.id).await?)
+        };
+        tracing::info!(replayed, discarded, "webhook reactivated");
+        let reason = if r.replay {
+            format!("reactivated; replaying {replayed} kept events")
+        } else {
+            format!("reactivated; discarded {discarded} kept events")
+        };
+        self.notifier.reactivated(tenant, &current.id, reason).await;
+        Ok(Response::new(v1::ActivateWebhookResponse {
+            webhook: Some(webhook),
+            replayed,
+            discarded,
+        }))
+    }
+
+    type WatchNotificationsStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<v1::WebhookNotification, Status>> + Send>,
+    >;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_notifications(
+        &self,
+        request: Request<v1::WatchNotificationsRequest>,
+    ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
+        use futures::StreamExt;
+        let caller = require(&request, Permission::WebhooksRead)?;
+        // The subject carries the caller's tenant: no other tenant's notification can match.
+        let subject = format!("{}.{}.>", notify::SYSTEM_PREFIX, caller.tenant);
+        let subscription =
+            self.nats.subscribe(subject).await.map_err(|e| {
+                ControlError::Unavailable(format!("cannot watch notifications: {e}"))
+            })?;
+        let stream = subscription.filter_map(|msg| async move {
+            let n: notify::Notification = serde_json::from_slice(&msg.payload).ok()?;
+            Some(Ok(v1::WebhookNotification {
+                kind: n.kind,
+                webhook_id: n.webhook_id,
+                reason: n.reason,
+                last_error: n.last_error,
+                at: Some(timestamp(n.at)),
+            }))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]

@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 
 use crate::{
-    BUFFER_STREAM, DELIVERIES_STREAM, DELIVERY_CONSUMER, EVENTS_STREAM, FANOUT_CONSUMER, NatsError, subject,
+    BUFFER_STREAM, DELIVERIES_STREAM, DELIVERY_CONSUMER, EVENTS_STREAM, FANOUT_CONSUMER, NatsError,
+    subject,
 };
 
 /// Settings shared by both streams.
@@ -127,11 +128,8 @@ pub async fn ensure_buffer_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<jetstream::stream::Stream, NatsError> {
-    let mut config = stream_config(
-        BUFFER_STREAM,
-        vec![format!("{}.>", subject::BUFFER_PREFIX)],
-        settings,
-    );
+    let mut config =
+        stream_config(BUFFER_STREAM, vec![format!("{}.>", subject::BUFFER_PREFIX)], settings);
     config.max_age = settings.buffer_window;
     ensure_one(js, config).await
 }

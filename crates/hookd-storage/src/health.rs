@@ -3,9 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use hookd_core::{DeactivatedBy, HealthRule, HealthState, WebhookId};
-use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::entity::webhook;
 use crate::{StorageError, Store, db_time};

@@ -28,8 +28,8 @@ pub use deliveries::{
 
 pub use access::{ApiTokenRecord, RoleRecord};
 pub use credentials::TokenState;
-pub use health::{SystemDeactivation, WebhookHealth};
 pub use crypto::{Cipher, KeyError};
+pub use health::{SystemDeactivation, WebhookHealth};
 pub use migration::Migrator;
 pub use webhooks::WebhookFilter;
 

@@ -75,6 +75,10 @@ pub enum WebhookCommand {
     /// Start deliveries to a webhook.
     Activate {
         id: String,
+        /// Deliver the events kept while it was deactivated (in order, at a bounded rate)
+        /// instead of discarding them.
+        #[arg(long)]
+        replay: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -412,13 +416,20 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
                 Output::Json => println!("{}", serde_json::json!({ "deleted": id })),
             }
         }
-        WebhookCommand::Activate { id, conn } => {
+        WebhookCommand::Activate { id, replay, conn } => {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
             let response = client
-                .activate_webhook(v1::ActivateWebhookRequest { id })
+                .activate_webhook(v1::ActivateWebhookRequest { id, replay })
                 .await
-                .map_err(status_error)?;
-            print_webhook(conn.output, response.into_inner().webhook)?;
+                .map_err(status_error)?
+                .into_inner();
+            if conn.output == Output::Text && (response.replayed > 0 || response.discarded > 0) {
+                eprintln!(
+                    "replaying {} kept events, discarded {}",
+                    response.replayed, response.discarded
+                );
+            }
+            print_webhook(conn.output, response.webhook)?;
         }
         WebhookCommand::Deactivate { id, conn } => {
             let mut client = WebhookServiceClient::new(connect(&conn).await?);
