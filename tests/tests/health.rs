@@ -158,7 +158,10 @@ async fn failing_endpoint_is_deactivated_and_everyone_is_told() -> anyhow::Resul
     assert!(body["last_error"].as_str().unwrap_or_default().contains("500"));
 
     let note = tokio::time::timeout(DEADLINE, watch.next()).await?.context("watch ended")??;
-    assert_eq!((note.kind.as_str(), note.webhook_id.as_str()), ("webhook-deactivated", hook.id.as_str()));
+    assert_eq!(
+        (note.kind.as_str(), note.webhook_id.as_str()),
+        ("webhook-deactivated", hook.id.as_str())
+    );
 
     let got = ops.wait_for(1, DEADLINE).await?;
     let json = got[0].json()?;

@@ -48,6 +48,7 @@ impl DeliveryApi {
             event,
             attempt,
             chain_start: attempt,
+            event_sequence: None,
         };
         if let Err(e) = job.publish(&self.jetstream).await {
             // Nothing was queued: put the delivery back as it was.

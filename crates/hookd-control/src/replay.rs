@@ -10,9 +10,10 @@
 //! is published under an id naming its buffer message, so a move repeated after a crash
 //! before the buffer message was acknowledged is stored once.
 //!
-//! Order: the next job is moved only once the previous one's attempt is recorded (or after
+//! Order: jobs are moved by their event's sequence in the events stream (the publish order),
+//! and the next job is moved only once the previous one's attempt is recorded (or after
 //! [`ATTEMPT_WAIT`]), so a healthy endpoint receives the replay in the original order even
-//! though dispatchers make attempts concurrently. Events that arrive after the activation go
+//! though fan-outs and attempts run concurrently. Events that arrive after the activation go
 //! straight to the endpoint and may overtake the replay.
 
 use std::time::Duration;
@@ -33,6 +34,11 @@ const ATTEMPT_WAIT: Duration = Duration::from_secs(30);
 /// just before it learnt of the activation still arrive.
 const IDLE_END: Duration = Duration::from_secs(3);
 const CONSUMER_PREFIX: &str = "replay-";
+/// Buffered jobs read ahead and sorted before any is moved.
+const LOOK_AHEAD: usize = 512;
+/// Jobs kept back while more may come: above the fan-out's default concurrency, which bounds
+/// how far out of order the buffer can be.
+const REORDER_SLACK: usize = 128;
 
 #[derive(Clone)]
 pub struct Replays {
@@ -88,8 +94,10 @@ impl Replays {
             durable_name: Some(name.clone()),
             filter_subject: subject::buffer(tenant, id),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: ATTEMPT_WAIT + Duration::from_secs(30),
-            max_ack_pending: 1,
+            // A fetched job waits for the ones before it; a redelivery after this long moves
+            // nothing twice (see `DeliveryJob::replay`), it only costs a lookup.
+            ack_wait: Duration::from_secs(3600),
+            max_ack_pending: i64::try_from(LOOK_AHEAD).unwrap_or(i64::MAX),
             ..Default::default()
         };
         let consumer: PullConsumer =
@@ -135,35 +143,52 @@ impl Replays {
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut moved = 0u64;
         let mut idle_since = tokio::time::Instant::now();
+        // Fetched jobs not moved yet, by their event's sequence in the events stream.
+        let mut window: Vec<(u64, u64, jetstream::Message, DeliveryJob)> = Vec::new();
         loop {
+            let want = LOOK_AHEAD.saturating_sub(window.len()).max(1);
             let mut batch = consumer
                 .fetch()
-                .max_messages(1)
+                .max_messages(want)
                 .expires(Duration::from_millis(500))
                 .messages()
                 .await
                 .map_err(nats_error)?;
-            let Some(msg) = batch.next().await else {
+            let mut fetched = 0;
+            while let Some(msg) = batch.next().await {
+                let msg = msg.map_err(nats_error)?;
+                fetched += 1;
+                let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+                match DeliveryJob::from_bytes(&msg.payload) {
+                    Ok(job) if job.tenant == tenant => {
+                        window.push((job.event_sequence.unwrap_or(0), sequence, msg, job));
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::warn!(sequence, "dropping a malformed buffered job");
+                        let _ = msg.ack_with(jetstream::AckKind::Term).await;
+                    }
+                }
+            }
+            if fetched == 0 && window.is_empty() {
                 if idle_since.elapsed() >= IDLE_END {
                     break;
                 }
                 continue;
-            };
-            let msg = msg.map_err(nats_error)?;
-            pace.tick().await;
-            let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-            let job = match DeliveryJob::from_bytes(&msg.payload) {
-                Ok(job) if job.tenant == tenant => job,
-                Ok(_) | Err(_) => {
-                    tracing::warn!(sequence, "dropping a malformed buffered job");
-                    let _ = msg.ack_with(jetstream::AckKind::Term).await;
-                    continue;
-                }
-            };
-            job.replay(&self.js, sequence).await.map_err(ControlError::Nats)?;
-            msg.double_ack().await.map_err(nats_error)?;
-            moved += 1;
-            self.wait_attempted(tenant, &job).await;
+            }
+            // The buffer holds jobs in the order concurrent fan-outs stored them, which can
+            // differ from the publish order by up to the fan-out concurrency: sort by the
+            // event's sequence, and while more may come keep the tail back, so a job stored
+            // a little late still gets its place.
+            window.sort_by_key(|(event_seq, buffer_seq, _, _)| (*event_seq, *buffer_seq));
+            let keep = if fetched == want { REORDER_SLACK.min(window.len()) } else { 0 };
+            let ready: Vec<_> = window.drain(..window.len() - keep).collect();
+            for (_, sequence, msg, job) in ready {
+                pace.tick().await;
+                job.replay(&self.js, sequence).await.map_err(ControlError::Nats)?;
+                msg.double_ack().await.map_err(nats_error)?;
+                moved += 1;
+                self.wait_attempted(tenant, &job).await;
+            }
             idle_since = tokio::time::Instant::now();
         }
         // Done: the consumer goes, so a later deactivation starts a fresh buffer.

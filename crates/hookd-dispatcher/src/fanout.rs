@@ -81,12 +81,14 @@ async fn fan_out_one(
         settle_event(&msg, AckKind::Ack).await;
         return;
     }
-    let jobs: Vec<DeliveryJob> =
-        webhooks.iter().map(|w| DeliveryJob::new(tenant, &w.id, &event, &msg.payload)).collect();
+    let job_for = |w: &std::sync::Arc<hookd_core::Webhook>| DeliveryJob {
+        event_sequence: Some(sequence),
+        ..DeliveryJob::new(tenant, &w.id, &event, &msg.payload)
+    };
+    let jobs: Vec<DeliveryJob> = webhooks.iter().map(job_for).collect();
     // A deactivated webhook's events are kept in its buffer, in order, for a reactivation
     // with replay; the id makes a repeated fan-out keep them once.
-    let kept: Vec<DeliveryJob> =
-        inactive.iter().map(|w| DeliveryJob::new(tenant, &w.id, &event, &msg.payload)).collect();
+    let kept: Vec<DeliveryJob> = inactive.iter().map(job_for).collect();
     let publishes = jobs.iter().map(|job| futures::future::Either::Left(job.publish(js)));
     let parks = kept.iter().map(|job| {
         futures::future::Either::Right(async move { job.park(js, &job.message_id()).await })

@@ -108,6 +108,10 @@ pub struct DeliveryJob {
     /// webhook's retry schedule counts from it.
     #[serde(default = "first")]
     pub chain_start: u32,
+    /// The event's sequence in the events stream (its publish order), set by the fan-out:
+    /// a replay of a webhook's buffer is ordered by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_sequence: Option<u64>,
 }
 
 fn first() -> u32 {
@@ -132,6 +136,7 @@ impl DeliveryJob {
             event: event_json,
             attempt: 1,
             chain_start: 1,
+            event_sequence: None,
         }
     }
 

@@ -131,6 +131,8 @@ pub async fn ensure_buffer_stream(
     let mut config =
         stream_config(BUFFER_STREAM, vec![format!("{}.>", subject::BUFFER_PREFIX)], settings);
     config.max_age = settings.buffer_window;
+    // The server refuses a dedupe window longer than the max age.
+    config.duplicate_window = config.duplicate_window.min(settings.buffer_window);
     ensure_one(js, config).await
 }
 
