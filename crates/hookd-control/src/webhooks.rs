@@ -355,6 +355,7 @@ impl WebhookService for WebhookApi {
             .into());
         }
         let mut webhook = self.load(tenant, &changes.id).await?;
+        let was_active = webhook.spec.active;
         let mut spec = webhook.spec.clone();
         for path in &paths {
             match path.as_str() {
@@ -400,6 +401,16 @@ impl WebhookService for WebhookApi {
             return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
         }
         tracing::info!("webhook updated");
+        if was_active != webhook.spec.active {
+            // As DeactivateWebhook / ActivateWebhook without replay: kept events stay in the
+            // buffer until the window drops them or a later reactivation decides.
+            let by =
+                (!webhook.spec.active).then_some((DeactivatedBy::User, "deactivated by a user"));
+            self.store
+                .set_deactivation(tenant, &webhook.id, by)
+                .await
+                .map_err(ControlError::from)?;
+        }
         self.changes
             .publish(Change::Upserted {
                 tenant: tenant.to_owned(),
