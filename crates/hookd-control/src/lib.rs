@@ -153,8 +153,7 @@ impl ControlPlane {
             self.jetstream.client(),
             egress,
             std::time::Duration::from_secs(self.config.signing_grace_secs),
-            replays,
-            notifier,
+            (replays, notifier),
         );
         let event_service = events::EventApi::new(
             self.jetstream.clone(),

@@ -67,8 +67,7 @@ impl WebhookApi {
         nats: async_nats::Client,
         egress: Arc<EgressPolicy>,
         signing_grace: Duration,
-        replays: Replays,
-        notifier: Notifier,
+        (replays, notifier): (Replays, Notifier),
     ) -> Self {
         Self { store, changes, catalog, nats, egress, signing_grace, replays, notifier }
     }
