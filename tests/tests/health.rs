@@ -166,6 +166,19 @@ async fn failing_endpoint_is_deactivated_and_everyone_is_told() -> anyhow::Resul
     let got = ops.wait_for(1, DEADLINE).await?;
     let json = got[0].json()?;
     assert_eq!(json["data"]["webhook_id"], hook.id.as_str(), "{json}");
+
+    // Reactivating it is announced too, and restarts the rule's clock.
+    activate(&cluster, &hook.id, false).await?;
+    let note = tokio::time::timeout(DEADLINE, watch.next()).await?.context("watch ended")??;
+    assert_eq!(
+        (note.kind.as_str(), note.webhook_id.as_str()),
+        ("webhook-reactivated", hook.id.as_str())
+    );
+    let h = health(&cluster, &hook.id).await?;
+    assert_eq!(
+        (h.deactivated_by, h.consecutive_failures),
+        (v1::DeactivatedBy::Unspecified as i32, 0)
+    );
     Ok(())
 }
 

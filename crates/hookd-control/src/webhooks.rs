@@ -459,6 +459,14 @@ impl WebhookService for WebhookApi {
                 discarded: 0,
             }));
         }
+        // Only the end of a system deactivation is announced: it pairs with the
+        // `webhook-deactivated` notification, and a user's own on/off needs none.
+        let by_system = self
+            .store
+            .get_webhook_health(tenant, &current.id)
+            .await
+            .map_err(ControlError::from)?
+            .is_some_and(|h| h.deactivated_by == Some(DeactivatedBy::System));
         // Activated first (set_active returns once the dispatchers applied it), so nothing
         // is buffered after the replay or the purge has looked.
         let webhook = self.set_active(tenant, &r.id, true).await?;
@@ -473,7 +481,9 @@ impl WebhookService for WebhookApi {
         } else {
             format!("reactivated; discarded {discarded} kept events")
         };
-        self.notifier.reactivated(tenant, &current.id, reason).await;
+        if by_system {
+            self.notifier.reactivated(tenant, &current.id, reason).await;
+        }
         Ok(Response::new(v1::ActivateWebhookResponse {
             webhook: Some(webhook),
             replayed,
