@@ -656,6 +656,17 @@ fn print_webhook(output: Output, webhook: Option<v1::Webhook>) -> anyhow::Result
     );
     println!("webhook {} ({})", w.name, w.id);
     println!("  status       {}", if w.active { "active" } else { "inactive" });
+    if let Some(h) = w.health.as_ref().filter(|_| !w.active) {
+        let by = match v1::DeactivatedBy::try_from(h.deactivated_by) {
+            Ok(v1::DeactivatedBy::System) => "the system",
+            Ok(v1::DeactivatedBy::User) => "a user",
+            _ => "unknown",
+        };
+        let since = h.deactivated_at.map(|t| t.seconds).unwrap_or_default();
+        let since = chrono::DateTime::from_timestamp(since, 0).unwrap_or_default();
+        println!("  deactivated  by {by} at {since}: {}", h.deactivation_reason);
+        println!("  buffered     {} events (replay with `activate --replay`)", h.buffered);
+    }
     println!("  url          {} {}", args::method_name(w.method), w.url);
     println!("  event types  {}", w.event_types.join(", "));
     if !w.app.is_empty() {
