@@ -137,6 +137,21 @@ impl Cluster {
     }
 
     /// Creates a webhook from a full request (tests that set options beyond the defaults).
+    /// Publishes an event of `event_type` with no data over gRPC, as the default tenant.
+    pub async fn publish(&self, event_type: &str, id: &str) -> anyhow::Result<()> {
+        self.events()
+            .await?
+            .publish_event(v1::PublishEventRequest {
+                event: Some(v1::Event {
+                    id: id.into(),
+                    r#type: event_type.into(),
+                    ..Default::default()
+                }),
+            })
+            .await?;
+        Ok(())
+    }
+
     /// The webhook's first delivery, with its attempts, once `done` holds for it.
     pub async fn first_delivery_when(
         &self,

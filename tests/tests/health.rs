@@ -26,21 +26,6 @@ async fn webhook(cluster: &Cluster, name: &str, url: String) -> anyhow::Result<v
         .await
 }
 
-async fn publish(cluster: &Cluster, event_type: &str, id: &str) -> anyhow::Result<()> {
-    cluster
-        .events()
-        .await?
-        .publish_event(v1::PublishEventRequest {
-            event: Some(v1::Event {
-                id: id.into(),
-                r#type: event_type.into(),
-                ..Default::default()
-            }),
-        })
-        .await?;
-    Ok(())
-}
-
 async fn get(cluster: &Cluster, id: &str) -> anyhow::Result<v1::Webhook> {
     cluster
         .webhooks()
@@ -117,7 +102,7 @@ async fn failing_endpoint_is_deactivated_and_everyone_is_told() -> anyhow::Resul
     // Both conditions: three failures are not enough within the first second.
     let created = tokio::time::Instant::now();
     for i in 0..3 {
-        publish(&cluster, "orders", &format!("evt-early-{i}")).await?;
+        cluster.publish("orders", &format!("evt-early-{i}")).await?;
     }
     wait_until("three failures recorded", DEADLINE, || async {
         Ok((health(&cluster, &hook.id).await?.consecutive_failures == 3).then_some(()))
@@ -138,7 +123,7 @@ async fn failing_endpoint_is_deactivated_and_everyone_is_told() -> anyhow::Resul
         async move {
             let webhook = get(cluster, &hook_id).await?;
             if webhook.active {
-                publish(cluster, "orders", &id).await?;
+                cluster.publish("orders", &id).await?;
                 return Ok(None);
             }
             Ok(Some(webhook))
@@ -187,7 +172,7 @@ async fn gone_deactivates_at_once() -> anyhow::Result<()> {
     let cluster = Cluster::start(1, "")?;
     let gone = Receiver::start(responder(|_, _| Response::status(410)))?;
     let hook = webhook(&cluster, "gone", gone.url("/")).await?;
-    publish(&cluster, "gone", "evt-gone").await?;
+    cluster.publish("gone", "evt-gone").await?;
     let h = wait_until("410 deactivates", DEADLINE, || async {
         let w = get(&cluster, &hook.id).await?;
         Ok((!w.active).then_some(w.health))
@@ -211,7 +196,7 @@ async fn kept_events_are_replayed_in_order_or_discarded() -> anyhow::Result<()> 
 
     let ids: Vec<String> = (0..200).map(|i| format!("evt-{i:03}")).collect();
     for id in &ids {
-        publish(&cluster, "kept", id).await?;
+        cluster.publish("kept", id).await?;
     }
     wait_buffered(&cluster, &hook.id, 200).await?;
     assert_eq!(receiver.count(), 0, "nothing is delivered while deactivated");
@@ -219,7 +204,7 @@ async fn kept_events_are_replayed_in_order_or_discarded() -> anyhow::Result<()> 
     assert_eq!(activate(&cluster, &hook.id, true).await?, (200, 0));
     receiver.wait_for(200, Duration::from_secs(120)).await?;
     // A later event marks the end: nothing of the replay may follow or repeat.
-    publish(&cluster, "kept", "evt-after").await?;
+    cluster.publish("kept", "evt-after").await?;
     receiver.wait_for(201, DEADLINE).await?;
     let got = event_ids(&receiver)?;
     assert_eq!(&got[..200], &ids[..], "replayed in publish order, each once");
@@ -230,11 +215,11 @@ async fn kept_events_are_replayed_in_order_or_discarded() -> anyhow::Result<()> 
     // Without replay: kept events are discarded and counted; later ones are delivered.
     deactivate(&cluster, &hook.id).await?;
     for i in 0..20 {
-        publish(&cluster, "kept", &format!("evt-dropped-{i}")).await?;
+        cluster.publish("kept", &format!("evt-dropped-{i}")).await?;
     }
     wait_buffered(&cluster, &hook.id, 20).await?;
     assert_eq!(activate(&cluster, &hook.id, false).await?, (0, 20));
-    publish(&cluster, "kept", "evt-later").await?;
+    cluster.publish("kept", "evt-later").await?;
     receiver.wait_for(202, DEADLINE).await?;
     let got = event_ids(&receiver)?;
     assert_eq!(got.len(), 202);
@@ -249,13 +234,13 @@ async fn events_older_than_the_buffer_window_are_not_replayed() -> anyhow::Resul
     let hook = webhook(&cluster, "old", receiver.url("/")).await?;
     deactivate(&cluster, &hook.id).await?;
     for i in 0..5 {
-        publish(&cluster, "old", &format!("evt-old-{i}")).await?;
+        cluster.publish("old", &format!("evt-old-{i}")).await?;
     }
     wait_buffered(&cluster, &hook.id, 5).await?;
     // The stream's max age drops them.
     wait_buffered(&cluster, &hook.id, 0).await?;
     assert_eq!(activate(&cluster, &hook.id, true).await?, (0, 0));
-    publish(&cluster, "old", "evt-new").await?;
+    cluster.publish("old", "evt-new").await?;
     receiver.wait_for(1, DEADLINE).await?;
     assert_eq!(event_ids(&receiver)?, vec!["evt-new".to_owned()]);
     Ok(())
@@ -269,7 +254,7 @@ async fn a_replay_survives_a_dispatcher_killed_midway() -> anyhow::Result<()> {
     deactivate(&cluster, &hook.id).await?;
     let ids: Vec<String> = (0..100).map(|i| format!("evt-{i:03}")).collect();
     for id in &ids {
-        publish(&cluster, "crash", id).await?;
+        cluster.publish("crash", id).await?;
     }
     wait_buffered(&cluster, &hook.id, 100).await?;
     assert_eq!(activate(&cluster, &hook.id, true).await?, (100, 0));

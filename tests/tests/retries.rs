@@ -40,21 +40,6 @@ async fn webhook(
         .context("no webhook")
 }
 
-async fn publish(cluster: &Cluster, event_type: &str, id: &str) -> anyhow::Result<()> {
-    cluster
-        .events()
-        .await?
-        .publish_event(v1::PublishEventRequest {
-            event: Some(v1::Event {
-                id: id.into(),
-                r#type: event_type.into(),
-                ..Default::default()
-            }),
-        })
-        .await?;
-    Ok(())
-}
-
 /// A responder that answers `first` to the first `n` requests and 200 afterwards.
 fn fail_first(n: usize, first: Response) -> hookd_tests::Responder {
     responder(move |_, index| if index < n { first.clone() } else { Response::ok() })
@@ -71,7 +56,7 @@ async fn far_retries_wait_as_message_schedules_and_fire_on_time() -> anyhow::Res
     let cluster = Cluster::start(1, "nak_max_delay_secs = 0")?;
     let receiver = Receiver::start(fail_first(2, Response::status(500)))?;
     let hook = webhook(&cluster, "far", receiver.url("/"), 0, Some(&[2, 3])).await?;
-    publish(&cluster, "far", "evt-far").await?;
+    cluster.publish("far", "evt-far").await?;
 
     receiver.wait_for(1, DEADLINE).await?;
     // While the retry waits, the delivery consumer has nothing pending.
@@ -116,7 +101,7 @@ async fn webhook_timeout_and_schedule_override_the_dispatcher_defaults() -> anyh
     });
     let receiver = Receiver::start(slow_once)?;
     let hook = webhook(&cluster, "quick", receiver.url("/"), 500, Some(&[1])).await?;
-    publish(&cluster, "quick", "evt-quick").await?;
+    cluster.publish("quick", "evt-quick").await?;
 
     let delivery = cluster
         .first_delivery_when(&hook.id, "delivered on the retry", DEADLINE, |d| {
@@ -144,7 +129,7 @@ async fn retry_after_on_429_is_honoured_within_twice_the_schedule() -> anyhow::R
     let receiver =
         Receiver::start(fail_first(1, Response::status(429).with_header("retry-after", "2")))?;
     let hook = webhook(&cluster, "limited", receiver.url("/"), 0, Some(&[1])).await?;
-    publish(&cluster, "limited", "evt-limited").await?;
+    cluster.publish("limited", "evt-limited").await?;
     receiver.wait_for(2, DEADLINE).await?;
     let gap = gaps(&receiver)[0].as_secs_f64();
     eprintln!("Retry-After: 2 on a 1 s schedule: retried after {gap:.3} s");
@@ -169,7 +154,7 @@ async fn resend_and_recover_deliver_again_with_the_same_webhook_id() -> anyhow::
     }))?;
     let hook = webhook(&cluster, "fragile", receiver.url("/"), 0, Some(&[])).await?;
     for id in ["evt-r1", "evt-r2", "evt-r3"] {
-        publish(&cluster, "fragile", id).await?;
+        cluster.publish("fragile", id).await?;
     }
     let mut deliveries = cluster.deliveries().await?;
     let failed = wait_until("three failed deliveries", DEADLINE, || async {

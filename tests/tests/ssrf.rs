@@ -15,21 +15,6 @@ use tonic::Code;
 const DEADLINE: Duration = Duration::from_secs(30);
 const EMPTY_ALLOW_LIST: (&str, &str) = ("HOOKD_ALLOW_CIDRS", "[]");
 
-async fn publish(cluster: &Cluster, event_type: &str, id: &str) -> anyhow::Result<()> {
-    cluster
-        .events()
-        .await?
-        .publish_event(v1::PublishEventRequest {
-            event: Some(v1::Event {
-                id: id.into(),
-                r#type: event_type.into(),
-                ..Default::default()
-            }),
-        })
-        .await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_ip_literals_are_refused_at_create_and_update() -> anyhow::Result<()> {
     let cluster = Cluster::start_with_env(0, "", &[EMPTY_ALLOW_LIST], &[])?;
@@ -124,7 +109,7 @@ async fn forbidden_addresses_are_refused_at_connect_time() -> anyhow::Result<()>
             cluster.create_webhook(&format!("probe-{i}"), url.clone(), &["probe"]).await?;
         created.push((webhook.id, url, reason));
     }
-    publish(&cluster, "probe", "evt-probe").await?;
+    cluster.publish("probe", "evt-probe").await?;
 
     for (id, url, reason) in created {
         let delivery = cluster.settled_delivery(&id, DEADLINE).await?;
@@ -160,7 +145,7 @@ async fn a_redirect_is_the_answer_and_is_never_followed() -> anyhow::Result<()> 
         responder(move |_, _| Response::status(302).with_header("location", location.clone())),
     )?;
     let webhook = cluster.create_webhook("redirect", redirecting.url("/hook"), &["probe"]).await?;
-    publish(&cluster, "probe", "evt-redirect").await?;
+    cluster.publish("probe", "evt-redirect").await?;
 
     let delivery = cluster.settled_delivery(&webhook.id, DEADLINE).await?;
     assert_eq!(delivery.status, v1::DeliveryStatus::Failed as i32);
