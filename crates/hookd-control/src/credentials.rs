@@ -127,14 +127,7 @@ impl CredentialService for CredentialApi {
             ControlError::from(InvalidField::new("credential", "must carry the id and new values"))
         })?;
         tracing::Span::current().record("credential_id", changes.id.as_str());
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            return Err(ControlError::from(InvalidField::new(
-                "update_mask",
-                format!("must name the fields to change: {UPDATABLE}"),
-            ))
-            .into());
-        }
+        let paths = crate::webhooks::mask_paths(r.update_mask, UPDATABLE)?;
         let (mut credential, _) = self.load(tenant, &changes.id).await?;
         let id = changes.id.clone();
         let new = credential_spec_from_proto(changes).map_err(ControlError::from)?;
@@ -150,13 +143,7 @@ impl CredentialService for CredentialApi {
                 "code" => spec.code.clone_from(&new.code),
                 "scope" => spec.scope.clone_from(&new.scope),
                 "extra_params" => spec.extra_params.clone_from(&new.extra_params),
-                other => {
-                    return Err(ControlError::from(InvalidField::new(
-                        "update_mask",
-                        format!("cannot update {other:?}; allowed: {UPDATABLE}"),
-                    ))
-                    .into());
-                }
+                other => return Err(crate::webhooks::unknown_path(other, UPDATABLE).into()),
             }
         }
         // A grant change away from authorization_code leaves no use for the code.

@@ -129,16 +129,9 @@ impl EventTypeService for EventTypeApi {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
         let r = request.into_inner();
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let changes = spec_of(r.event_type)?;
         tracing::Span::current().record("event_type", changes.name.as_str());
-        if paths.is_empty() {
-            return Err(ControlError::from(InvalidField::new(
-                "update_mask",
-                format!("must name the fields to change: {UPDATABLE}"),
-            ))
-            .into());
-        }
+        let paths = crate::webhooks::mask_paths(r.update_mask, UPDATABLE)?;
         let mut def = self.load(tenant, changes.name.as_str()).await?;
         let mut spec = def.spec.clone();
         for path in &paths {
@@ -146,13 +139,7 @@ impl EventTypeService for EventTypeApi {
                 "description" => spec.description.clone_from(&changes.description),
                 "schema" => spec.schema.clone_from(&changes.schema),
                 "example" => spec.example.clone_from(&changes.example),
-                other => {
-                    return Err(ControlError::from(InvalidField::new(
-                        "update_mask",
-                        format!("cannot update {other:?}; allowed: {UPDATABLE}"),
-                    ))
-                    .into());
-                }
+                other => return Err(crate::webhooks::unknown_path(other, UPDATABLE).into()),
             }
         }
         def.spec = spec.validate().map_err(ControlError::from)?;

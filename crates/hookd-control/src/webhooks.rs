@@ -183,6 +183,28 @@ pub(crate) fn page_size(requested: u32) -> u64 {
     })
 }
 
+/// The paths of an update's field mask; an empty or missing mask is refused, naming the
+/// fields that can be changed.
+pub(crate) fn mask_paths(
+    mask: Option<prost_types::FieldMask>,
+    updatable: &str,
+) -> Result<Vec<String>, ControlError> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(InvalidField::new(
+            "update_mask",
+            format!("must name the fields to change: {updatable}"),
+        )
+        .into());
+    }
+    Ok(paths)
+}
+
+/// The error for a mask path an update does not know.
+pub(crate) fn unknown_path(path: &str, updatable: &str) -> ControlError {
+    InvalidField::new("update_mask", format!("cannot update {path:?}; allowed: {updatable}")).into()
+}
+
 /// Cuts `page` (read with one row more than `limit`, which tells whether another page follows
 /// without a count query) to `limit` rows and returns the next page's token, empty on the last.
 pub(crate) fn finish_page<T>(
@@ -345,14 +367,7 @@ impl WebhookService for WebhookApi {
             ControlError::from(InvalidField::new("webhook", "must carry the id and new values"))
         })?;
         tracing::Span::current().record("webhook_id", changes.id.as_str());
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            return Err(ControlError::from(InvalidField::new(
-                "update_mask",
-                format!("must name the fields to change: {UPDATABLE}"),
-            ))
-            .into());
-        }
+        let paths = mask_paths(r.update_mask, UPDATABLE)?;
         let mut webhook = self.load(tenant, &changes.id).await?;
         let was_active = webhook.spec.active;
         let mut spec = webhook.spec.clone();
@@ -383,13 +398,7 @@ impl WebhookService for WebhookApi {
                 "format" => {
                     spec.format = format_from_proto(changes.format).map_err(ControlError::from)?;
                 }
-                other => {
-                    return Err(ControlError::from(InvalidField::new(
-                        "update_mask",
-                        format!("cannot update {other:?}; allowed: {UPDATABLE}"),
-                    ))
-                    .into());
-                }
+                other => return Err(unknown_path(other, UPDATABLE).into()),
             }
         }
         webhook.spec = spec.validate().map_err(ControlError::from)?;
