@@ -224,6 +224,9 @@ async fn kept_events_are_replayed_in_order_or_discarded() -> anyhow::Result<()> 
     let got = event_ids(&receiver)?;
     assert_eq!(got.len(), 202);
     assert_eq!(got[201], "evt-later");
+    // Every kept event was replayed or discarded: none counts as expired.
+    let h = health(&cluster, &hook.id).await?;
+    assert_eq!((h.buffered, h.expired), (0, 0), "{h:?}");
     Ok(())
 }
 
@@ -237,9 +240,14 @@ async fn events_older_than_the_buffer_window_are_not_replayed() -> anyhow::Resul
         cluster.publish("old", &format!("evt-old-{i}")).await?;
     }
     wait_buffered(&cluster, &hook.id, 5).await?;
-    // The stream's max age drops them.
+    // The stream's max age drops them, and they are counted.
     wait_buffered(&cluster, &hook.id, 0).await?;
+    wait_until("five expired events counted", DEADLINE, || async {
+        Ok((health(&cluster, &hook.id).await?.expired == 5).then_some(()))
+    })
+    .await?;
     assert_eq!(activate(&cluster, &hook.id, true).await?, (0, 0));
+    assert_eq!(health(&cluster, &hook.id).await?.expired, 5, "the count outlives activation");
     cluster.publish("old", "evt-new").await?;
     receiver.wait_for(1, DEADLINE).await?;
     assert_eq!(event_ids(&receiver)?, vec!["evt-new".to_owned()]);
@@ -247,7 +255,7 @@ async fn events_older_than_the_buffer_window_are_not_replayed() -> anyhow::Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_survives_a_dispatcher_killed_midway() -> anyhow::Result<()> {
+async fn a_replay_survives_a_dispatcher_and_a_control_plane_killed_midway() -> anyhow::Result<()> {
     let mut cluster = Cluster::start_with_env(1, "", &[("HOOKD_REPLAY_RATE", "20")], &[])?;
     let receiver = Receiver::ok()?;
     let hook = webhook(&cluster, "crash", receiver.url("/")).await?;
@@ -261,6 +269,9 @@ async fn a_replay_survives_a_dispatcher_killed_midway() -> anyhow::Result<()> {
     receiver.wait_for(20, DEADLINE).await?;
     cluster.dispatchers[0].kill()?;
     cluster.add_dispatcher()?;
+    // The replay itself is the control plane's: killed midway, the new one resumes it.
+    receiver.wait_for(50, Duration::from_secs(120)).await?;
+    let _old = cluster.restart_control()?;
     wait_until("every kept event delivered", Duration::from_secs(120), || async {
         let got: HashSet<String> = event_ids(&receiver)?.into_iter().collect();
         Ok((got.len() == ids.len()).then_some(()))
@@ -268,5 +279,85 @@ async fn a_replay_survives_a_dispatcher_killed_midway() -> anyhow::Result<()> {
     .await?;
     let got: HashSet<String> = event_ids(&receiver)?.into_iter().collect();
     assert_eq!(got, ids.into_iter().collect::<HashSet<_>>());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_can_have_its_own_thresholds() -> anyhow::Result<()> {
+    // The deployment's rule (10 failures, 24 h) would never trip within a test.
+    let cluster = Cluster::start(1, "")?;
+    let failing = Receiver::start(responder(|_, _| Response::status(500)))?;
+    let strict = cluster
+        .create(v1::CreateWebhookRequest {
+            name: "strict".into(),
+            url: failing.url("/strict"),
+            event_types: vec!["strict".into()],
+            active: true,
+            retry_policy: Some(v1::RetryPolicy { delay_seconds: vec![] }),
+            health_policy: Some(v1::HealthPolicy {
+                max_failures: Some(2),
+                no_success_secs: Some(0),
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let lenient = webhook(&cluster, "lenient", failing.url("/lenient")).await?;
+    assert_eq!(
+        strict.health_policy,
+        Some(v1::HealthPolicy { max_failures: Some(2), no_success_secs: Some(0) })
+    );
+    assert_eq!(lenient.health_policy, None, "unset means the deployment's");
+    for i in 0..3 {
+        cluster.publish("strict", &format!("evt-s-{i}")).await?;
+        cluster.publish("lenient", &format!("evt-l-{i}")).await?;
+    }
+    let h = wait_until("the strict webhook is deactivated", DEADLINE, || async {
+        let w = get(&cluster, &strict.id).await?;
+        Ok((!w.active).then_some(w.health))
+    })
+    .await?
+    .context("no health")?;
+    assert_eq!(h.deactivated_by, v1::DeactivatedBy::System as i32);
+    assert!(h.deactivation_reason.starts_with("2 consecutive failed attempts"), "{h:?}");
+    wait_until("three lenient failures recorded", DEADLINE, || async {
+        Ok((health(&cluster, &lenient.id).await?.consecutive_failures == 3).then_some(()))
+    })
+    .await?;
+    assert!(get(&cluster, &lenient.id).await?.active, "the deployment's rule holds for it");
+
+    // The policy is updatable, and validated.
+    let mut webhooks = cluster.webhooks().await?;
+    let update = |policy: v1::HealthPolicy| v1::UpdateWebhookRequest {
+        webhook: Some(v1::Webhook {
+            id: lenient.id.clone(),
+            health_policy: Some(policy),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["health_policy".into()] }),
+    };
+    let too_long = v1::HealthPolicy { max_failures: None, no_success_secs: Some(31 * 86_400) };
+    let err = webhooks.update_webhook(update(too_long)).await.expect_err("too long");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("health_policy"), "{}", err.message());
+    let off = v1::HealthPolicy { max_failures: Some(0), no_success_secs: None };
+    let updated = webhooks.update_webhook(update(off)).await?.into_inner().webhook;
+    assert_eq!(
+        updated.and_then(|w| w.health_policy),
+        Some(v1::HealthPolicy { max_failures: Some(0), no_success_secs: None })
+    );
+
+    // An update that sets `active` is an activation without replay: kept events are
+    // discarded and counted as such, not left to expire.
+    for i in 0..2 {
+        cluster.publish("strict", &format!("evt-kept-{i}")).await?;
+    }
+    wait_buffered(&cluster, &strict.id, 2).await?;
+    let reactivate = v1::UpdateWebhookRequest {
+        webhook: Some(v1::Webhook { id: strict.id.clone(), active: true, ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["active".into()] }),
+    };
+    webhooks.update_webhook(reactivate).await?;
+    let h = health(&cluster, &strict.id).await?;
+    assert_eq!((h.buffered, h.expired), (0, 0), "{h:?}");
     Ok(())
 }

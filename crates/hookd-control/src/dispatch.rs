@@ -292,6 +292,18 @@ impl DispatchService for DispatchApi {
                 .await
                 .map_err(|e| Status::unavailable(format!("cannot store rejection counts: {e}")))?;
         }
+        if !r.kept.is_empty() {
+            let kept: Vec<(String, WebhookId, u64)> = r
+                .kept
+                .iter()
+                .filter(|k| !k.tenant.is_empty() && !k.webhook_id.is_empty())
+                .map(|k| (k.tenant.clone(), WebhookId::from(k.webhook_id.as_str()), k.count))
+                .collect();
+            self.store
+                .add_buffer_kept(&kept)
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot store buffer counts: {e}")))?;
+        }
         if reports.len() > MAX_REPORTS_PER_CALL {
             return Err(ControlError::from(InvalidField::new(
                 "reports",

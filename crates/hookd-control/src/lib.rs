@@ -111,10 +111,10 @@ impl ControlPlane {
             self.jetstream.clone(),
             self.store.clone(),
             self.config.replay_rate,
-        );
-        if let Err(error) = replays.resume_all().await {
-            tracing::warn!(%error, "cannot resume unfinished replays");
-        }
+            self.config.stream_replicas,
+        )
+        .await?;
+        let resumer = replays.resume_forever();
         let table = auth::TokenTable::load(&self.store).await.map_err(ControlError::Storage)?;
         let reloader =
             table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());
@@ -206,6 +206,7 @@ impl ControlPlane {
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         reloader.abort();
+        resumer.abort();
         tracing::info!("control plane stopped");
         Ok(())
     }

@@ -5,10 +5,17 @@
 //! that moves the buffered jobs, oldest first, back to the deliveries stream at a bounded
 //! rate. Its progress lives in JetStream, as a durable consumer (`replay-<webhook id>`)
 //! filtered on the webhook's buffer subject, so a replay survives the death of any process:
-//! a control plane resumes every replay consumer it finds at start-up, and a dispatcher that
-//! dies only delays the jobs already moved (they are ordinary delivery jobs). Each moved job
-//! is published under an id naming its buffer message, so a move repeated after a crash
-//! before the buffer message was acknowledged is stored once.
+//! every control plane looks for unfinished replay consumers at start and every
+//! [`RESUME_EVERY`], and a dispatcher that dies only delays the jobs already moved (they are
+//! ordinary delivery jobs). Each moved job is published under an id naming its buffer
+//! message, so a move repeated after a crash before the buffer message was acknowledged is
+//! stored once.
+//!
+//! One mover per replay, whatever the number of control planes: a mover holds a lease, a key
+//! in the `hookd_replay_leases` bucket that expires [`LEASE_TTL`] after its last renewal. A
+//! control plane that finds a replay without a live lease takes it over, and first recreates
+//! the consumer, so the jobs its dead predecessor had fetched come back at once rather than
+//! after their ack wait.
 //!
 //! Order: jobs are moved by their event's sequence in the events stream (the publish order),
 //! and the next job is moved only once the previous one's attempt is recorded (or after
@@ -16,9 +23,16 @@
 //! though fan-outs and attempts run concurrently. Events that arrive after the activation go
 //! straight to the endpoint and may overtake the replay.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream::{self, consumer::PullConsumer, kv};
 use futures::StreamExt;
 use hookd_core::WebhookId;
 use hookd_nats::{BUFFER_STREAM, DeliveryJob, subject};
@@ -34,6 +48,15 @@ const ATTEMPT_WAIT: Duration = Duration::from_secs(30);
 /// just before it learnt of the activation still arrive.
 const IDLE_END: Duration = Duration::from_secs(3);
 const CONSUMER_PREFIX: &str = "replay-";
+const LEASE_BUCKET: &str = "hookd_replay_leases";
+/// A lease not renewed for this long is free for another control plane to take.
+const LEASE_TTL: Duration = Duration::from_secs(15);
+const LEASE_RENEW: Duration = Duration::from_secs(5);
+/// How often every control plane looks for replays nobody moves.
+const RESUME_EVERY: Duration = Duration::from_secs(10);
+/// Fetched jobs not yet moved are redelivered after this long without a progress ack.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 /// Buffered jobs read ahead and sorted before any is moved.
 const LOOK_AHEAD: usize = 512;
 /// Jobs kept back while more may come: above the fan-out's default concurrency, which bounds
@@ -44,6 +67,11 @@ const REORDER_SLACK: usize = 128;
 pub struct Replays {
     js: jetstream::Context,
     store: Store,
+    leases: kv::Store,
+    /// Names this process in the leases it holds.
+    owner: Arc<str>,
+    /// Replays (consumer names) this process moves or waits to move.
+    tracked: Arc<Mutex<HashSet<String>>>,
     /// Jobs moved per second, at most.
     rate: f64,
 }
@@ -52,9 +80,44 @@ fn nats_error(e: impl std::fmt::Display) -> ControlError {
     ControlError::Unavailable(format!("buffer stream: {e}"))
 }
 
+fn consumer_config(tenant: &str, id: &WebhookId) -> jetstream::consumer::pull::Config {
+    jetstream::consumer::pull::Config {
+        durable_name: Some(format!("{CONSUMER_PREFIX}{id}")),
+        filter_subject: subject::buffer(tenant, id),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        // The mover keeps fetched jobs alive with progress acks while they wait their turn.
+        ack_wait: ACK_WAIT,
+        max_ack_pending: i64::try_from(LOOK_AHEAD).unwrap_or(i64::MAX),
+        ..Default::default()
+    }
+}
+
 impl Replays {
-    pub fn new(js: jetstream::Context, store: Store, rate: f64) -> Self {
-        Self { js, store, rate: rate.max(0.1) }
+    pub async fn new(
+        js: jetstream::Context,
+        store: Store,
+        rate: f64,
+        replicas: usize,
+    ) -> Result<Self, ControlError> {
+        let leases = js
+            .create_key_value(kv::Config {
+                bucket: LEASE_BUCKET.to_owned(),
+                description: "which control plane moves each replay".to_owned(),
+                history: 1,
+                max_age: LEASE_TTL,
+                num_replicas: replicas.max(1),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ControlError::Unavailable(format!("replay leases: {e}")))?;
+        Ok(Self {
+            js,
+            store,
+            leases,
+            owner: uuid::Uuid::now_v7().to_string().into(),
+            tracked: Arc::default(),
+            rate: rate.max(0.1),
+        })
     }
 
     async fn stream(&self) -> Result<jetstream::stream::Stream, ControlError> {
@@ -82,6 +145,9 @@ impl Replays {
         let stream = self.stream().await?;
         let purged =
             stream.purge().filter(subject::buffer(tenant, id)).await.map_err(nats_error)?;
+        if let Err(error) = self.store.add_buffer_released(tenant, id, purged.purged).await {
+            tracing::warn!(%error, "cannot count the discarded events");
+        }
         Ok(purged.purged)
     }
 
@@ -89,62 +155,179 @@ impl Replays {
     pub async fn start(&self, tenant: &str, id: &WebhookId) -> Result<u64, ControlError> {
         let count = self.buffered(tenant, id).await?;
         let stream = self.stream().await?;
+        let config = consumer_config(tenant, id);
         let name = format!("{CONSUMER_PREFIX}{id}");
-        let config = jetstream::consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            filter_subject: subject::buffer(tenant, id),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            // A fetched job waits for the ones before it; a redelivery after this long moves
-            // nothing twice (see `DeliveryJob::replay`), it only costs a lookup.
-            ack_wait: Duration::from_secs(3600),
-            max_ack_pending: i64::try_from(LOOK_AHEAD).unwrap_or(i64::MAX),
-            ..Default::default()
-        };
-        let consumer: PullConsumer =
+        let _: PullConsumer =
             stream.get_or_create_consumer(&name, config).await.map_err(nats_error)?;
-        self.spawn(tenant.to_owned(), id.clone(), consumer);
+        self.spawn(tenant.to_owned(), id.clone());
         Ok(count)
     }
 
-    /// Resumes the replays a stopped control plane left unfinished.
-    pub async fn resume_all(&self) -> Result<(), ControlError> {
+    /// Looks for unfinished replays now and every [`RESUME_EVERY`]: those of a stopped
+    /// control plane, or of another one that may stop.
+    pub fn resume_forever(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RESUME_EVERY);
+            loop {
+                every.tick().await;
+                if let Err(error) = this.resume_all().await {
+                    tracing::warn!(%error, "cannot look for unfinished replays");
+                }
+            }
+        })
+    }
+
+    async fn resume_all(&self) -> Result<(), ControlError> {
         let stream = self.stream().await?;
         let mut names = stream.consumer_names();
         while let Some(name) = names.next().await {
             let name = name.map_err(nats_error)?;
-            if !name.starts_with(CONSUMER_PREFIX) {
+            let Some(webhook) = name.strip_prefix(CONSUMER_PREFIX) else { continue };
+            if self.is_tracked(&name) {
                 continue;
             }
             let consumer: PullConsumer = stream.get_consumer(&name).await.map_err(nats_error)?;
             let filter = consumer.cached_info().config.filter_subject.clone();
-            let Some((tenant, webhook)) = subject::parts_of_buffer(&filter) else { continue };
-            tracing::info!(webhook_id = webhook, "resuming a replay");
-            self.spawn(tenant.to_owned(), WebhookId::from(webhook), consumer);
+            let Some((tenant, _)) = subject::parts_of_buffer(&filter) else { continue };
+            self.spawn(tenant.to_owned(), WebhookId::from(webhook));
         }
         Ok(())
     }
 
-    fn spawn(&self, tenant: String, id: WebhookId, consumer: PullConsumer) {
+    fn is_tracked(&self, name: &str) -> bool {
+        self.tracked.lock().unwrap_or_else(PoisonError::into_inner).contains(name)
+    }
+
+    /// Moves the replay once this process holds its lease, until it is finished (its
+    /// consumer is gone). Does nothing if this process already tracks it.
+    fn spawn(&self, tenant: String, id: WebhookId) {
+        let name = format!("{CONSUMER_PREFIX}{id}");
+        if !self.tracked.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone()) {
+            return;
+        }
         let this = self.clone();
         let span = tracing::info_span!("replay", webhook_id = %id, %tenant);
         tokio::spawn(
             async move {
-                match this.run(&tenant, consumer).await {
-                    Ok(moved) => tracing::info!(moved, "replay finished"),
-                    Err(error) => tracing::warn!(%error, "replay stopped; resumed at next start"),
-                }
+                this.follow(&tenant, &id).await;
+                this.tracked.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
             }
             .instrument(span),
         );
     }
 
-    async fn run(&self, tenant: &str, consumer: PullConsumer) -> Result<u64, ControlError> {
+    async fn follow(&self, tenant: &str, id: &WebhookId) {
+        let name = format!("{CONSUMER_PREFIX}{id}");
+        loop {
+            let stream = match self.stream().await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "replay waits for the buffer stream");
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    continue;
+                }
+            };
+            match stream.consumer_info(&name).await {
+                Ok(_) => {}
+                // Finished (by this process or another).
+                Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look up the replay");
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    continue;
+                }
+            }
+            let key = id.as_str();
+            let revision =
+                match self.leases.create(key, self.owner.as_bytes().to_vec().into()).await {
+                    Ok(revision) => revision,
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        // Another control plane moves it; look again once its lease could lapse.
+                        tokio::time::sleep(LEASE_RENEW).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot take the replay lease");
+                        tokio::time::sleep(LEASE_RENEW).await;
+                        continue;
+                    }
+                };
+            let lost = Arc::new(AtomicBool::new(false));
+            let renewer = self.renew(key.to_owned(), revision, lost.clone());
+            let result = self.take_over(&stream, tenant, id).await;
+            let result = match result {
+                Ok(consumer) => self.run(tenant, consumer, &lost).await,
+                Err(error) => Err(error),
+            };
+            renewer.abort();
+            match result {
+                Ok(moved) => {
+                    tracing::info!(moved, "replay finished");
+                    let _ = self.leases.delete(key).await;
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "replay interrupted; trying again");
+                    // Let another control plane have it if it can do better.
+                    let _ = self.leases.delete(key).await;
+                    tokio::time::sleep(LEASE_RENEW).await;
+                }
+            }
+        }
+    }
+
+    /// Renews the lease until aborted; sets `lost` if another control plane took it.
+    fn renew(
+        &self,
+        key: String,
+        mut revision: u64,
+        lost: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let leases = self.leases.clone();
+        let owner = self.owner.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_RENEW).await;
+                match leases.update(&key, owner.as_bytes().to_vec().into(), revision).await {
+                    Ok(next) => revision = next,
+                    Err(error) => {
+                        tracing::warn!(%error, "lost the replay lease");
+                        lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Recreates the replay's consumer, so jobs fetched by an earlier mover that died come
+    /// back now; only the lease holder does this.
+    async fn take_over(
+        &self,
+        stream: &jetstream::stream::Stream,
+        tenant: &str,
+        id: &WebhookId,
+    ) -> Result<PullConsumer, ControlError> {
+        let name = format!("{CONSUMER_PREFIX}{id}");
+        let config = consumer_config(tenant, id);
+        stream.delete_consumer(&name).await.map_err(nats_error)?;
+        stream.create_consumer(config).await.map_err(nats_error)
+    }
+
+    async fn run(
+        &self,
+        tenant: &str,
+        consumer: PullConsumer,
+        lost: &AtomicBool,
+    ) -> Result<u64, ControlError> {
         let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / self.rate));
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut moved = 0u64;
         let mut idle_since = tokio::time::Instant::now();
         // Fetched jobs not moved yet, by their event's sequence in the events stream.
-        let mut window: Vec<(u64, u64, jetstream::Message, DeliveryJob)> = Vec::new();
+        let mut window: Vec<Held> = Vec::new();
+        let mut progressed = tokio::time::Instant::now();
         loop {
             let want = LOOK_AHEAD.saturating_sub(window.len()).max(1);
             let mut batch = consumer
@@ -181,13 +364,23 @@ impl Replays {
             // a little late still gets its place.
             window.sort_by_key(|(event_seq, buffer_seq, _, _)| (*event_seq, *buffer_seq));
             let keep = if fetched == want { REORDER_SLACK.min(window.len()) } else { 0 };
-            let ready: Vec<_> = window.drain(..window.len() - keep).collect();
-            for (_, sequence, msg, job) in ready {
+            for _ in 0..window.len() - keep {
                 pace.tick().await;
+                if lost.load(Ordering::Relaxed) {
+                    return Err(ControlError::Unavailable("replay lease lost".to_owned()));
+                }
+                keep_alive(&window, &mut progressed).await;
+                let (_, sequence, msg, job) = window.remove(0);
                 job.replay(&self.js, sequence).await.map_err(ControlError::Nats)?;
                 msg.double_ack().await.map_err(nats_error)?;
                 moved += 1;
-                self.wait_attempted(tenant, &job).await;
+                // Counted after the ack: a crash in between undercounts released jobs (and
+                // shows them expired) rather than count one twice.
+                if let Err(error) = self.store.add_buffer_released(tenant, &job.webhook_id, 1).await
+                {
+                    tracing::warn!(%error, "cannot count a replayed event");
+                }
+                self.wait_attempted(tenant, &job, &window, &mut progressed).await;
             }
             idle_since = tokio::time::Instant::now();
         }
@@ -198,10 +391,18 @@ impl Replays {
         Ok(moved)
     }
 
-    /// Waits (up to [`ATTEMPT_WAIT`]) until the job's attempt is recorded.
-    async fn wait_attempted(&self, tenant: &str, job: &DeliveryJob) {
+    /// Waits (up to [`ATTEMPT_WAIT`]) until the job's attempt is recorded, keeping the
+    /// `held` jobs alive meanwhile.
+    async fn wait_attempted(
+        &self,
+        tenant: &str,
+        job: &DeliveryJob,
+        held: &[Held],
+        progressed: &mut tokio::time::Instant,
+    ) {
         let deadline = tokio::time::Instant::now() + ATTEMPT_WAIT;
         while tokio::time::Instant::now() < deadline {
+            keep_alive(held, progressed).await;
             match self.store.get_delivery(tenant, &job.delivery_id).await {
                 Ok(Some((record, _))) if record.attempt_count >= job.attempt => return,
                 Ok(_) => {}
@@ -210,5 +411,20 @@ impl Replays {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!(delivery_id = %job.delivery_id, "no attempt recorded yet; replay moves on");
+    }
+}
+
+/// A fetched buffered job: its event's sequence in the events stream, its own sequence in the
+/// buffer, the message and the job.
+type Held = (u64, u64, jetstream::Message, DeliveryJob);
+
+/// Tells JetStream the held jobs are still being worked on, at most every [`PROGRESS_EVERY`].
+async fn keep_alive(held: &[Held], progressed: &mut tokio::time::Instant) {
+    if progressed.elapsed() < PROGRESS_EVERY {
+        return;
+    }
+    *progressed = tokio::time::Instant::now();
+    for (_, _, msg, _) in held {
+        let _ = msg.ack_with(jetstream::AckKind::Progress).await;
     }
 }

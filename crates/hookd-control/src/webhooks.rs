@@ -17,8 +17,9 @@ use hookd_nats::test_send::{TEST_SEND_SUBJECT, TestSendReply, TestSendRequest};
 use hookd_proto::{
     convert::{
         Secrets, attempt_timeout_from_proto, auth_from_proto, credential_id_from_proto,
-        format_from_proto, headers_from_proto, method_from_proto, retry_policy_from_proto,
-        spec_from_create, stats_to_proto, timestamp, value_to_json, webhook_to_proto,
+        format_from_proto, headers_from_proto, health_policy_from_proto, method_from_proto,
+        retry_policy_from_proto, spec_from_create, stats_to_proto, timestamp, value_to_json,
+        webhook_to_proto,
     },
     v1::{self, webhook_service_server::WebhookService},
 };
@@ -36,7 +37,7 @@ use crate::{
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const UPDATABLE: &str = "name, url, event_types, active, description, attempt_timeout_ms, \
-     retry_policy, app, method, headers, auth, credential_id, fields, format";
+     retry_policy, app, method, headers, auth, credential_id, fields, format, health_policy";
 const MAX_PAGE_SIZE: u32 = 500;
 /// How long a test send may take beyond two HTTP tries (the second after an OAuth2 refresh):
 /// two token fetches of up to 10 s each and queueing at the dispatcher.
@@ -91,8 +92,9 @@ impl WebhookApi {
         let mut wire = webhook_to_proto(webhook, Secrets::Masked);
         wire.stats = Some(stats_to_proto(&stats));
         let health = self.store.get_webhook_health(tenant, &webhook.id).await?.unwrap_or_default();
-        // Only a deactivated webhook keeps anything; an active one is not worth a lookup.
-        let buffered = if webhook.spec.active {
+        // Only a deactivated webhook, or one still replaying, keeps anything: otherwise
+        // everything kept was released or expired and the stream is not worth a lookup.
+        let buffered = if webhook.spec.active && health.buffer_kept <= health.buffer_released {
             0
         } else {
             self.replays.buffered(tenant, &webhook.id).await.unwrap_or_else(|error| {
@@ -234,6 +236,7 @@ fn health_to_proto(h: &hookd_storage::WebhookHealth, buffered: u64) -> v1::Webho
         deactivated_at: h.deactivated_at.map(timestamp),
         deactivation_reason: h.deactivation_reason.clone(),
         buffered,
+        expired: h.expired(buffered),
     }
 }
 
@@ -398,6 +401,9 @@ impl WebhookService for WebhookApi {
                 "format" => {
                     spec.format = format_from_proto(changes.format).map_err(ControlError::from)?;
                 }
+                "health_policy" => {
+                    spec.health = health_policy_from_proto(changes.health_policy.as_ref());
+                }
                 other => return Err(unknown_path(other, UPDATABLE).into()),
             }
         }
@@ -409,9 +415,17 @@ impl WebhookService for WebhookApi {
             return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
         }
         tracing::info!("webhook updated");
+        let reactivated = !was_active && webhook.spec.active;
+        let mut by_system = false;
         if was_active != webhook.spec.active {
-            // As DeactivateWebhook / ActivateWebhook without replay: kept events stay in the
-            // buffer until the window drops them or a later reactivation decides.
+            // As DeactivateWebhook / ActivateWebhook without replay.
+            by_system = reactivated
+                && self
+                    .store
+                    .get_webhook_health(tenant, &webhook.id)
+                    .await
+                    .map_err(ControlError::from)?
+                    .is_some_and(|h| h.deactivated_by == Some(DeactivatedBy::System));
             let by =
                 (!webhook.spec.active).then_some((DeactivatedBy::User, "deactivated by a user"));
             self.store
@@ -425,6 +439,16 @@ impl WebhookService for WebhookApi {
                 webhook: Box::new(webhook.clone()),
             })
             .await;
+        if reactivated {
+            // Once the dispatchers have applied the change nothing more is kept, so the
+            // purge leaves nothing behind; replaying is ActivateWebhook's choice alone.
+            let discarded = self.replays.discard(tenant, &webhook.id).await?;
+            tracing::info!(discarded, "webhook reactivated by an update");
+            if by_system {
+                let reason = format!("reactivated by an update; discarded {discarded} kept events");
+                self.notifier.reactivated(tenant, &webhook.id, reason).await;
+            }
+        }
         Ok(Response::new(v1::UpdateWebhookResponse {
             webhook: Some(self.shown(tenant, &webhook).await?),
         }))

@@ -23,6 +23,27 @@ impl Default for HealthRule {
     }
 }
 
+/// A webhook's own thresholds; each unset one is the deployment's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthPolicy {
+    /// Consecutive failed attempts (0 turns the rule off for this webhook; `410 Gone` still
+    /// deactivates it).
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    #[serde(default)]
+    pub no_success_for: Option<Duration>,
+}
+
+/// The longest `no_success_for` a webhook may set: longer than the buffer window would only
+/// mean more events expire before anyone notices.
+pub const MAX_NO_SUCCESS_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl HealthPolicy {
+    pub fn is_default(&self) -> bool {
+        self.max_failures.is_none() && self.no_success_for.is_none()
+    }
+}
+
 /// What the control plane knows of a webhook's health after recording a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthState {
@@ -60,6 +81,14 @@ impl DeactivatedBy {
 }
 
 impl HealthRule {
+    /// This rule with a webhook's own thresholds in place of the deployment's.
+    pub fn with(self, policy: &HealthPolicy) -> Self {
+        Self {
+            max_failures: policy.max_failures.unwrap_or(self.max_failures),
+            no_success_for: policy.no_success_for.unwrap_or(self.no_success_for),
+        }
+    }
+
     /// Why the webhook must be deactivated now, or `None` while it is healthy enough.
     pub fn verdict(&self, state: &HealthState, now: DateTime<Utc>) -> Option<String> {
         if state.gone {
@@ -98,6 +127,17 @@ mod tests {
         assert!(rule.verdict(&s, now).is_none(), "too few failures");
         let (s, now) = state(100, 59, false);
         assert!(rule.verdict(&s, now).is_none(), "a success too recent");
+    }
+
+    #[test]
+    fn a_webhook_policy_overrides_only_what_it_sets() {
+        let base = HealthRule { max_failures: 10, no_success_for: Duration::from_secs(86_400) };
+        let own = HealthPolicy { max_failures: Some(2), no_success_for: None };
+        assert_eq!(
+            base.with(&own),
+            HealthRule { max_failures: 2, no_success_for: Duration::from_secs(86_400) }
+        );
+        assert_eq!(base.with(&HealthPolicy::default()), base);
     }
 
     #[test]

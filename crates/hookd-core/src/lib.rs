@@ -17,7 +17,7 @@ pub mod webhook;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus};
 pub use event::{Event, EventError, EventType};
-pub use health::{DeactivatedBy, HealthRule, HealthState};
+pub use health::{DeactivatedBy, HealthPolicy, HealthRule, HealthState};
 pub use ids::{CredentialId, DeliveryId, EventId, WebhookId};
 pub use retry::{RetrySchedule, next_delay};
 pub use webhook::{Webhook, WebhookSpec, WebhookStats};

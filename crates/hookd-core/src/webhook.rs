@@ -10,6 +10,7 @@ use crate::{
     CredentialId, EventType, InvalidField, RetrySchedule, WebhookId,
     endpoint::{EndpointAuth, Header, HttpMethod, validate_headers},
     event::validate_token,
+    health::{HealthPolicy, MAX_NO_SUCCESS_FOR},
     payload::{PayloadFormat, validate_fields},
     retry::MAX_RETRY_DELAY,
     signing::SigningKeys,
@@ -76,6 +77,9 @@ pub struct WebhookSpec {
     /// never set by a user; empty only in specs not yet stored.
     #[serde(default)]
     pub signing: SigningKeys,
+    /// Thresholds of the health rule for this webhook; unset ones are the deployment's.
+    #[serde(default)]
+    pub health: HealthPolicy,
 }
 
 /// What the history says about a webhook, kept current as results arrive. Test sends are not
@@ -123,6 +127,12 @@ impl WebhookSpec {
                     format!("delays must be at most {} s", MAX_RETRY_DELAY.as_secs()),
                 ));
             }
+        }
+        if self.health.no_success_for.is_some_and(|d| d > MAX_NO_SUCCESS_FOR) {
+            return Err(InvalidField::new(
+                "health_policy",
+                format!("no_success_secs must be at most {} s", MAX_NO_SUCCESS_FOR.as_secs()),
+            ));
         }
         if self.description.len() > MAX_DESCRIPTION_LEN {
             return Err(InvalidField::new(
@@ -281,7 +291,22 @@ mod tests {
             fields: vec![],
             format: PayloadFormat::Envelope,
             signing: SigningKeys::default(),
+            health: HealthPolicy::default(),
         }
+    }
+
+    #[test]
+    fn a_health_policy_is_bounded() {
+        let long = WebhookSpec {
+            health: HealthPolicy {
+                max_failures: Some(3),
+                no_success_for: Some(MAX_NO_SUCCESS_FOR + Duration::from_secs(1)),
+            },
+            ..spec()
+        };
+        assert_eq!(rejected_field(long), "health_policy");
+        let own = HealthPolicy { max_failures: Some(0), no_success_for: Some(MAX_NO_SUCCESS_FOR) };
+        assert!(WebhookSpec { health: own, ..spec() }.validate().is_ok());
     }
 
     fn rejected_field(spec: WebhookSpec) -> &'static str {

@@ -17,8 +17,11 @@ use hookd_proto::{
 use tracing::Instrument;
 
 use crate::{
-    attempt::Attempter, definitions::Definitions, endpoints::Endpoints, http::recorded_headers,
-    reporter::Reporter,
+    attempt::Attempter,
+    definitions::Definitions,
+    endpoints::Endpoints,
+    http::recorded_headers,
+    reporter::{Reporter, Tallies},
 };
 
 /// Longest wait for an unknown webhook to appear before it counts as deleted.
@@ -33,6 +36,8 @@ pub struct Deliverer {
     pub attempter: Arc<Attempter>,
     pub endpoints: Endpoints,
     pub reporter: Reporter,
+    /// Counts the jobs parked in buffers.
+    pub tallies: Tallies,
     pub default_schedule: RetrySchedule,
     pub default_timeout: Duration,
     pub nak_max_delay: Duration,
@@ -258,7 +263,10 @@ impl Deliverer {
         let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
         let id = format!("{}.p{sequence}", job.message_id());
         match job.park(&self.js, &id).await {
-            Ok(_) => {
+            Ok(published) => {
+                if !published.duplicate {
+                    self.tallies.kept(&job.tenant, job.webhook_id.as_str());
+                }
                 tracing::info!("webhook is inactive; delivery parked in its buffer");
                 ack(msg, AckKind::Term).await;
             }

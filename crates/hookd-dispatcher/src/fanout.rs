@@ -17,7 +17,7 @@ use hookd_core::Event;
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
-use crate::{definitions::Definitions, reporter::Rejections};
+use crate::{definitions::Definitions, reporter::Tallies};
 
 /// How soon a fan-out that could not store all its jobs is tried again.
 const FANOUT_RETRY: Duration = Duration::from_secs(1);
@@ -25,7 +25,7 @@ const FANOUT_RETRY: Duration = Duration::from_secs(1);
 pub async fn fan_out(
     js: &jetstream::Context,
     definitions: &Definitions,
-    rejections: &Rejections,
+    tallies: &Tallies,
     max_event_bytes: usize,
     msg: jetstream::Message,
 ) {
@@ -34,18 +34,18 @@ pub async fn fan_out(
         event_id = tracing::field::Empty,
         event_type = tracing::field::Empty
     );
-    fan_out_one(js, definitions, rejections, max_event_bytes, msg).instrument(span).await;
+    fan_out_one(js, definitions, tallies, max_event_bytes, msg).instrument(span).await;
 }
 
 async fn fan_out_one(
     js: &jetstream::Context,
     definitions: &Definitions,
-    rejections: &Rejections,
+    tallies: &Tallies,
     max_event_bytes: usize,
     msg: jetstream::Message,
 ) {
     let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-    if let Err(error) = check_size(rejections, &msg.subject, msg.payload.len(), max_event_bytes) {
+    if let Err(error) = check_size(tallies, &msg.subject, msg.payload.len(), max_event_bytes) {
         tracing::warn!(%error, subject = %msg.subject, sequence, "dropping an oversized event");
         settle_event(&msg, AckKind::Term).await;
         return;
@@ -68,7 +68,7 @@ async fn fan_out_one(
     let span = tracing::Span::current();
     span.record("event_id", event.id.as_str());
     span.record("event_type", event.event_type.as_str());
-    if let Err(error) = check_schema(definitions, rejections, tenant, &event) {
+    if let Err(error) = check_schema(definitions, tallies, tenant, &event) {
         // It can never become valid either.
         tracing::warn!(%error, sequence, "dropping an event whose data does not match its type's schema");
         settle_event(&msg, AckKind::Term).await;
@@ -102,6 +102,11 @@ async fn fan_out_one(
         settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
         return;
     }
+    for (job, result) in kept.iter().zip(&results[jobs.len()..]) {
+        if matches!(result, Ok(published) if !published.duplicate) {
+            tallies.kept(&job.tenant, job.webhook_id.as_str());
+        }
+    }
     tracing::debug!(deliveries = jobs.len(), buffered = kept.len(), "event fanned out");
     settle_event(&msg, AckKind::Ack).await;
 }
@@ -110,30 +115,25 @@ async fn fan_out_one(
 /// refusal. `Err` is the schema error.
 fn check_schema(
     definitions: &Definitions,
-    rejections: &Rejections,
+    tallies: &Tallies,
     tenant: &str,
     event: &Event,
 ) -> Result<(), String> {
     let Some(schema) = definitions.schema(tenant, &event.event_type) else { return Ok(()) };
     schema.check(&event.data).inspect_err(|error| {
-        rejections.count(tenant, event.event_type.as_str(), error);
+        tallies.count(tenant, event.event_type.as_str(), error);
     })
 }
 
 /// Refuses an event of `size` bytes above `max`, counting it for the event type its subject
 /// names. `Err` says why.
-fn check_size(
-    rejections: &Rejections,
-    subject: &str,
-    size: usize,
-    max: usize,
-) -> Result<(), String> {
+fn check_size(tallies: &Tallies, subject: &str, size: usize, max: usize) -> Result<(), String> {
     if size <= max {
         return Ok(());
     }
     let error = format!("the event is {size} bytes, more than max_event_bytes ({max})");
     if let Some((tenant, event_type)) = subject::parts_of_event(subject) {
-        rejections.count(tenant, event_type, &error);
+        tallies.count(tenant, event_type, &error);
     }
     Err(error)
 }
@@ -173,36 +173,34 @@ mod tests {
             }),
             &mut None,
         );
-        let rejections = Rejections::default();
-        assert!(
-            check_schema(&defs, &rejections, DEFAULT_TENANT, &event(r#"{"email":"a"}"#)).is_ok()
-        );
-        assert!(rejections.take().is_empty());
+        let tallies = Tallies::default();
+        assert!(check_schema(&defs, &tallies, DEFAULT_TENANT, &event(r#"{"email":"a"}"#)).is_ok());
+        assert!(tallies.take_rejected().is_empty());
         for _ in 0..3 {
-            let error = check_schema(&defs, &rejections, DEFAULT_TENANT, &event("{}"))
-                .expect_err("refused");
+            let error =
+                check_schema(&defs, &tallies, DEFAULT_TENANT, &event("{}")).expect_err("refused");
             assert!(error.contains("email"), "{error}");
         }
         // Another tenant has no schema for the type.
-        assert!(check_schema(&defs, &rejections, "other", &event("{}")).is_ok());
-        let counted = rejections.take();
+        assert!(check_schema(&defs, &tallies, "other", &event("{}")).is_ok());
+        let counted = tallies.take_rejected();
         assert_eq!(counted.len(), 1);
         assert_eq!(counted[0].tenant, DEFAULT_TENANT);
         assert_eq!(counted[0].event_type, "contact-created");
         assert_eq!(counted[0].count, 3);
         assert!(counted[0].error.contains("email"));
-        assert!(rejections.take().is_empty(), "taking resets the counts");
+        assert!(tallies.take_rejected().is_empty(), "taking resets the counts");
     }
 
     #[test]
     fn oversized_events_are_refused_and_counted() {
-        let rejections = Rejections::default();
+        let tallies = Tallies::default();
         let subject = "hookd.events.default.contact-created";
-        assert!(check_size(&rejections, subject, 100, 100).is_ok());
-        assert!(rejections.take().is_empty());
-        let error = check_size(&rejections, subject, 101, 100).expect_err("too big");
+        assert!(check_size(&tallies, subject, 100, 100).is_ok());
+        assert!(tallies.take_rejected().is_empty());
+        let error = check_size(&tallies, subject, 101, 100).expect_err("too big");
         assert_eq!(error, "the event is 101 bytes, more than max_event_bytes (100)");
-        let counted = rejections.take();
+        let counted = tallies.take_rejected();
         assert_eq!(counted.len(), 1);
         assert_eq!((counted[0].tenant.as_str(), counted[0].count), ("default", 1));
         assert_eq!(counted[0].event_type, "contact-created");

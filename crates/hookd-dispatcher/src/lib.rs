@@ -48,7 +48,7 @@ use crate::{
     delivery::Deliverer,
     endpoints::Endpoints,
     http::HttpClient,
-    reporter::{Rejections, Reporter},
+    reporter::{Reporter, Tallies},
     test_send::TestSends,
     tokens::{ControlTokens, Tokens},
 };
@@ -192,12 +192,12 @@ impl Dispatcher {
     ) -> Result<(), DispatcherError> {
         let ready = Arc::new(AtomicBool::new(true));
         let health = tokio::spawn(health::serve(listener, ready.clone()));
-        let rejections = Rejections::default();
+        let tallies = Tallies::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
             self.config.report_batch_max,
             self.config.report_buffer,
-            rejections.clone(),
+            tallies.clone(),
         );
         // One HTTP client and one token cache for deliveries and test sends alike.
         let egress = Arc::new(self.config.egress_policy()?);
@@ -217,6 +217,7 @@ impl Dispatcher {
             attempter: attempter.clone(),
             endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
             reporter,
+            tallies: tallies.clone(),
             default_schedule: self.config.retry_schedule(),
             default_timeout: self.config.attempt_timeout(),
             nak_max_delay: self.config.nak_max_delay(),
@@ -227,7 +228,7 @@ impl Dispatcher {
         let fanout_stage = {
             let js = self.jetstream.clone();
             let definitions = self.definitions.clone();
-            let rejections = rejections.clone();
+            let tallies = tallies.clone();
             let max_event_bytes = self.config.max_event_bytes;
             run_stage(
                 "fan-out",
@@ -237,9 +238,9 @@ impl Dispatcher {
                 move |msg| {
                     let js = js.clone();
                     let definitions = definitions.clone();
-                    let rejections = rejections.clone();
+                    let tallies = tallies.clone();
                     async move {
-                        fanout::fan_out(&js, &definitions, &rejections, max_event_bytes, msg).await
+                        fanout::fan_out(&js, &definitions, &tallies, max_event_bytes, msg).await
                     }
                 },
             )

@@ -3,8 +3,9 @@
 //! delivery is acknowledged on NATS only after its result is stored, and a failed write is
 //! retried as a write, never by repeating the HTTP call.
 //!
-//! Counts of events the fan-out refused (their data did not satisfy their type's schema) ride
-//! along with the next batch, or go alone at most once a second when no attempts are made.
+//! Counts of events the fan-out refused (their data did not satisfy their type's schema) and
+//! of jobs kept for deactivated webhooks ride along with the next batch, or go alone at most
+//! once a second when no attempts are made.
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,7 @@ use std::{
 };
 
 use crate::ControlClient;
-use hookd_proto::v1::{AttemptReport, RejectedEvents, ReportAttemptsRequest};
+use hookd_proto::v1::{AttemptReport, KeptJobs, RejectedEvents, ReportAttemptsRequest};
 use tokio::{
     sync::{Notify, Semaphore, mpsc, oneshot},
     task::JoinSet,
@@ -22,26 +23,46 @@ use tokio::{
 
 /// Report calls in flight at once.
 const CALLS_IN_FLIGHT: usize = 4;
-/// Rejection counts are sent on their own at most this often (they also ride on every batch).
+/// Counts are sent on their own at most this often (they also ride on every batch).
 const REJECTED_EVERY: Duration = Duration::from_secs(1);
 
-/// Events refused by their type's schema since the last report, by tenant and type. Shared by
-/// the fan-out (which counts) and the report loop (which sends and resets).
+/// Counts that ride along with the reports, shared by the stages that count and the report
+/// loop that sends and resets them: events refused by their type's schema (by tenant and
+/// type), and jobs newly kept in deactivated webhooks' buffers (by tenant and webhook).
 #[derive(Clone, Default)]
-pub struct Rejections {
-    inner: Arc<RejectionsInner>,
+pub struct Tallies {
+    inner: Arc<TalliesInner>,
 }
 
 #[derive(Default)]
-struct RejectionsInner {
+struct TalliesInner {
     /// (tenant, event type) → (count, last error).
-    counts: Mutex<HashMap<(String, String), (u64, String)>>,
+    rejected: Mutex<HashMap<(String, String), (u64, String)>>,
+    /// (tenant, webhook id) → count.
+    kept: Mutex<HashMap<(String, String), u64>>,
     added: Notify,
 }
 
-impl Rejections {
+/// What the report loop takes from [`Tallies`].
+#[derive(Default)]
+pub struct Taken {
+    pub rejected: Vec<RejectedEvents>,
+    pub kept: Vec<KeptJobs>,
+}
+
+impl Taken {
+    fn is_empty(&self) -> bool {
+        self.rejected.is_empty() && self.kept.is_empty()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Tallies {
     pub fn count(&self, tenant: &str, event_type: &str, error: &str) {
-        let mut counts = self.inner.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = lock(&self.inner.rejected);
         let entry = counts.entry((tenant.to_owned(), event_type.to_owned())).or_default();
         entry.0 += 1;
         error.clone_into(&mut entry.1);
@@ -50,10 +71,16 @@ impl Rejections {
         self.inner.added.notify_one();
     }
 
-    /// Everything counted so far, resetting the counts.
-    pub fn take(&self) -> Vec<RejectedEvents> {
-        let mut counts = self.inner.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts
+    /// Counts a job newly stored in a webhook's buffer (not a repeated park the stream
+    /// deduplicated).
+    pub fn kept(&self, tenant: &str, webhook_id: &str) {
+        *lock(&self.inner.kept).entry((tenant.to_owned(), webhook_id.to_owned())).or_default() += 1;
+        self.inner.added.notify_one();
+    }
+
+    /// The rejections counted so far, resetting them.
+    pub fn take_rejected(&self) -> Vec<RejectedEvents> {
+        lock(&self.inner.rejected)
             .drain()
             .map(|((tenant, event_type), (count, error))| RejectedEvents {
                 tenant,
@@ -64,8 +91,17 @@ impl Rejections {
             .collect()
     }
 
+    /// Everything counted so far, resetting the counts.
+    pub fn take(&self) -> Taken {
+        let kept = lock(&self.inner.kept)
+            .drain()
+            .map(|((tenant, webhook_id), count)| KeptJobs { tenant, webhook_id, count })
+            .collect();
+        Taken { rejected: self.take_rejected(), kept }
+    }
+
     fn is_empty(&self) -> bool {
-        self.inner.counts.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+        lock(&self.inner.rejected).is_empty() && lock(&self.inner.kept).is_empty()
     }
 
     /// Resolves once there are counts to send and `not_before` has passed.
@@ -100,10 +136,10 @@ impl Reporter {
         client: ControlClient,
         batch_max: usize,
         buffer: usize,
-        rejections: Rejections,
+        tallies: Tallies,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(buffer.max(1));
-        let task = tokio::spawn(send_loop(client, rx, batch_max.max(1), rejections));
+        let task = tokio::spawn(send_loop(client, rx, batch_max.max(1), tallies));
         (Self { queue }, task)
     }
 
@@ -119,7 +155,7 @@ async fn send_loop(
     client: ControlClient,
     mut rx: mpsc::Receiver<Pending>,
     batch_max: usize,
-    rejections: Rejections,
+    tallies: Tallies,
 ) {
     // Several calls in flight: each waits for a database commit, and the control plane merges
     // concurrent calls into one transaction, so overlapping them multiplies throughput.
@@ -137,37 +173,37 @@ async fn send_loop(
                     break;
                 }
             }
-            () = rejections.due(next_rejected) => {}
+            () = tallies.due(next_rejected) => {}
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-        let rejected = rejections.take();
-        if !rejected.is_empty() {
+        let counts = tallies.take();
+        if !counts.is_empty() {
             next_rejected = Instant::now() + REJECTED_EVERY;
         } else if batch.is_empty() {
             continue;
         }
         let client = client.clone();
         calls.spawn(async move {
-            send_batch(client, batch, rejected).await;
+            send_batch(client, batch, counts).await;
             drop(permit);
         });
         while calls.try_join_next().is_some() {}
     }
     while calls.join_next().await.is_some() {}
-    let rejected = rejections.take();
-    if !rejected.is_empty() {
-        send_batch(client, Vec::new(), rejected).await;
+    let counts = tallies.take();
+    if !counts.is_empty() {
+        send_batch(client, Vec::new(), counts).await;
     }
 }
 
 /// Sends one batch until the control plane has stored it, then tells each waiting delivery.
-async fn send_batch(mut client: ControlClient, batch: Vec<Pending>, rejected: Vec<RejectedEvents>) {
+async fn send_batch(mut client: ControlClient, batch: Vec<Pending>, counts: Taken) {
     // Move the reports out rather than copying them: they carry payloads and events.
     let (reports, waiting): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.report, p.stored)).unzip();
     // Resent as is on failure: a call that was stored but whose answer was lost counts the
-    // rejections twice, which is the lesser harm for a counter.
-    let request = ReportAttemptsRequest { reports, rejected };
+    // counts twice, which is the lesser harm for a counter.
+    let request = ReportAttemptsRequest { reports, rejected: counts.rejected, kept: counts.kept };
     let mut backoff = Duration::from_millis(50);
     loop {
         match client.report_attempts(request.clone()).await {

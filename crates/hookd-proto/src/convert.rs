@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use hookd_core::{
-    CredentialId, InvalidField, RetrySchedule, Webhook, WebhookSpec, WebhookStats,
+    CredentialId, HealthPolicy, InvalidField, RetrySchedule, Webhook, WebhookSpec, WebhookStats,
     catalog::{EventTypeDef, EventTypeSpec},
     credential::{Credential, CredentialSpec, GrantType, TokenMethod},
     endpoint::{ApiKeyLocation, EndpointAuth, Header, HttpMethod, Secret},
@@ -111,6 +111,7 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
         format: format_to_proto(w.spec.format).into(),
         stats: None,
         health: None,
+        health_policy: health_policy_to_proto(&w.spec.health),
         signing_keys: match secrets {
             Secrets::Masked => Vec::new(),
             Secrets::Revealed => w
@@ -258,6 +259,22 @@ pub fn spec_from_create(r: v1::CreateWebhookRequest) -> Result<WebhookSpec, Inva
         fields: r.fields,
         format: format_from_proto(r.format)?,
         signing: SigningKeys::default(),
+        health: health_policy_from_proto(r.health_policy.as_ref()),
+    })
+}
+
+/// `None` when the webhook keeps the deployment's thresholds.
+pub fn health_policy_to_proto(p: &HealthPolicy) -> Option<v1::HealthPolicy> {
+    (!p.is_default()).then(|| v1::HealthPolicy {
+        max_failures: p.max_failures,
+        no_success_secs: p.no_success_for.map(|d| d.as_secs()),
+    })
+}
+
+pub fn health_policy_from_proto(p: Option<&v1::HealthPolicy>) -> HealthPolicy {
+    p.map_or_else(HealthPolicy::default, |p| HealthPolicy {
+        max_failures: p.max_failures,
+        no_success_for: p.no_success_secs.map(Duration::from_secs),
     })
 }
 
@@ -305,6 +322,7 @@ pub fn webhook_from_proto(w: v1::Webhook) -> Webhook {
             credential_id: credential_id_from_proto(&w.credential_id),
             fields: w.fields,
             format: format_from_proto(w.format).unwrap_or_default(),
+            health: health_policy_from_proto(w.health_policy.as_ref()),
             // Keys that do not parse cannot sign; the control plane only sends valid ones.
             signing: SigningKeys(
                 w.signing_keys
@@ -480,6 +498,10 @@ mod tests {
                 fields: vec!["/a".into()],
                 format: PayloadFormat::Flat,
                 signing: SigningKeys::generate(),
+                health: HealthPolicy {
+                    max_failures: Some(0),
+                    no_success_for: Some(Duration::from_secs(60)),
+                },
             },
         };
         let revealed = webhook_from_proto(webhook_to_proto(&webhook, Secrets::Revealed));

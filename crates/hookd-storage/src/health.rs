@@ -3,9 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use hookd_core::{DeactivatedBy, HealthRule, HealthState, WebhookId};
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+};
 
 use crate::entity::webhook;
+use crate::webhooks::health_policy_of;
 use crate::{StorageError, Store, db_time};
 
 /// A webhook's health and deactivation as stored.
@@ -17,6 +20,18 @@ pub struct WebhookHealth {
     pub deactivated_by: Option<DeactivatedBy>,
     pub deactivated_at: Option<DateTime<Utc>>,
     pub deactivation_reason: String,
+    /// Jobs ever kept in the webhook's buffer, and ever released from it (replayed or
+    /// discarded).
+    pub buffer_kept: u64,
+    pub buffer_released: u64,
+}
+
+impl WebhookHealth {
+    /// Kept jobs that expired: neither released nor among the `buffered` still there. Reports
+    /// of kept jobs trail the buffer a little, so this never goes below zero.
+    pub fn expired(&self, buffered: u64) -> u64 {
+        self.buffer_kept.saturating_sub(self.buffer_released).saturating_sub(buffered)
+    }
 }
 
 /// A webhook the system has just deactivated, for the notification.
@@ -45,6 +60,8 @@ pub(crate) fn health_of(row: &webhook::Model) -> WebhookHealth {
         deactivated_by: row.deactivated_by.as_deref().and_then(DeactivatedBy::parse),
         deactivated_at: row.deactivated_at,
         deactivation_reason: row.deactivation_reason.clone(),
+        buffer_kept: u64::try_from(row.buffer_kept).unwrap_or_default(),
+        buffer_released: u64::try_from(row.buffer_released).unwrap_or_default(),
     }
 }
 
@@ -101,7 +118,9 @@ pub(crate) async fn apply_health(
         healthy_since,
         gone,
     };
-    let verdict = rule.filter(|_| row.active).and_then(|rule| rule.verdict(&state, now));
+    let verdict = rule
+        .filter(|_| row.active)
+        .and_then(|rule| rule.with(&health_policy_of(&row)).verdict(&state, now));
     if let Some(reason) = &verdict {
         update = update
             .col_expr(C::Active, false.into())
@@ -165,5 +184,47 @@ impl Store {
             .await
             .map(drop)
             .map_err(Into::into)
+    }
+
+    /// Counts jobs newly kept in webhooks' buffers: (tenant, webhook, count).
+    pub async fn add_buffer_kept(
+        &self,
+        kept: &[(String, WebhookId, u64)],
+    ) -> Result<(), StorageError> {
+        for (tenant, id, count) in kept {
+            self.add_to_counter(tenant, id, webhook::Column::BufferKept, *count).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts jobs taken out of a webhook's buffer by a replay or a discard.
+    pub async fn add_buffer_released(
+        &self,
+        tenant: &str,
+        id: &WebhookId,
+        count: u64,
+    ) -> Result<(), StorageError> {
+        self.add_to_counter(tenant, id, webhook::Column::BufferReleased, count).await
+    }
+
+    async fn add_to_counter(
+        &self,
+        tenant: &str,
+        id: &WebhookId,
+        column: webhook::Column,
+        count: u64,
+    ) -> Result<(), StorageError> {
+        use sea_orm::sea_query::ExprTrait;
+        if count == 0 {
+            return Ok(());
+        }
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        webhook::Entity::update_many()
+            .col_expr(column, Expr::col(column).add(count))
+            .filter(webhook::Column::Tenant.eq(tenant))
+            .filter(webhook::Column::Id.eq(id.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use hookd_core::endpoint::{EndpointAuth, Header, HttpMethod};
 use hookd_core::payload::PayloadFormat;
 use hookd_core::signing::SigningKeys;
-use hookd_core::{CredentialId, Webhook, WebhookId, WebhookSpec, WebhookStats};
+use hookd_core::{CredentialId, HealthPolicy, Webhook, WebhookId, WebhookSpec, WebhookStats};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
@@ -88,6 +88,10 @@ impl Store {
             deactivated_by: Set(None),
             deactivated_at: Set(None),
             deactivation_reason: Set(String::new()),
+            health_max_failures: Set(webhook.spec.health.max_failures.map(i64::from)),
+            health_no_success_secs: Set(encode_no_success(&webhook.spec)),
+            buffer_kept: Set(0),
+            buffer_released: Set(0),
         };
         webhook::Entity::insert(row)
             .exec_without_returning(&self.db)
@@ -233,6 +237,11 @@ impl Store {
                 webhook::Column::CredentialId,
                 spec.credential_id.as_ref().map(|c| c.as_str().to_owned()).into(),
             )
+            .col_expr(
+                webhook::Column::HealthMaxFailures,
+                spec.health.max_failures.map(i64::from).into(),
+            )
+            .col_expr(webhook::Column::HealthNoSuccessSecs, encode_no_success(spec).into())
             .col_expr(webhook::Column::UpdatedAt, db_time(webhook.updated_at).into())
             .filter(webhook::Column::Tenant.eq(tenant))
             .filter(webhook::Column::Id.eq(webhook.id.as_str()))
@@ -416,6 +425,21 @@ impl Store {
     }
 }
 
+fn encode_no_success(spec: &WebhookSpec) -> Option<i64> {
+    spec.health.no_success_for.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The webhook's own thresholds as stored; out-of-range values (never written) read as unset.
+pub(crate) fn health_policy_of(row: &webhook::Model) -> HealthPolicy {
+    HealthPolicy {
+        max_failures: row.health_max_failures.and_then(|n| u32::try_from(n).ok()),
+        no_success_for: row
+            .health_no_success_secs
+            .and_then(|s| u64::try_from(s).ok())
+            .map(std::time::Duration::from_secs),
+    }
+}
+
 fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats), StorageError> {
     let event_types = decode_event_types(&row)?;
     let options: Options =
@@ -455,6 +479,7 @@ fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats),
         .attempt_timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map(std::time::Duration::from_millis);
+    let health = health_policy_of(&row);
     let webhook = Webhook {
         id: WebhookId::from(row.id),
         spec: WebhookSpec {
@@ -473,6 +498,7 @@ fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats),
             fields: options.fields,
             format: options.format,
             signing: options.signing,
+            health,
         },
         created_at: row.created_at,
         updated_at: row.updated_at,

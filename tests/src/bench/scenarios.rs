@@ -727,7 +727,10 @@ impl Bench {
                         .map(|i| report(&webhook_id, salt, i))
                         .collect();
                     let answer = client
-                        .report_attempts(v1::ReportAttemptsRequest { reports, rejected: vec![] })
+                        .report_attempts(v1::ReportAttemptsRequest {
+                            reports,
+                            ..Default::default()
+                        })
                         .await?
                         .into_inner();
                     recorded.fetch_add(u64::from(answer.recorded), Ordering::Relaxed);

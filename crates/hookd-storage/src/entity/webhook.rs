@@ -49,6 +49,13 @@ pub struct Model {
     pub deactivated_at: Option<DateTimeUtc>,
     #[sea_orm(column_type = "Text")]
     pub deactivation_reason: String,
+    /// The webhook's own health thresholds; NULL means the deployment's.
+    pub health_max_failures: Option<i64>,
+    pub health_no_success_secs: Option<i64>,
+    /// Jobs ever kept in the webhook's buffer, and ever taken out of it by a replay or a
+    /// discard: what is neither still there nor released has expired.
+    pub buffer_kept: i64,
+    pub buffer_released: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -260,6 +260,14 @@ pub struct EndpointArgs {
     /// Body layout: envelope (meta + data), flat, or the data alone.
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
+    /// Deactivate after this many consecutive failed attempts (0: never, though 410 Gone
+    /// still does). With --health-no-success-secs it replaces the webhook's health policy;
+    /// the one not given goes back to the deployment's.
+    #[arg(long, value_name = "N")]
+    health_max_failures: Option<u32>,
+    /// ... and only once nothing succeeded for this many seconds (at most 30 days).
+    #[arg(long, value_name = "SECS")]
+    health_no_success_secs: Option<u64>,
 }
 
 impl EndpointArgs {
@@ -338,6 +346,13 @@ impl EndpointArgs {
             w.format = v1::PayloadFormat::from(format).into();
             set("format");
         }
+        if self.health_max_failures.is_some() || self.health_no_success_secs.is_some() {
+            w.health_policy = Some(v1::HealthPolicy {
+                max_failures: self.health_max_failures,
+                no_success_secs: self.health_no_success_secs,
+            });
+            set("health_policy");
+        }
         Ok(())
     }
 }
@@ -366,6 +381,7 @@ fn create_request(
         credential_id: w.credential_id,
         fields: w.fields,
         format: w.format,
+        health_policy: w.health_policy,
     })
 }
 
@@ -666,6 +682,14 @@ fn print_webhook(output: Output, webhook: Option<v1::Webhook>) -> anyhow::Result
         let since = chrono::DateTime::from_timestamp(since, 0).unwrap_or_default();
         println!("  deactivated  by {by} at {since}: {}", h.deactivation_reason);
         println!("  buffered     {} events (replay with `activate --replay`)", h.buffered);
+    }
+    if let Some(h) = w.health.as_ref().filter(|h| h.expired > 0) {
+        println!("  expired      {} kept events passed the buffer window unreplayed", h.expired);
+    }
+    if let Some(p) = &w.health_policy {
+        let failures = p.max_failures.map_or_else(|| "default".to_owned(), |n| n.to_string());
+        let quiet = p.no_success_secs.map_or_else(|| "default".to_owned(), |s| format!("{s}s"));
+        println!("  health       deactivate after {failures} failures and {quiet} without success");
     }
     println!("  url          {} {}", args::method_name(w.method), w.url);
     println!("  event types  {}", w.event_types.join(", "));
