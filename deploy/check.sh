@@ -23,13 +23,27 @@ for values in "$chart"/ci/*-values.yaml; do
 done
 echo "ok: the chart alone and with each of $(ls "$chart"/ci/*-values.yaml | xargs -n1 basename | paste -sd' ')"
 
-echo "== without its required secrets, the chart refuses to render"
-if "$helm" template hookd "$chart" >"$out/refused.yaml" 2>"$out/refused.log"; then
-    echo "helm template rendered without secrets.encryptionKey; it must fail" >&2
-    exit 1
-fi
-grep -q "secrets.encryptionKey is required" "$out/refused.log" || { cat "$out/refused.log"; exit 1; }
-echo "ok: $(grep -o 'secrets.encryptionKey is required[^,]*' "$out/refused.log" | head -1)"
+echo "== values the chart must refuse"
+# Each: a --set, and the message that must name the problem.
+refusals=(
+    "image.tag=x|secrets.encryptionKey is required"
+    "secrets.encryptionKey=c2hvcnQ=|does not match pattern"
+    "secrets.dispatcherToken=short|does not match pattern"
+    "migrations.mode=hook|value must be one of"
+    "dispatcher.settings.listen=0.0.0.0:1|invalid propertyName 'listen'"
+    "controlplane.replicaCount=2|additional properties 'controlplane' not allowed"
+)
+for refusal in "${refusals[@]}"; do
+    set_value=${refusal%%|*} message=${refusal#*|}
+    values=$chart/ci/default-values.yaml
+    [[ $set_value == image.tag=* ]] && values=/dev/null
+    if "$helm" template hookd "$chart" -f "$values" --set "$set_value" >/dev/null 2>"$out/refused.log"; then
+        echo "helm template accepted --set $set_value; it must refuse it" >&2
+        exit 1
+    fi
+    grep -qF -- "$message" "$out/refused.log" || { cat "$out/refused.log"; exit 1; }
+done
+echo "ok: ${#refusals[@]} refusals, each naming the value (e.g. without secrets: secrets.encryptionKey is required)"
 
 render() {
     local name=$1 values=$2
