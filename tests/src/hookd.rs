@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -95,7 +95,8 @@ pub const LOOPBACK_ALLOW_CIDRS: &str = r#"allow_cidrs = ["127.0.0.0/8", "::1/128
 pub fn control_config(nats_url: &str, database_path: &Path) -> String {
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
     format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n{LOOPBACK_ALLOW_CIDRS}\n\
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n\
+         {LOOPBACK_ALLOW_CIDRS}\n\
          encryption_key = {}\ndispatcher_token = {}\n\
          bootstrap_tokens = {{ {TENANT} = {}, {OTHER_TENANT} = {} }}\n",
         toml_string(&database_url),
@@ -131,6 +132,8 @@ fn toml_string(value: &str) -> String {
 pub struct HookdProcess {
     role: Role,
     addr: SocketAddr,
+    /// From a `hookd <role> metrics on <addr>` line, if the process printed one.
+    metrics: Arc<Mutex<Option<SocketAddr>>>,
     log_path: PathBuf,
     // Field order matters: the process must die before its directory is removed.
     child: ChildGuard,
@@ -198,12 +201,14 @@ impl HookdProcess {
 
         let (events, ready) = mpsc::channel();
         let prefix = format!("hookd {role} ready on ");
+        let metrics = Arc::new(Mutex::new(None));
+        let metrics_line = (format!("hookd {role} metrics on "), metrics.clone());
         std::thread::Builder::new()
             .name(format!("hookd-{role}-stdout"))
-            .spawn(move || read_stdout(stdout, stdout_log, &prefix, events))?;
+            .spawn(move || read_stdout(stdout, stdout_log, &prefix, &metrics_line, events))?;
 
         let addr = blocking(|| wait_ready(role, &mut child, &ready, &log_path, timeout))?;
-        Ok(HookdProcess { role, addr, log_path, child, _dir: dir })
+        Ok(HookdProcess { role, addr, metrics, log_path, child, _dir: dir })
     }
 
     pub fn role(&self) -> Role {
@@ -213,6 +218,13 @@ impl HookdProcess {
     /// The gRPC address from the ready line.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR/metrics`: the control plane's metrics listener, or the dispatcher's
+    /// health listener, which serves the metrics too.
+    pub fn metrics_url(&self) -> String {
+        let metrics = *self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        format!("http://{}/metrics", metrics.unwrap_or(self.addr))
     }
 
     /// `http://ADDR`.
@@ -278,6 +290,7 @@ fn read_stdout(
     stdout: std::process::ChildStdout,
     mut log: File,
     prefix: &str,
+    (metrics_prefix, metrics): &(String, Arc<Mutex<Option<SocketAddr>>>),
     events: mpsc::Sender<StdoutEvent>,
 ) {
     let mut reader = BufReader::new(stdout);
@@ -292,7 +305,11 @@ fn read_stdout(
         let text = text.trim_end();
         // Logging is best effort; the receiving side may be gone after the test finished.
         let _ = writeln!(log, "[stdout] {text}");
-        if text.starts_with(prefix) {
+        if let Some(addr) = text.strip_prefix(metrics_prefix.as_str()) {
+            if let Ok(addr) = addr.trim().parse::<SocketAddr>() {
+                *metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
+            }
+        } else if text.starts_with(prefix) {
             let token = text.split_whitespace().next_back().unwrap_or_default();
             let event = match token.parse::<SocketAddr>() {
                 Ok(addr) => StdoutEvent::Ready(addr),
@@ -463,7 +480,8 @@ mod tests {
         let control = control_config("nats://127.0.0.1:4222", Path::new("/tmp/x/hookd.db"));
         assert!(
             control.starts_with(
-                "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
+                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 database_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
                  nats_url = \"nats://127.0.0.1:4222\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n\
                  encryption_key = "
             ),

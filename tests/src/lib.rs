@@ -17,6 +17,7 @@ mod hookd;
 mod nats;
 mod process;
 mod receiver;
+mod scrape;
 mod wait;
 
 pub use auth::{
@@ -28,4 +29,5 @@ pub use hookd::{
 };
 pub use nats::{NatsServer, nats_server_binary};
 pub use receiver::{ReceivedRequest, Receiver, Responder, Response, responder};
+pub use scrape::{promtool_binary, promtool_check, sample, scrape};
 pub use wait::wait_until;

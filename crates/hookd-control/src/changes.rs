@@ -74,6 +74,11 @@ impl Changes {
         (*seq, self.0.sender.subscribe())
     }
 
+    /// Watchers (dispatchers) following the feed now.
+    pub fn watchers(&self) -> usize {
+        lock(&self.0.watchers).len()
+    }
+
     /// Registers a watcher that has applied nothing yet.
     pub fn register(&self, id: String) -> Registration {
         lock(&self.0.watchers).insert(id.clone(), watch::channel(0).0);

@@ -64,6 +64,19 @@ pub struct Config {
     pub buffer_window_secs: u64,
     /// Most buffered jobs a replay moves per second, per webhook.
     pub replay_rate: f64,
+    /// Address of the Prometheus endpoint (`GET /metrics`).
+    pub metrics_listen: SocketAddr,
+    /// How often the gauges read from the database (webhooks by state, pending retries) are
+    /// refreshed.
+    pub metrics_refresh_secs: u64,
+    /// Deliveries (with their attempts) not changed for this long are purged from the
+    /// history. 0 keeps the history forever.
+    pub history_retention_secs: u64,
+    /// How often the purge looks for deliveries past the retention.
+    pub history_purge_interval_secs: u64,
+    /// Most deliveries purged in one transaction; the purge pauses between batches, so result
+    /// writes never wait for more than one.
+    pub history_purge_batch: u64,
 }
 
 impl Default for Config {
@@ -91,6 +104,11 @@ impl Default for Config {
             health_no_success_secs: 24 * 3600,
             buffer_window_secs: 5 * 24 * 3600,
             replay_rate: 20.0,
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            metrics_refresh_secs: 15,
+            history_retention_secs: 30 * 24 * 3600,
+            history_purge_interval_secs: 60,
+            history_purge_batch: 500,
         }
     }
 }

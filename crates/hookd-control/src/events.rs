@@ -12,12 +12,15 @@ use hookd_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{ControlError, auth::require, catalog::Catalog};
+use std::sync::Arc;
+
+use crate::{ControlError, auth::require, catalog::Catalog, metrics::Metrics};
 
 pub struct EventApi {
     jetstream: async_nats::jetstream::Context,
     catalog: Catalog,
     max_event_bytes: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl EventApi {
@@ -25,8 +28,9 @@ impl EventApi {
         jetstream: async_nats::jetstream::Context,
         catalog: Catalog,
         max_event_bytes: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { jetstream, catalog, max_event_bytes }
+        Self { jetstream, catalog, max_event_bytes, metrics }
     }
 }
 
@@ -89,6 +93,8 @@ impl EventService for EventApi {
         let published = hookd_nats::publish_event(&self.jetstream, tenant, &event)
             .await
             .map_err(ControlError::Nats)?;
+        let result = if published.duplicate { "duplicate" } else { "stored" };
+        self.metrics.events_published.with_label_values(&[result]).inc();
         Ok(Response::new(v1::PublishEventResponse {
             event_id: event.id.into_string(),
             stream_sequence: published.sequence,

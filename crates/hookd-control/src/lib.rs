@@ -17,13 +17,15 @@ mod dispatch;
 mod error;
 mod event_types;
 mod events;
+mod metrics;
 pub mod notify;
 mod oauth;
 mod recorder;
 mod replay;
+mod retention;
 mod webhooks;
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use hookd_proto::v1::{
     access_service_server::AccessServiceServer, credential_service_server::CredentialServiceServer,
@@ -43,6 +45,7 @@ pub struct ControlPlane {
     config: Config,
     store: Store,
     jetstream: async_nats::jetstream::Context,
+    metrics_listener: TcpListener,
 }
 
 impl ControlPlane {
@@ -83,7 +86,17 @@ impl ControlPlane {
         hookd_nats::ensure_buffer_stream(&jetstream, &config.stream_settings())
             .await
             .map_err(ControlError::Nats)?;
-        Ok(Self { config, store, jetstream })
+        let metrics_listener =
+            TcpListener::bind(config.metrics_listen).await.map_err(|e| ControlError::Config {
+                setting: "metrics_listen",
+                reason: format!("cannot listen on {}: {e}", config.metrics_listen),
+            })?;
+        Ok(Self { config, store, jetstream, metrics_listener })
+    }
+
+    /// Where `/metrics` is served (the bound address, when `metrics_listen` has port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.local_addr().ok()
     }
 
     /// Serves gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
@@ -94,6 +107,21 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let local_addr: Option<SocketAddr> = listener.local_addr().ok();
         let changes = changes::Changes::new();
+        let metrics = Arc::new(metrics::Metrics::new());
+        let metrics_server =
+            tokio::spawn(hookd_metrics::serve(self.metrics_listener, metrics.registry.clone()));
+        let metrics_poller = {
+            let (metrics, store, changes) = (metrics.clone(), self.store.clone(), changes.clone());
+            let every = Duration::from_secs(self.config.metrics_refresh_secs);
+            tokio::spawn(async move { metrics.poll(store, changes, every).await })
+        };
+        let purger = retention::spawn(
+            self.store.clone(),
+            Duration::from_secs(self.config.history_retention_secs),
+            Duration::from_secs(self.config.history_purge_interval_secs),
+            self.config.history_purge_batch,
+            metrics.clone(),
+        );
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
         let egress = std::sync::Arc::new(self.config.egress_policy()?);
         let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
@@ -106,6 +134,7 @@ impl ControlPlane {
             self.store.clone(),
             self.config.record_batch_max,
             Some((self.config.health_rule(), notifier.clone())),
+            metrics.clone(),
         );
         let replays = replay::Replays::new(
             self.jetstream.clone(),
@@ -153,12 +182,13 @@ impl ControlPlane {
             self.jetstream.client(),
             egress,
             std::time::Duration::from_secs(self.config.signing_grace_secs),
-            (replays, notifier),
+            (replays, notifier, metrics.clone()),
         );
         let event_service = events::EventApi::new(
             self.jetstream.clone(),
             catalog.clone(),
             self.config.max_event_bytes,
+            metrics,
         );
         let credential_service = credentials::CredentialApi::new(store.clone(), tokens.clone());
         let event_type_service =
@@ -207,6 +237,9 @@ impl ControlPlane {
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         reloader.abort();
         resumer.abort();
+        purger.abort();
+        metrics_poller.abort();
+        metrics_server.abort();
         tracing::info!("control plane stopped");
         Ok(())
     }

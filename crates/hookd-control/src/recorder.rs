@@ -8,7 +8,9 @@ use hookd_storage::{AttemptRecord, Store};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::notify::Notifier;
+use std::sync::Arc;
+
+use crate::{metrics::Metrics, notify::Notifier};
 
 /// What one caller's reports came to: how many were new and how many already stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,9 +33,14 @@ pub struct Recorder {
 impl Recorder {
     /// `health` evaluates the health rule in each transaction and announces the webhooks it
     /// deactivates; `None` only tracks health (tests of the recorder alone).
-    pub fn spawn(store: Store, batch_max: usize, health: Option<(HealthRule, Notifier)>) -> Self {
+    pub fn spawn(
+        store: Store,
+        batch_max: usize,
+        health: Option<(HealthRule, Notifier)>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (queue, jobs) = mpsc::channel(1024);
-        tokio::spawn(write_loop(store, jobs, batch_max.max(1), health));
+        tokio::spawn(write_loop(store, jobs, batch_max.max(1), health, metrics));
         Self { queue }
     }
 
@@ -54,7 +61,13 @@ impl Recorder {
 
 type Health = Option<(HealthRule, Notifier)>;
 
-async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, batch_max: usize, health: Health) {
+async fn write_loop(
+    store: Store,
+    mut jobs: mpsc::Receiver<Job>,
+    batch_max: usize,
+    health: Health,
+    metrics: Arc<Metrics>,
+) {
     while let Some(first) = jobs.recv().await {
         let tenant = first.tenant.clone();
         let mut size = first.records.len();
@@ -67,21 +80,32 @@ async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, batch_max: usiz
                     group.push(job);
                 }
                 Ok(other) => {
-                    commit(&store, &other.tenant.clone(), vec![other], &health).await;
+                    commit(&store, &other.tenant.clone(), vec![other], &health, &metrics).await;
                 }
                 Err(_) => break,
             }
         }
-        commit(&store, &tenant, group, &health).await;
+        commit(&store, &tenant, group, &health, &metrics).await;
     }
 }
 
-async fn commit(store: &Store, tenant: &str, group: Vec<Job>, health: &Health) {
+async fn commit(store: &Store, tenant: &str, group: Vec<Job>, health: &Health, metrics: &Metrics) {
     let all: Vec<AttemptRecord> = group.iter().flat_map(|j| j.records.iter().cloned()).collect();
     let started = std::time::Instant::now();
     let rule = health.as_ref().map(|(rule, _)| rule);
     match store.record_attempts_checked(tenant, &all, rule).await {
         Ok((stored, deactivated)) => {
+            #[allow(clippy::cast_precision_loss)]
+            metrics.result_write_batch.observe(all.len() as f64);
+            metrics.result_write_duration.observe(hookd_metrics::seconds(started.elapsed()));
+            let new = stored.iter().filter(|is_new| **is_new).count() as u64;
+            metrics.attempts_recorded.with_label_values(&["new"]).inc_by(new);
+            metrics
+                .attempts_recorded
+                .with_label_values(&["duplicate"])
+                .inc_by(stored.len() as u64 - new);
+            let system = deactivated.len() as u64;
+            metrics.webhooks_deactivated.with_label_values(&["system"]).inc_by(system);
             // Announced off the write loop: telling the dispatchers waits for their acks.
             if let Some((_, notifier)) = health {
                 for d in deactivated {
@@ -114,6 +138,7 @@ async fn commit(store: &Store, tenant: &str, group: Vec<Job>, health: &Health) {
             }
         }
         Err(e) => {
+            metrics.result_write_failures.inc();
             tracing::warn!(error = %e, attempts = all.len(), "cannot store attempt results");
             for job in group {
                 let _ = job.done.send(Err(e.to_string()));

@@ -31,6 +31,7 @@ use crate::{
     auth::require,
     catalog::Catalog,
     changes::{Change, Changes},
+    metrics::Metrics,
     notify::{self, Notifier},
     replay::Replays,
 };
@@ -58,6 +59,7 @@ pub struct WebhookApi {
     signing_grace: Duration,
     replays: Replays,
     notifier: Notifier,
+    metrics: Arc<Metrics>,
 }
 
 impl WebhookApi {
@@ -68,9 +70,9 @@ impl WebhookApi {
         nats: async_nats::Client,
         egress: Arc<EgressPolicy>,
         signing_grace: Duration,
-        (replays, notifier): (Replays, Notifier),
+        (replays, notifier, metrics): (Replays, Notifier, Arc<Metrics>),
     ) -> Self {
-        Self { store, changes, catalog, nats, egress, signing_grace, replays, notifier }
+        Self { store, changes, catalog, nats, egress, signing_grace, replays, notifier, metrics }
     }
 
     async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
@@ -165,6 +167,9 @@ impl WebhookApi {
                 return Err(ControlError::NotFound { what: "webhook", id: id.to_owned() });
             }
             tracing::info!(active, "webhook status changed");
+            if !active {
+                self.metrics.webhooks_deactivated.with_label_values(&["user"]).inc();
+            }
             let by = (!active).then_some((DeactivatedBy::User, "deactivated by a user"));
             self.store.set_deactivation(tenant, &webhook.id, by).await?;
             self.changes
@@ -428,6 +433,9 @@ impl WebhookService for WebhookApi {
                     .is_some_and(|h| h.deactivated_by == Some(DeactivatedBy::System));
             let by =
                 (!webhook.spec.active).then_some((DeactivatedBy::User, "deactivated by a user"));
+            if by.is_some() {
+                self.metrics.webhooks_deactivated.with_label_values(&["user"]).inc();
+            }
             self.store
                 .set_deactivation(tenant, &webhook.id, by)
                 .await

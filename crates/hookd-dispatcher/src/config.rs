@@ -59,6 +59,9 @@ pub struct Config {
     /// Events larger than this (the JSON as published) are never delivered: the fan-out
     /// drops them and counts them as rejected.
     pub max_event_bytes: usize,
+    /// How often the gauges read from JetStream (consumer lag, pending acks, stream sizes)
+    /// are refreshed.
+    pub metrics_refresh_secs: u64,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             watch_apply_delay_ms: 0,
             allow_cidrs: Vec::new(),
             max_event_bytes: hookd_core::event::MAX_EVENT_BYTES,
+            metrics_refresh_secs: 5,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::{
     definitions::Definitions,
     endpoints::Endpoints,
     http::recorded_headers,
+    metrics::{DeliveryOutcome, Metrics},
     reporter::{Reporter, Tallies},
 };
 
@@ -38,6 +39,7 @@ pub struct Deliverer {
     pub reporter: Reporter,
     /// Counts the jobs parked in buffers.
     pub tallies: Tallies,
+    pub metrics: Arc<Metrics>,
     pub default_schedule: RetrySchedule,
     pub default_timeout: Duration,
     pub nak_max_delay: Duration,
@@ -55,6 +57,8 @@ enum Settle {
 
 impl Deliverer {
     pub async fn deliver(self: Arc<Self>, msg: jetstream::Message) {
+        self.metrics.in_flight.inc();
+        let _held = InFlight(&self.metrics.in_flight);
         let Ok(info) = msg.info() else {
             tracing::warn!("message without JetStream metadata");
             return;
@@ -64,6 +68,7 @@ impl Deliverer {
             Ok(job) => job,
             Err(error) => {
                 tracing::error!(%error, "dropping malformed delivery job");
+                self.metrics.delivery(DeliveryOutcome::Dropped);
                 ack(&msg, AckKind::Term).await;
                 return;
             }
@@ -88,6 +93,7 @@ impl Deliverer {
         };
         let Some(webhook) = webhook else {
             tracing::info!("webhook no longer exists; dropping its delivery");
+            self.metrics.delivery(DeliveryOutcome::Dropped);
             ack(&msg, AckKind::Term).await;
             return;
         };
@@ -104,6 +110,7 @@ impl Deliverer {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(%error, "dropping delivery job with a malformed event");
+                self.metrics.delivery(DeliveryOutcome::Dropped);
                 ack(&msg, AckKind::Term).await;
                 return;
             }
@@ -151,11 +158,13 @@ impl Deliverer {
                 job.delivery_id.as_str(),
             )
         };
-        let status = match (success, retry_in) {
-            (true, _) => DeliveryStatus::Delivered,
-            (false, Some(_)) => DeliveryStatus::Pending,
-            (false, None) => DeliveryStatus::Failed,
+        let (status, outcome) = match (success, retry_in) {
+            (true, _) => (DeliveryStatus::Delivered, DeliveryOutcome::Delivered),
+            (false, Some(_)) => (DeliveryStatus::Pending, DeliveryOutcome::Retrying),
+            (false, None) => (DeliveryStatus::Failed, DeliveryOutcome::Failed),
         };
+        self.metrics.attempt(success, result.latency);
+        self.metrics.delivery(outcome);
         let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
         // Successes are the bulk at high volume: debug. Failures are what operators look for.
         match &result.outcome {
@@ -267,6 +276,7 @@ impl Deliverer {
                 if !published.duplicate {
                     self.tallies.kept(&job.tenant, job.webhook_id.as_str());
                 }
+                self.metrics.delivery(DeliveryOutcome::Parked);
                 tracing::info!("webhook is inactive; delivery parked in its buffer");
                 ack(msg, AckKind::Term).await;
             }
@@ -288,6 +298,15 @@ impl Deliverer {
         tracing::debug!("endpoint busy; putting the job aside");
         let at = Utc::now() + chrono::Duration::from_std(BUSY_ENDPOINT_DELAY).unwrap_or_default();
         self.settle(msg, job, attempt, Settle::ScheduleAt(at)).await;
+    }
+}
+
+/// Takes a delivery off the in-flight gauge however it ends.
+struct InFlight<'a>(&'a hookd_metrics::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

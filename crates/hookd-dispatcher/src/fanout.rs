@@ -17,24 +17,25 @@ use hookd_core::Event;
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
-use crate::{definitions::Definitions, reporter::Tallies};
+use crate::{definitions::Definitions, metrics::EventOutcome, reporter::Tallies};
 
 /// How soon a fan-out that could not store all its jobs is tried again.
 const FANOUT_RETRY: Duration = Duration::from_secs(1);
 
+/// Fans one event out; what happened to it, and to how many webhooks it went.
 pub async fn fan_out(
     js: &jetstream::Context,
     definitions: &Definitions,
     tallies: &Tallies,
     max_event_bytes: usize,
     msg: jetstream::Message,
-) {
+) -> (EventOutcome, usize) {
     let span = tracing::info_span!(
         "fan_out",
         event_id = tracing::field::Empty,
         event_type = tracing::field::Empty
     );
-    fan_out_one(js, definitions, tallies, max_event_bytes, msg).instrument(span).await;
+    fan_out_one(js, definitions, tallies, max_event_bytes, msg).instrument(span).await
 }
 
 async fn fan_out_one(
@@ -43,12 +44,12 @@ async fn fan_out_one(
     tallies: &Tallies,
     max_event_bytes: usize,
     msg: jetstream::Message,
-) {
+) -> (EventOutcome, usize) {
     let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     if let Err(error) = check_size(tallies, &msg.subject, msg.payload.len(), max_event_bytes) {
         tracing::warn!(%error, subject = %msg.subject, sequence, "dropping an oversized event");
         settle_event(&msg, AckKind::Term).await;
-        return;
+        return (EventOutcome::Rejected, 0);
     }
     let event = match Event::from_json(&msg.payload, Utc::now()) {
         Ok(event) => event,
@@ -56,14 +57,14 @@ async fn fan_out_one(
             // It can never become valid: terminate it so it neither loops nor blocks others.
             tracing::warn!(%error, subject = %msg.subject, sequence, "dropping malformed event");
             settle_event(&msg, AckKind::Term).await;
-            return;
+            return (EventOutcome::Rejected, 0);
         }
     };
     // The tenant is the subject's: NATS permissions decide who may publish under it.
     let Some(tenant) = subject::tenant_of_event(&msg.subject) else {
         tracing::warn!(subject = %msg.subject, sequence, "dropping an event without a tenant in its subject");
         settle_event(&msg, AckKind::Term).await;
-        return;
+        return (EventOutcome::Rejected, 0);
     };
     let span = tracing::Span::current();
     span.record("event_id", event.id.as_str());
@@ -72,14 +73,14 @@ async fn fan_out_one(
         // It can never become valid either.
         tracing::warn!(%error, sequence, "dropping an event whose data does not match its type's schema");
         settle_event(&msg, AckKind::Term).await;
-        return;
+        return (EventOutcome::Rejected, 0);
     }
     let webhooks = definitions.matching(tenant, &event.event_type);
     let inactive = definitions.matching_inactive(tenant, &event.event_type);
     if webhooks.is_empty() && inactive.is_empty() {
         tracing::debug!("no webhook subscribes to this event");
         settle_event(&msg, AckKind::Ack).await;
-        return;
+        return (EventOutcome::Unmatched, 0);
     }
     let job_for = |w: &std::sync::Arc<hookd_core::Webhook>| DeliveryJob {
         event_sequence: Some(sequence),
@@ -100,7 +101,7 @@ async fn fan_out_one(
             tracing::warn!(%error, failed, "cannot store every delivery job; retrying the fan-out");
         }
         settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
-        return;
+        return (EventOutcome::Retried, 0);
     }
     for (job, result) in kept.iter().zip(&results[jobs.len()..]) {
         if matches!(result, Ok(published) if !published.duplicate) {
@@ -109,6 +110,7 @@ async fn fan_out_one(
     }
     tracing::debug!(deliveries = jobs.len(), buffered = kept.len(), "event fanned out");
     settle_event(&msg, AckKind::Ack).await;
+    (EventOutcome::FannedOut, jobs.len() + kept.len())
 }
 
 /// Checks the event's data against its type's schema, if the type has one, and counts a

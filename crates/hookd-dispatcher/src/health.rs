@@ -1,5 +1,5 @@
-//! The dispatcher's HTTP endpoints for orchestrators: `/healthz` (the process runs) and
-//! `/readyz` (definitions loaded, consumers running).
+//! The dispatcher's HTTP endpoints for orchestrators: `/healthz` (the process runs),
+//! `/readyz` (definitions loaded, consumers running) and `/metrics` (Prometheus).
 
 use std::{
     convert::Infallible,
@@ -15,14 +15,23 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 /// Serves the health endpoints until the task is aborted.
-pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>) {
+pub async fn serve(
+    listener: TcpListener,
+    ready: Arc<AtomicBool>,
+    metrics: hookd_metrics::Registry,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let ready = ready.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let ready = ready.load(Ordering::Relaxed);
-                async move { Ok::<_, Infallible>(answer(req.uri().path(), ready)) }
+                let answer = if req.uri().path() == "/metrics" {
+                    hookd_metrics::response(&metrics)
+                } else {
+                    answer(req.uri().path(), ready.load(Ordering::Relaxed))
+                };
+                async move { Ok::<_, Infallible>(answer) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

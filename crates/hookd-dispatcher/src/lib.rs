@@ -14,6 +14,7 @@ mod endpoints;
 mod fanout;
 mod health;
 mod http;
+mod metrics;
 mod reporter;
 mod request;
 mod test_send;
@@ -48,6 +49,7 @@ use crate::{
     delivery::Deliverer,
     endpoints::Endpoints,
     http::HttpClient,
+    metrics::Metrics,
     reporter::{Reporter, Tallies},
     test_send::TestSends,
     tokens::{ControlTokens, Tokens},
@@ -191,13 +193,28 @@ impl Dispatcher {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DispatcherError> {
         let ready = Arc::new(AtomicBool::new(true));
-        let health = tokio::spawn(health::serve(listener, ready.clone()));
+        let metrics = Arc::new(Metrics::new());
+        let health = tokio::spawn(health::serve(listener, ready.clone(), metrics.registry.clone()));
+        let poller = {
+            let metrics = metrics.clone();
+            let js = self.jetstream.clone();
+            let consumers =
+                [("fanout", self.fanout.clone()), ("delivery", self.deliveries.clone())];
+            let streams = [
+                hookd_nats::EVENTS_STREAM,
+                hookd_nats::DELIVERIES_STREAM,
+                hookd_nats::BUFFER_STREAM,
+            ];
+            let every = Duration::from_secs(self.config.metrics_refresh_secs);
+            tokio::spawn(async move { metrics.poll(js, consumers, streams, every).await })
+        };
         let tallies = Tallies::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
             self.config.report_batch_max,
             self.config.report_buffer,
             tallies.clone(),
+            metrics.clone(),
         );
         // One HTTP client and one token cache for deliveries and test sends alike.
         let egress = Arc::new(self.config.egress_policy()?);
@@ -218,6 +235,7 @@ impl Dispatcher {
             endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
             reporter,
             tallies: tallies.clone(),
+            metrics: metrics.clone(),
             default_schedule: self.config.retry_schedule(),
             default_timeout: self.config.attempt_timeout(),
             nak_max_delay: self.config.nak_max_delay(),
@@ -229,6 +247,7 @@ impl Dispatcher {
             let js = self.jetstream.clone();
             let definitions = self.definitions.clone();
             let tallies = tallies.clone();
+            let metrics = metrics.clone();
             let max_event_bytes = self.config.max_event_bytes;
             run_stage(
                 "fan-out",
@@ -239,8 +258,12 @@ impl Dispatcher {
                     let js = js.clone();
                     let definitions = definitions.clone();
                     let tallies = tallies.clone();
+                    let metrics = metrics.clone();
                     async move {
-                        fanout::fan_out(&js, &definitions, &tallies, max_event_bytes, msg).await
+                        let outcome =
+                            fanout::fan_out(&js, &definitions, &tallies, max_event_bytes, msg)
+                                .await;
+                        metrics.event(outcome.0, outcome.1);
                     }
                 },
             )
@@ -279,6 +302,7 @@ impl Dispatcher {
             tracing::warn!("attempt results still unreported at shutdown; they will be retried");
         }
         self.watch.abort();
+        poller.abort();
         health.abort();
         tracing::info!("dispatcher stopped");
         Ok(())

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use crate::ControlClient;
+use crate::{ControlClient, metrics::Metrics};
 use hookd_proto::v1::{AttemptReport, KeptJobs, RejectedEvents, ReportAttemptsRequest};
 use tokio::{
     sync::{Notify, Semaphore, mpsc, oneshot},
@@ -137,9 +137,10 @@ impl Reporter {
         batch_max: usize,
         buffer: usize,
         tallies: Tallies,
+        metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(buffer.max(1));
-        let task = tokio::spawn(send_loop(client, rx, batch_max.max(1), tallies));
+        let task = tokio::spawn(send_loop(client, rx, batch_max.max(1), tallies, metrics));
         (Self { queue }, task)
     }
 
@@ -156,6 +157,7 @@ async fn send_loop(
     mut rx: mpsc::Receiver<Pending>,
     batch_max: usize,
     tallies: Tallies,
+    metrics: Arc<Metrics>,
 ) {
     // Several calls in flight: each waits for a database commit, and the control plane merges
     // concurrent calls into one transaction, so overlapping them multiplies throughput.
@@ -183,6 +185,8 @@ async fn send_loop(
             continue;
         }
         let client = client.clone();
+        #[allow(clippy::cast_precision_loss)]
+        metrics.report_batch.observe(batch.len() as f64);
         calls.spawn(async move {
             send_batch(client, batch, counts).await;
             drop(permit);

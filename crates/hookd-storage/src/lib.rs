@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod entity;
 pub mod event_types;
 pub mod health;
+pub mod history;
 pub mod migration;
 pub mod webhooks;
 
@@ -30,6 +31,7 @@ pub use access::{ApiTokenRecord, RoleRecord};
 pub use credentials::TokenState;
 pub use crypto::{Cipher, KeyError};
 pub use health::{SystemDeactivation, WebhookHealth};
+pub use history::Totals;
 pub use migration::Migrator;
 pub use webhooks::WebhookFilter;
 

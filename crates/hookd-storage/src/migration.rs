@@ -9,7 +9,7 @@ mod m0001_initial;
 mod m0002_definitions;
 mod m0003_access;
 mod m0004_health;
-mod m0005_health_policy;
+mod m0005_health_and_history;
 
 /// Every migration of the hookd schema, oldest first.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_definitions::Migration),
             Box::new(m0003_access::Migration),
             Box::new(m0004_health::Migration),
-            Box::new(m0005_health_policy::Migration),
+            Box::new(m0005_health_and_history::Migration),
         ]
     }
 }

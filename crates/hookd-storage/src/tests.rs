@@ -546,4 +546,5 @@ async fn list_filters_by_status_and_time_and_resend_reopens_only_finished_delive
 
 mod access;
 mod definitions;
+mod history;
 mod secrets;

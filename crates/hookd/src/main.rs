@@ -109,6 +109,9 @@ async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config: hookd_control::Config = settings::load(config_file.as_deref())?;
     let (listener, addr) = bind(config.listen).await?;
     let control = hookd_control::ControlPlane::start(config).await?;
+    if let Some(metrics) = control.metrics_addr() {
+        println!("hookd control metrics on {metrics}");
+    }
     // The one line on stdout: scripts and tests wait for it.
     println!("hookd control ready on {addr}");
     control.serve(listener, shutdown_signal()).await?;

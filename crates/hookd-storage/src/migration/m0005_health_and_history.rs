@@ -1,10 +1,18 @@
-//! Per-webhook health thresholds, and the buffer accounting that tells how many kept events
-//! expired: jobs kept (reported by dispatchers) and jobs released (replayed or discarded).
+//! Per-webhook health thresholds; the buffer accounting that tells how many kept events
+//! expired (jobs kept, reported by dispatchers, and jobs released, replayed or discarded);
+//! and the delivery indexes the metrics (by status) and the retention purge (by age) read.
 
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Deliveries {
+    Table,
+    Status,
+    UpdatedAt,
+}
 
 #[derive(DeriveIden)]
 enum Webhooks {
@@ -35,10 +43,25 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        for (name, column) in [
+            ("deliveries_status_idx", Deliveries::Status),
+            ("deliveries_updated_idx", Deliveries::UpdatedAt),
+        ] {
+            manager
+                .create_index(
+                    Index::create().name(name).table(Deliveries::Table).col(column).to_owned(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for name in ["deliveries_updated_idx", "deliveries_status_idx"] {
+            manager
+                .drop_index(Index::drop().name(name).table(Deliveries::Table).to_owned())
+                .await?;
+        }
         for column in [
             Webhooks::BufferReleased,
             Webhooks::BufferKept,
