@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use hookd_metrics::{
-    Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, LATENCY_BUCKETS, Registry,
-    SIZE_BUCKETS,
+    Histogram, IntCounter, IntGauge, IntGaugeVec, LATENCY_BUCKETS, Registry, SIZE_BUCKETS,
 };
 
 /// What happened to one event taken from the events stream.
@@ -22,6 +21,8 @@ pub enum EventOutcome {
 }
 
 impl EventOutcome {
+    const ALL: [Self; 4] = [Self::FannedOut, Self::Unmatched, Self::Rejected, Self::Retried];
+
     fn label(self) -> &'static str {
         match self {
             Self::FannedOut => "fanned_out",
@@ -47,6 +48,9 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
+    const ALL: [Self; 5] =
+        [Self::Delivered, Self::Retrying, Self::Failed, Self::Parked, Self::Dropped];
+
     fn label(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
@@ -58,12 +62,17 @@ impl DeliveryOutcome {
     }
 }
 
+/// The labelled series the hot path touches are resolved once, here, so counting an attempt
+/// is an atomic add rather than a hash lookup under a lock.
 pub struct Metrics {
     pub registry: Registry,
-    events: IntCounterVec,
+    /// By [`EventOutcome`] in `ALL` order.
+    events: Vec<IntCounter>,
     fanout_webhooks: Histogram,
-    deliveries: IntCounterVec,
-    attempt_duration: HistogramVec,
+    /// By [`DeliveryOutcome`] in `ALL` order.
+    deliveries: Vec<IntCounter>,
+    /// Success, failure.
+    attempt_duration: [Histogram; 2],
     pub in_flight: IntGauge,
     pub report_batch: Histogram,
     consumer_pending: IntGaugeVec,
@@ -75,31 +84,43 @@ impl Metrics {
     pub fn new() -> Self {
         use hookd_metrics as m;
         let r = Registry::new();
+        let events = m::counter_vec(
+            &r,
+            "hookd_dispatcher_events_consumed_total",
+            "Events taken from the events stream, by outcome.",
+            &["outcome"],
+        );
+        let deliveries = m::counter_vec(
+            &r,
+            "hookd_dispatcher_deliveries_total",
+            "Delivery jobs handled, by outcome (each attempt's, or parked or dropped).",
+            &["outcome"],
+        );
+        let attempts = m::histogram_vec(
+            &r,
+            "hookd_dispatcher_attempt_duration_seconds",
+            "HTTP attempts, from the request to the complete answer (or the failure).",
+            &["result"],
+            LATENCY_BUCKETS,
+        );
         Self {
-            events: m::counter_vec(
-                &r,
-                "hookd_dispatcher_events_consumed_total",
-                "Events taken from the events stream, by outcome.",
-                &["outcome"],
-            ),
+            events: EventOutcome::ALL
+                .iter()
+                .map(|o| events.with_label_values(&[o.label()]))
+                .collect(),
+            deliveries: DeliveryOutcome::ALL
+                .iter()
+                .map(|o| deliveries.with_label_values(&[o.label()]))
+                .collect(),
+            attempt_duration: [
+                attempts.with_label_values(&["success"]),
+                attempts.with_label_values(&["failure"]),
+            ],
             fanout_webhooks: m::histogram(
                 &r,
                 "hookd_dispatcher_fanout_webhooks",
                 "Webhooks (active and buffering) one event fanned out to.",
                 SIZE_BUCKETS,
-            ),
-            deliveries: m::counter_vec(
-                &r,
-                "hookd_dispatcher_deliveries_total",
-                "Delivery jobs handled, by outcome (each attempt's, or parked or dropped).",
-                &["outcome"],
-            ),
-            attempt_duration: m::histogram_vec(
-                &r,
-                "hookd_dispatcher_attempt_duration_seconds",
-                "HTTP attempts, from the request to the complete answer (or the failure).",
-                &["result"],
-                LATENCY_BUCKETS,
             ),
             in_flight: m::gauge(
                 &r,
@@ -137,7 +158,7 @@ impl Metrics {
     }
 
     pub fn event(&self, outcome: EventOutcome, webhooks: usize) {
-        self.events.with_label_values(&[outcome.label()]).inc();
+        self.events[outcome as usize].inc();
         if outcome == EventOutcome::FannedOut {
             #[allow(clippy::cast_precision_loss)]
             self.fanout_webhooks.observe(webhooks as f64);
@@ -145,12 +166,11 @@ impl Metrics {
     }
 
     pub fn delivery(&self, outcome: DeliveryOutcome) {
-        self.deliveries.with_label_values(&[outcome.label()]).inc();
+        self.deliveries[outcome as usize].inc();
     }
 
     pub fn attempt(&self, success: bool, took: Duration) {
-        let result = if success { "success" } else { "failure" };
-        self.attempt_duration.with_label_values(&[result]).observe(hookd_metrics::seconds(took));
+        self.attempt_duration[usize::from(!success)].observe(hookd_metrics::seconds(took));
     }
 
     /// Reads the consumers' and streams' state now and every `every` until aborted.
@@ -192,6 +212,16 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_index_their_series() {
+        for (i, o) in EventOutcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+        for (i, o) in DeliveryOutcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+    }
 
     #[test]
     fn every_metric_is_registered_once() {
