@@ -170,6 +170,16 @@ async fn failing_endpoint_is_deactivated_and_everyone_is_told() -> anyhow::Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_deactivates_at_once() -> anyhow::Result<()> {
     let cluster = Cluster::start(1, "")?;
+    // A tenant with a catalog may still subscribe to the system's own event types.
+    cluster
+        .event_types()
+        .await?
+        .create_event_type(v1::CreateEventTypeRequest {
+            event_type: Some(v1::EventType { name: "gone".into(), ..Default::default() }),
+        })
+        .await?;
+    let ops = Receiver::ok()?;
+    cluster.create_webhook("ops", ops.url("/"), &["webhook-deactivated"]).await?;
     let gone = Receiver::start(responder(|_, _| Response::status(410)))?;
     let hook = webhook(&cluster, "gone", gone.url("/")).await?;
     cluster.publish("gone", "evt-gone").await?;
@@ -182,6 +192,8 @@ async fn gone_deactivates_at_once() -> anyhow::Result<()> {
     assert_eq!(h.deactivated_by, v1::DeactivatedBy::System as i32);
     assert!(h.deactivation_reason.contains("410"), "{h:?}");
     assert_eq!(gone.count(), 1);
+    let got = ops.wait_for(1, DEADLINE).await?;
+    assert_eq!(got[0].json()?["data"]["webhook_id"], hook.id.as_str());
     Ok(())
 }
 

@@ -14,6 +14,9 @@ use crate::changes::{Change, Changes};
 
 pub const DEACTIVATED: &str = "webhook-deactivated";
 pub const REACTIVATED: &str = "webhook-reactivated";
+/// The event types hookd itself emits: any webhook may subscribe to them, whether or not the
+/// tenant's catalog lists them.
+pub const SYSTEM_EVENT_TYPES: [&str; 2] = [DEACTIVATED, REACTIVATED];
 pub const SYSTEM_PREFIX: &str = "hookd.system";
 
 /// `hookd.system.<tenant>.<kind>`

@@ -137,7 +137,10 @@ impl WebhookApi {
             return Err(InvalidField::new("credential_id", format!("no credential {id}")).into());
         }
         if self.store.has_catalog(tenant).await? {
-            for t in spec.event_types.iter().filter(|t| *t != ALL_EVENT_TYPES) {
+            let checked = |t: &&String| {
+                *t != ALL_EVENT_TYPES && !notify::SYSTEM_EVENT_TYPES.contains(&t.as_str())
+            };
+            for t in spec.event_types.iter().filter(checked) {
                 if self.store.get_event_type(tenant, t).await?.is_none() {
                     return Err(InvalidField::new(
                         "event_types",
