@@ -1,5 +1,6 @@
 //! The dispatcher's HTTP endpoints for orchestrators: `/healthz` (the process runs) and
-//! `/readyz` (definitions loaded, consumers running).
+//! `/readyz`: connected to NATS, the definitions watch connected to a control plane, and not
+//! shutting down. Each probe reads the current state; nothing is polled in between.
 
 use std::{
     convert::Infallible,
@@ -14,14 +15,32 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::definitions::Definitions;
+
+/// What `/readyz` answers from.
+pub struct Readiness {
+    pub nats: async_nats::Client,
+    pub definitions: Definitions,
+    /// Set at the start of a shutdown: no new work should be routed here.
+    pub stopping: AtomicBool,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        !self.stopping.load(Ordering::Relaxed)
+            && self.nats.connection_state() == async_nats::connection::State::Connected
+            && self.definitions.is_watching()
+    }
+}
+
 /// Serves the health endpoints until the task is aborted.
-pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>) {
+pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
-        let ready = ready.clone();
+        let readiness = readiness.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let ready = ready.load(Ordering::Relaxed);
+                let ready = readiness.is_ready();
                 async move { Ok::<_, Infallible>(answer(req.uri().path(), ready)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
