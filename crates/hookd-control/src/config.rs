@@ -64,6 +64,13 @@ pub struct Config {
     pub buffer_window_secs: u64,
     /// Most buffered jobs a replay moves per second, per webhook.
     pub replay_rate: f64,
+    /// How often readiness (gRPC health) checks the database (`SELECT 1`) and the NATS
+    /// connection; either failing turns every service NOT_SERVING until it is back.
+    pub readiness_interval_secs: u64,
+    /// On shutdown, how long calls in progress (result reports, webhook writes) may take to
+    /// finish; then the pending results are committed and the process exits, within about
+    /// this plus `readiness_interval_secs`.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -91,6 +98,8 @@ impl Default for Config {
             health_no_success_secs: 24 * 3600,
             buffer_window_secs: 5 * 24 * 3600,
             replay_rate: 20.0,
+            readiness_interval_secs: 2,
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -122,6 +131,14 @@ impl Config {
             max_failures: self.health_max_failures,
             no_success_for: Duration::from_secs(self.health_no_success_secs),
         }
+    }
+
+    pub(crate) fn readiness_interval(&self) -> Duration {
+        Duration::from_secs(self.readiness_interval_secs.max(1))
+    }
+
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     pub(crate) fn token_reload_interval(&self) -> Duration {

@@ -31,6 +31,7 @@ use crate::{
     auth::require,
     catalog::Catalog,
     changes::{Change, Changes},
+    lifecycle::Stopping,
     notify::{self, Notifier},
     replay::Replays,
 };
@@ -58,6 +59,8 @@ pub struct WebhookApi {
     signing_grace: Duration,
     replays: Replays,
     notifier: Notifier,
+    /// Ends the notification watches at shutdown.
+    stopping: Option<Stopping>,
 }
 
 impl WebhookApi {
@@ -70,7 +73,23 @@ impl WebhookApi {
         signing_grace: Duration,
         (replays, notifier): (Replays, Notifier),
     ) -> Self {
-        Self { store, changes, catalog, nats, egress, signing_grace, replays, notifier }
+        Self {
+            store,
+            changes,
+            catalog,
+            nats,
+            egress,
+            signing_grace,
+            replays,
+            notifier,
+            stopping: None,
+        }
+    }
+
+    /// Ends every notification watch when the control plane shuts down.
+    pub fn ending_streams_on(mut self, stopping: Stopping) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 
     async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
@@ -551,7 +570,10 @@ impl WebhookService for WebhookApi {
                 at: Some(timestamp(n.at)),
             }))
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(match &self.stopping {
+            Some(stopping) => Box::pin(stream.take_until(stopping.stopped())),
+            None => Box::pin(stream),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
