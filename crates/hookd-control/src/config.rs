@@ -68,8 +68,8 @@ pub struct Config {
     /// connection; either failing turns every service NOT_SERVING until it is back.
     pub readiness_interval_secs: u64,
     /// On shutdown, how long calls in progress (result reports, webhook writes) may take to
-    /// finish; then the pending results are committed and the process exits, within about
-    /// this plus `readiness_interval_secs`.
+    /// finish; then the results accepted are committed and the process exits, at most 10 s
+    /// later.
     pub shutdown_grace_secs: u64,
 }
 

@@ -39,6 +39,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use config::Config;
 pub use error::ControlError;
 
+/// At shutdown, after the calls have finished, the longest wait for the recorder to commit
+/// what it was given: the exit comes within `shutdown_grace_secs` plus this.
+const RECORDER_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A started control plane: database migrated, streams in place, ready to serve.
 pub struct ControlPlane {
     config: Config,
@@ -222,7 +226,9 @@ impl ControlPlane {
             ))
             .add_service(AccessServiceServer::with_interceptor(access_service, authenticate))
             .serve_with_incoming_shutdown(incoming(listener), signal);
-        tokio::pin!(server);
+        // Boxed so that dropping it (after the grace period) really drops the services and
+        // with them the recorder's handles.
+        let mut server = Box::pin(server);
         // A client that never finishes its call cannot hold the exit beyond the grace period.
         let overdue = async {
             match begun.await {
@@ -241,10 +247,7 @@ impl ControlPlane {
         resumer.abort();
         // Every service (and with it every recorder handle) is gone with the server, so the
         // write loop ends once it has committed what was queued.
-        if tokio::time::timeout(grace.max(std::time::Duration::from_secs(5)), recorder_task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(RECORDER_FLUSH, recorder_task).await.is_err() {
             tracing::warn!(
                 "attempt results still uncommitted at exit; dispatchers report them again"
             );

@@ -442,6 +442,9 @@ impl Stage {
             Some(puller) => puller.stop().await,
             None => Vec::new(),
         };
+        while let Some(done) = tasks.try_join_next_with_id() {
+            running.remove(&finished_id(&done));
+        }
         tracing::info!(
             stage = name,
             in_progress = tasks.len(),

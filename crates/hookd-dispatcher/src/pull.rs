@@ -87,10 +87,10 @@ impl Puller {
     /// log line and a pause: the next call asks the server again.
     pub async fn next(&mut self) -> Option<Result<jetstream::Message, PullError>> {
         loop {
-            if self.outstanding <= self.batch / 2 {
-                if let Err(error) = self.request().await {
-                    return Some(Err(error));
-                }
+            if self.outstanding <= self.batch / 2
+                && let Err(error) = self.request().await
+            {
+                return Some(Err(error));
             }
             let message = tokio::select! {
                 // Whatever the server sent first: a heartbeat check must not win over a
