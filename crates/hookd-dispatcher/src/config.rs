@@ -51,8 +51,8 @@ pub struct Config {
     /// messages still in progress after it are handed back (NAK) to another dispatcher.
     pub shutdown_grace_secs: u64,
     /// On shutdown, after the grace period, how long the reporter may take to send the
-    /// results it still holds. A dispatcher exits within `shutdown_grace_secs +
-    /// shutdown_flush_secs` plus a few seconds to hand back what it held.
+    /// results it still holds (their jobs come back after `ack_wait` if it cannot). A
+    /// dispatcher exits within `shutdown_grace_secs + shutdown_flush_secs` + 7 s at worst.
     pub shutdown_flush_secs: u64,
     /// Fault injection for tests: apply each definitions change this much later, as over a
     /// slow link to the control plane. Always 0 in production.
@@ -86,7 +86,7 @@ impl Default for Config {
             report_batch_max: 500,
             report_buffer: 50_000,
             shutdown_grace_secs: 30,
-            shutdown_flush_secs: 10,
+            shutdown_flush_secs: 5,
             watch_apply_delay_ms: 0,
             allow_cidrs: Vec::new(),
             max_event_bytes: hookd_core::event::MAX_EVENT_BYTES,

@@ -105,8 +105,9 @@ pub(crate) fn control_client(channel: Channel, token: &str) -> ControlClient {
     DispatchServiceClient::with_interceptor(channel, ControlToken(value))
 }
 
-/// Beyond the grace period, how long the stages may take to hand back what they held.
-const STAGE_STOP_SLACK: Duration = Duration::from_secs(10);
+/// Beyond the grace period, how long the stages may take to NAK what they abandon (a publish
+/// each, no round trip); only reached if NATS is gone.
+const STAGE_STOP_SLACK: Duration = Duration::from_secs(5);
 
 /// A started dispatcher: definitions loaded, consumers in place.
 pub struct Dispatcher {
@@ -202,6 +203,9 @@ impl Dispatcher {
     /// 3. attempts in progress finish (each is bounded by its timeout), are reported and
     ///    settled, for up to `shutdown_grace_secs`; whatever still runs then is handed back;
     /// 4. the reporter sends the results it holds, for up to `shutdown_flush_secs`.
+    ///
+    /// So the process exits within `shutdown_grace_secs + shutdown_flush_secs` plus at most
+    /// 7 s (NAKs and the final flush, when NATS does not answer).
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -438,6 +442,8 @@ impl Stage {
             }
         }
 
+        // The grace period counts from the stop, hand-backs included.
+        let deadline = tokio::time::sleep(self.grace);
         let held = match puller {
             Some(puller) => puller.stop().await,
             None => Vec::new(),
@@ -453,7 +459,6 @@ impl Stage {
         );
         futures::future::join_all(held.into_iter().map(&hand_back)).await;
 
-        let deadline = tokio::time::sleep(self.grace);
         tokio::pin!(deadline);
         loop {
             tokio::select! {

@@ -32,7 +32,7 @@ const EXPIRES: Duration = Duration::from_secs(10);
 /// The server's idle heartbeat while a request waits; two missed ones mean it is gone.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Longest wait for the drain round trip at stop (a server that is down never answers).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
