@@ -77,6 +77,13 @@ pub struct Config {
     /// Most deliveries purged in one transaction; the purge pauses between batches, so result
     /// writes never wait for more than one.
     pub history_purge_batch: u64,
+    /// How often readiness (gRPC health) checks the database (`SELECT 1`) and the NATS
+    /// connection; either failing turns every service NOT_SERVING until it is back.
+    pub readiness_interval_secs: u64,
+    /// On shutdown, how long calls in progress (result reports, webhook writes) may take to
+    /// finish; then the results accepted are committed and the process exits, at most 10 s
+    /// later.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -109,6 +116,8 @@ impl Default for Config {
             history_retention_secs: 30 * 24 * 3600,
             history_purge_interval_secs: 60,
             history_purge_batch: 500,
+            readiness_interval_secs: 2,
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -140,6 +149,14 @@ impl Config {
             max_failures: self.health_max_failures,
             no_success_for: Duration::from_secs(self.health_no_success_secs),
         }
+    }
+
+    pub(crate) fn readiness_interval(&self) -> Duration {
+        Duration::from_secs(self.readiness_interval_secs.max(1))
+    }
+
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     pub(crate) fn token_reload_interval(&self) -> Duration {

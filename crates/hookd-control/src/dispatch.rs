@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use hookd_core::{
     CredentialId, DeliveryId, EventId, InvalidField, Webhook, WebhookId, catalog::EventTypeDef,
 };
@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     ControlError,
     changes::{Change, Changes},
+    lifecycle::Stopping,
     oauth::Tokens,
     recorder::Recorder,
 };
@@ -34,6 +35,8 @@ pub struct DispatchApi {
     recorder: Recorder,
     tokens: Tokens,
     snapshot_page_size: usize,
+    /// Ends the definitions watches at shutdown.
+    stopping: Option<Stopping>,
 }
 
 impl DispatchApi {
@@ -44,7 +47,21 @@ impl DispatchApi {
         tokens: Tokens,
         snapshot_page_size: usize,
     ) -> Self {
-        Self { store, changes, recorder, tokens, snapshot_page_size: snapshot_page_size.max(1) }
+        Self {
+            store,
+            changes,
+            recorder,
+            tokens,
+            snapshot_page_size: snapshot_page_size.max(1),
+            stopping: None,
+        }
+    }
+
+    /// Ends every definitions watch when the control plane shuts down, so the dispatchers
+    /// reconnect elsewhere and the graceful shutdown is not held up by them.
+    pub fn ending_streams_on(mut self, stopping: Stopping) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 }
 
@@ -227,7 +244,11 @@ impl DispatchService for DispatchApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+        let stream = ReceiverStream::new(stream);
+        Ok(Response::new(match &self.stopping {
+            Some(stopping) => Box::pin(stream.take_until(stopping.stopped())),
+            None => Box::pin(stream),
+        }))
     }
 
     async fn ack_webhooks(

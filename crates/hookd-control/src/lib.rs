@@ -17,6 +17,7 @@ mod dispatch;
 mod error;
 mod event_types;
 mod events;
+mod lifecycle;
 mod metrics;
 pub mod notify;
 mod oauth;
@@ -39,6 +40,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::Config;
 pub use error::ControlError;
+
+/// At shutdown, after the calls have finished, the longest wait for the recorder to commit
+/// what it was given: the exit comes within `shutdown_grace_secs` plus this.
+const RECORDER_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A started control plane: database migrated, streams in place, ready to serve.
 pub struct ControlPlane {
@@ -130,7 +135,7 @@ impl ControlPlane {
             changes: changes.clone(),
             store: self.store.clone(),
         };
-        let recorder = recorder::Recorder::spawn(
+        let (recorder, recorder_task) = recorder::Recorder::spawn(
             self.store.clone(),
             self.config.record_batch_max,
             Some((self.config.health_rule(), notifier.clone())),
@@ -152,17 +157,15 @@ impl ControlPlane {
             auth::AuthenticateDispatcher { hash: auth::hash_token(&self.config.dispatcher_token) };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        for name in [
-            "hookd.v1.WebhookService",
-            "hookd.v1.EventService",
-            "hookd.v1.DeliveryService",
-            "hookd.v1.DispatchService",
-            "hookd.v1.CredentialService",
-            "hookd.v1.EventTypeService",
-            "hookd.v1.AccessService",
-        ] {
-            health_reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
-        }
+        let (stop_tx, stopping) = lifecycle::Stopping::new();
+        let readiness = lifecycle::spawn_readiness(
+            health_reporter.clone(),
+            self.store.clone(),
+            self.jetstream.client(),
+            self.config.readiness_interval(),
+            stopping.clone(),
+        )
+        .await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(hookd_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -183,7 +186,8 @@ impl ControlPlane {
             egress,
             std::time::Duration::from_secs(self.config.signing_grace_secs),
             (replays, notifier, metrics.clone()),
-        );
+        )
+        .ending_streams_on(stopping.clone());
         let event_service = events::EventApi::new(
             self.jetstream.clone(),
             catalog.clone(),
@@ -201,10 +205,29 @@ impl ControlPlane {
             recorder,
             tokens,
             self.config.snapshot_page_size,
-        );
+        )
+        .ending_streams_on(stopping);
+
+        // The shutdown, in order: NOT_SERVING first (probes and balancers stop sending new
+        // calls), then the watch streams end (dispatchers reconnect elsewhere) and the server
+        // stops accepting calls while those in progress finish, then the recorder commits
+        // what it holds.
+        let grace = self.config.shutdown_grace();
+        let (begun_tx, begun) = tokio::sync::oneshot::channel();
+        let signal = {
+            let health = health_reporter.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(grace_secs = grace.as_secs(), "control plane shutting down");
+                readiness.abort();
+                lifecycle::set_all(&health, tonic_health::ServingStatus::NotServing).await;
+                let _ = stop_tx.send(true);
+                let _ = begun_tx.send(std::time::Instant::now());
+            }
+        };
 
         tracing::info!(addr = ?local_addr, "control plane serving");
-        tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             // Finds dispatchers that vanished without closing their connection, so webhook
             // changes stop waiting for them.
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
@@ -232,14 +255,42 @@ impl ControlPlane {
                 authenticate.clone(),
             ))
             .add_service(AccessServiceServer::with_interceptor(access_service, authenticate))
-            .serve_with_incoming_shutdown(incoming(listener), shutdown)
-            .await
-            .map_err(|e| ControlError::Internal(e.to_string()))?;
+            .serve_with_incoming_shutdown(incoming(listener), signal);
+        // Boxed so that dropping it (after the grace period) really drops the services and
+        // with them the recorder's handles.
+        let mut server = Box::pin(server);
+        // A client that never finishes its call cannot hold the exit beyond the grace period.
+        let overdue = async {
+            match begun.await {
+                Ok(at) => tokio::time::sleep_until((at + grace).into()).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = &mut server => served.map_err(|e| ControlError::Internal(e.to_string()))?,
+            () = overdue => {
+                tracing::warn!("calls still in progress after the grace period; stopping anyway");
+            }
+        }
+        drop(server);
         reloader.abort();
         resumer.abort();
         purger.abort();
         metrics_poller.abort();
         metrics_server.abort();
+        // Every service (and with it every recorder handle) is gone with the server, so the
+        // write loop ends once it has committed what was queued.
+        if tokio::time::timeout(RECORDER_FLUSH, recorder_task).await.is_err() {
+            tracing::warn!(
+                "attempt results still uncommitted at exit; dispatchers report them again"
+            );
+        }
+        if let Err(error) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), self.jetstream.client().flush())
+                .await
+        {
+            tracing::warn!(%error, "cannot flush the nats connection");
+        }
         tracing::info!("control plane stopped");
         Ok(())
     }

@@ -32,16 +32,18 @@ pub struct Recorder {
 
 impl Recorder {
     /// `health` evaluates the health rule in each transaction and announces the webhooks it
-    /// deactivates; `None` only tracks health (tests of the recorder alone).
+    /// deactivates; `None` only tracks health (tests of the recorder alone). The task ends
+    /// once every handle is dropped and everything queued is committed: at shutdown, await it
+    /// so no accepted result is lost.
     pub fn spawn(
         store: Store,
         batch_max: usize,
         health: Option<(HealthRule, Notifier)>,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(1024);
-        tokio::spawn(write_loop(store, jobs, batch_max.max(1), health, metrics));
-        Self { queue }
+        let task = tokio::spawn(write_loop(store, jobs, batch_max.max(1), health, metrics));
+        (Self { queue }, task)
     }
 
     /// Stores `records` durably (with other callers' records in the same transaction).

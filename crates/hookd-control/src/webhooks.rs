@@ -31,6 +31,7 @@ use crate::{
     auth::require,
     catalog::Catalog,
     changes::{Change, Changes},
+    lifecycle::Stopping,
     metrics::Metrics,
     notify::{self, Notifier},
     replay::Replays,
@@ -60,6 +61,8 @@ pub struct WebhookApi {
     replays: Replays,
     notifier: Notifier,
     metrics: Arc<Metrics>,
+    /// Ends the notification watches at shutdown.
+    stopping: Option<Stopping>,
 }
 
 impl WebhookApi {
@@ -72,7 +75,24 @@ impl WebhookApi {
         signing_grace: Duration,
         (replays, notifier, metrics): (Replays, Notifier, Arc<Metrics>),
     ) -> Self {
-        Self { store, changes, catalog, nats, egress, signing_grace, replays, notifier, metrics }
+        Self {
+            store,
+            changes,
+            catalog,
+            nats,
+            egress,
+            signing_grace,
+            replays,
+            notifier,
+            metrics,
+            stopping: None,
+        }
+    }
+
+    /// Ends every notification watch when the control plane shuts down.
+    pub fn ending_streams_on(mut self, stopping: Stopping) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 
     async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
@@ -562,7 +582,10 @@ impl WebhookService for WebhookApi {
                 at: Some(timestamp(n.at)),
             }))
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(match &self.stopping {
+            Some(stopping) => Box::pin(stream.take_until(stopping.stopped())),
+            None => Box::pin(stream),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]

@@ -47,8 +47,13 @@ pub struct Config {
     /// Attempt results kept while the control plane cannot be reached; beyond it,
     /// deliveries pause rather than lose results.
     pub report_buffer: usize,
-    /// On shutdown, how long in-flight deliveries may take to finish.
+    /// On shutdown, how long attempts already started may take to finish and be reported;
+    /// messages still in progress after it are handed back (NAK) to another dispatcher.
     pub shutdown_grace_secs: u64,
+    /// On shutdown, after the grace period, how long the reporter may take to send the
+    /// results it still holds (their jobs come back after `ack_wait` if it cannot). A
+    /// dispatcher exits within `shutdown_grace_secs + shutdown_flush_secs` + 7 s at worst.
+    pub shutdown_flush_secs: u64,
     /// Fault injection for tests: apply each definitions change this much later, as over a
     /// slow link to the control plane. Always 0 in production.
     pub watch_apply_delay_ms: u64,
@@ -84,6 +89,7 @@ impl Default for Config {
             report_batch_max: 500,
             report_buffer: 50_000,
             shutdown_grace_secs: 30,
+            shutdown_flush_secs: 5,
             watch_apply_delay_ms: 0,
             allow_cidrs: Vec::new(),
             max_event_bytes: hookd_core::event::MAX_EVENT_BYTES,
@@ -157,6 +163,14 @@ impl Config {
 
     pub(crate) fn nak_max_delay(&self) -> Duration {
         Duration::from_secs_f64(self.nak_max_delay_secs)
+    }
+
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub(crate) fn shutdown_flush(&self) -> Duration {
+        Duration::from_secs(self.shutdown_flush_secs)
     }
 
     pub(crate) fn ack_wait(&self) -> Duration {

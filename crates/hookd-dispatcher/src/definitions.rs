@@ -10,7 +10,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -144,11 +147,18 @@ pub struct Definitions {
     ready: watch::Sender<bool>,
     /// Bumped on every applied change, for whoever waits for a particular webhook.
     version: watch::Sender<u64>,
+    /// True while the definitions watch is connected to a control plane: readiness.
+    watching: Arc<AtomicBool>,
 }
 
 impl Default for Definitions {
     fn default() -> Self {
-        Self { index: Arc::default(), ready: watch::channel(false).0, version: watch::channel(0).0 }
+        Self {
+            index: Arc::default(),
+            ready: watch::channel(false).0,
+            version: watch::channel(0).0,
+            watching: Arc::default(),
+        }
     }
 }
 
@@ -191,6 +201,11 @@ impl Definitions {
 
     pub fn len(&self) -> usize {
         self.current().by_id.len()
+    }
+
+    /// Whether the definitions watch is connected now (changes reach this dispatcher).
+    pub fn is_watching(&self) -> bool {
+        self.watching.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]
@@ -297,6 +312,7 @@ impl Definitions {
             {
                 Ok(response) => {
                     backoff = Duration::from_millis(100);
+                    self.watching.store(true, Ordering::Relaxed);
                     let mut stream = response.into_inner();
                     let mut pending = None;
                     loop {
@@ -323,6 +339,7 @@ impl Definitions {
                             }
                         }
                     }
+                    self.watching.store(false, Ordering::Relaxed);
                 }
                 Err(status) => {
                     tracing::warn!(error = %status.message(), code = ?status.code(), "cannot watch definitions");

@@ -29,6 +29,8 @@ use crate::{
 const DEFINITIONS_WAIT: Duration = Duration::from_secs(2);
 /// How long a job for an endpoint whose line is full is put aside.
 const BUSY_ENDPOINT_DELAY: Duration = Duration::from_secs(1);
+/// How soon a job handed back at shutdown is due again (for another dispatcher).
+const HAND_BACK_DELAY: Duration = Duration::from_millis(100);
 
 /// What the delivery stage needs, shared by every in-flight delivery.
 pub struct Deliverer {
@@ -44,6 +46,9 @@ pub struct Deliverer {
     pub default_timeout: Duration,
     pub nak_max_delay: Duration,
     pub ack_wait: Duration,
+    /// Turns true when the dispatcher shuts down: jobs still waiting for their endpoint are
+    /// handed back instead of attempted.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// How a message is settled after its attempt.
@@ -117,16 +122,26 @@ impl Deliverer {
         };
         let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
 
-        // Waiting for the endpoint can take long: keep the message ours meanwhile.
-        let permit = {
-            let acquire = claim.acquire();
-            tokio::pin!(acquire);
-            let mut progress = tokio::time::interval(self.ack_wait / 3);
-            progress.tick().await;
-            loop {
-                tokio::select! {
-                    permit = &mut acquire => break permit,
-                    _ = progress.tick() => ack(&msg, AckKind::Progress).await,
+        let permit = match claim.try_acquire() {
+            Some(permit) => Some(permit),
+            None => {
+                // Waiting for the endpoint can take long: keep the message ours meanwhile,
+                // unless the dispatcher stops first.
+                let mut stopping = self.stopping.clone();
+                let acquire = claim.acquire();
+                tokio::pin!(acquire);
+                let mut progress = tokio::time::interval(self.ack_wait / 3);
+                progress.tick().await;
+                loop {
+                    tokio::select! {
+                        permit = &mut acquire => break permit,
+                        true = stopped(&mut stopping) => {
+                            tracing::debug!("dispatcher stopping; handing back a job that waited for its endpoint");
+                            self.settle(&msg, &job, attempt, Settle::ScheduleAt(hand_back_at())).await;
+                            return;
+                        }
+                        _ = progress.tick() => ack(&msg, AckKind::Progress).await,
+                    }
                 }
             }
         };
@@ -287,6 +302,21 @@ impl Deliverer {
         }
     }
 
+    /// Hands back a job this dispatcher received but will not start because it is shutting
+    /// down: stored again, due at once, with its attempt number unchanged (a NAK would count
+    /// a redelivery, i.e. an attempt that was never made), for another dispatcher to take.
+    pub async fn hand_back(self: Arc<Self>, msg: jetstream::Message) {
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        match DeliveryJob::from_bytes(&msg.payload) {
+            Ok(job) => {
+                let attempt = job.attempt_for(delivered);
+                self.settle(&msg, &job, attempt, Settle::ScheduleAt(hand_back_at())).await;
+            }
+            // Whoever takes it next terminates it; only its delivery count goes up.
+            Err(_) => ack(&msg, AckKind::Nak(None)).await,
+        }
+    }
+
     /// Puts a job back without attempting it, keeping its attempt number: as a schedule a
     /// moment from now, so it frees its slot for other endpoints.
     async fn put_back_unattempted(
@@ -308,6 +338,15 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// Resolves to true once the dispatcher stops (false if it can no longer tell).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    stopping.wait_for(|s| *s).await.is_ok()
+}
+
+fn hand_back_at() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(HAND_BACK_DELAY).unwrap_or_default()
 }
 
 /// Runs `work` while telling JetStream every third of `ack_wait` that the message is still

@@ -68,6 +68,12 @@ impl Claim<'_> {
     pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().acquire_owned().await.ok()
     }
+
+    /// The right to make the attempt if it is free now: the common case, with no waiting
+    /// machinery (timers, stop signal) set up.
+    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
 }
 
 impl Drop for Claim<'_> {

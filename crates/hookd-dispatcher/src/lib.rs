@@ -15,6 +15,7 @@ mod fanout;
 mod health;
 mod http;
 mod metrics;
+mod pull;
 mod reporter;
 mod request;
 mod test_send;
@@ -23,6 +24,7 @@ mod test_server;
 mod tokens;
 
 use std::{
+    collections::HashMap,
     future::Future,
     sync::{
         Arc,
@@ -31,8 +33,11 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
-use futures::StreamExt;
+use async_nats::{
+    Subject,
+    jetstream::{self, AckKind, consumer::PullConsumer},
+};
+use bytes::Bytes;
 use hookd_proto::v1::dispatch_service_client::DispatchServiceClient;
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tonic::{
@@ -48,8 +53,10 @@ use crate::{
     definitions::Definitions,
     delivery::Deliverer,
     endpoints::Endpoints,
+    health::Readiness,
     http::HttpClient,
     metrics::Metrics,
+    pull::Puller,
     reporter::{Reporter, Tallies},
     test_send::TestSends,
     tokens::{ControlTokens, Tokens},
@@ -99,6 +106,10 @@ pub(crate) fn control_client(channel: Channel, token: &str) -> ControlClient {
     });
     DispatchServiceClient::with_interceptor(channel, ControlToken(value))
 }
+
+/// Beyond the grace period, how long the stages may take to NAK what they abandon (a publish
+/// each, no round trip); only reached if NATS is gone.
+const STAGE_STOP_SLACK: Duration = Duration::from_secs(5);
 
 /// A started dispatcher: definitions loaded, consumers in place.
 pub struct Dispatcher {
@@ -185,16 +196,31 @@ impl Dispatcher {
         Ok(Self { config, jetstream, definitions, watch, control, fanout, deliveries })
     }
 
-    /// Runs both stages and the test-send responder until `shutdown`, then stops taking work, lets in-flight deliveries
-    /// finish (up to the grace period) and reports their results.
+    /// Runs both stages and the test-send responder until `shutdown`, then shuts down without
+    /// losing work:
+    /// 1. `/readyz` turns false and the stages stop pulling;
+    /// 2. messages received but not started, and delivery jobs still waiting for their
+    ///    endpoint, are handed back at once (another dispatcher takes them now, not after
+    ///    `ack_wait`);
+    /// 3. attempts in progress finish (each is bounded by its timeout), are reported and
+    ///    settled, for up to `shutdown_grace_secs`; whatever still runs then is handed back;
+    /// 4. the reporter sends the results it holds, for up to `shutdown_flush_secs`.
+    ///
+    /// So the process exits within `shutdown_grace_secs + shutdown_flush_secs` plus at most
+    /// 7 s (NAKs and the final flush, when NATS does not answer).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DispatcherError> {
-        let ready = Arc::new(AtomicBool::new(true));
+        let readiness = Arc::new(Readiness {
+            nats: self.jetstream.client(),
+            definitions: self.definitions.clone(),
+            stopping: AtomicBool::new(false),
+        });
         let metrics = Arc::new(Metrics::new());
-        let health = tokio::spawn(health::serve(listener, ready.clone(), metrics.registry.clone()));
+        let health =
+            tokio::spawn(health::serve(listener, readiness.clone(), metrics.registry.clone()));
         let poller = {
             let metrics = metrics.clone();
             let js = self.jetstream.clone();
@@ -228,6 +254,7 @@ impl Dispatcher {
             http: HttpClient::new(egress),
             tokens: Tokens::new(ControlTokens::new(self.control.clone())),
         });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deliverer = Arc::new(Deliverer {
             js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
@@ -240,19 +267,24 @@ impl Dispatcher {
             default_timeout: self.config.attempt_timeout(),
             nak_max_delay: self.config.nak_max_delay(),
             ack_wait: self.config.ack_wait(),
+            stopping: stop_rx.clone(),
         });
 
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = self.config.shutdown_grace();
         let fanout_stage = {
             let js = self.jetstream.clone();
             let definitions = self.definitions.clone();
             let tallies = tallies.clone();
             let metrics = metrics.clone();
             let max_event_bytes = self.config.max_event_bytes;
-            run_stage(
-                "fan-out",
-                self.fanout,
-                self.config.fanout_concurrency,
+            let stage = Stage {
+                name: "fan-out",
+                js: self.jetstream.clone(),
+                consumer: self.fanout,
+                concurrency: self.config.fanout_concurrency,
+                grace,
+            };
+            stage.run(
                 stop_rx.clone(),
                 move |msg| {
                     let js = js.clone();
@@ -266,16 +298,28 @@ impl Dispatcher {
                         metrics.event(outcome.0, outcome.1);
                     }
                 },
+                // A repeated fan-out stores no second job, so an event goes back as it is.
+                |msg| async move {
+                    if let Err(error) = msg.ack_with(AckKind::Nak(None)).await {
+                        tracing::warn!(%error, "cannot hand back an event");
+                    }
+                },
             )
         };
         let delivery_stage = {
-            let deliverer = deliverer.clone();
-            run_stage(
-                "delivery",
-                self.deliveries,
-                self.config.max_in_flight,
+            let deliver = deliverer.clone();
+            let hand_back = deliverer.clone();
+            let stage = Stage {
+                name: "delivery",
+                js: self.jetstream.clone(),
+                consumer: self.deliveries,
+                concurrency: self.config.max_in_flight,
+                grace,
+            };
+            stage.run(
                 stop_rx.clone(),
-                move |msg| deliverer.clone().deliver(msg),
+                move |msg| deliver.clone().deliver(msg),
+                move |msg| hand_back.clone().hand_back(msg),
             )
         };
         let test_sends = Arc::new(TestSends {
@@ -289,22 +333,36 @@ impl Dispatcher {
         });
 
         shutdown.await;
-        tracing::info!("dispatcher shutting down");
-        ready.store(false, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            flush_secs = self.config.shutdown_flush_secs,
+            "dispatcher shutting down"
+        );
+        readiness.stopping.store(true, Ordering::Relaxed);
         let _ = stop_tx.send(true);
-        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
-        if tokio::time::timeout(grace, stages).await.is_err() {
-            tracing::warn!("in-flight deliveries did not finish within the grace period");
+        // The stages keep to the grace period themselves; this bound only covers a hand-back
+        // that hangs (NATS gone).
+        if tokio::time::timeout(grace + STAGE_STOP_SLACK, stages).await.is_err() {
+            tracing::warn!("the stages did not stop within the grace period");
         }
         // Dropping the last reporter handle lets the report loop drain and end.
         drop(deliverer);
-        if tokio::time::timeout(grace, reporter_task).await.is_err() {
-            tracing::warn!("attempt results still unreported at shutdown; they will be retried");
+        if tokio::time::timeout(self.config.shutdown_flush(), reporter_task).await.is_err() {
+            tracing::warn!(
+                "attempt results still unreported at shutdown; their jobs come back after ack_wait"
+            );
+        }
+        // Settlements and hand-backs sent without confirmation must leave before the exit.
+        if let Err(error) =
+            tokio::time::timeout(Duration::from_secs(2), self.jetstream.client().flush()).await
+        {
+            tracing::warn!(%error, "cannot flush the nats connection");
         }
         self.watch.abort();
         poller.abort();
         health.abort();
-        tracing::info!("dispatcher stopped");
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "dispatcher stopped");
         Ok(())
     }
 }
@@ -318,63 +376,151 @@ pub async fn run(
     Dispatcher::start(config).await?.serve(listener, shutdown).await
 }
 
-/// Pulls messages from `consumer` and handles each on its own task, at most `concurrency`
-/// at a time, so one slow message never holds up the others. On stop, waits for the tasks
-/// already started.
-async fn run_stage<F, Fut>(
+/// One stage: a shared durable consumer and the work done per message.
+struct Stage {
     name: &'static str,
+    js: jetstream::Context,
     consumer: PullConsumer,
     concurrency: usize,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    handle: F,
-) where
-    F: Fn(jetstream::Message) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut tasks = JoinSet::new();
-    let batch = concurrency.clamp(1, 256);
-    'outer: loop {
-        let mut messages = match consumer.stream().max_messages_per_batch(batch).messages().await {
-            Ok(m) => m,
-            Err(error) => {
-                tracing::warn!(stage = name, %error, "cannot pull messages; retrying");
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break 'outer,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue 'outer,
+    grace: Duration,
+}
+
+impl Stage {
+    /// Pulls messages and handles each on its own task, at most `concurrency` at a time, so
+    /// one slow message never holds up the others. On stop: stops pulling and hands back
+    /// (`hand_back`) what was received but not started, waits up to the grace period for the
+    /// tasks already started, and then NAKs the messages of those still running.
+    async fn run<F, Fut, H, HFut>(
+        self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        handle: F,
+        hand_back: H,
+    ) where
+        F: Fn(jetstream::Message) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+        H: Fn(jetstream::Message) -> HFut,
+        HFut: Future<Output = ()>,
+    {
+        let name = self.name;
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut tasks = JoinSet::new();
+        // The reply subject (the ack address) of each running task's message, to hand it back
+        // if the task has to be abandoned.
+        let mut running: HashMap<tokio::task::Id, Subject> =
+            HashMap::with_capacity(self.concurrency.min(4096));
+        let batch = self.concurrency.clamp(1, 256);
+        let mut puller = None;
+        'pull: loop {
+            let Some(pull) = puller.as_mut() else {
+                match Puller::open(&self.js, self.consumer.clone(), batch).await {
+                    Ok(p) => puller = Some(p),
+                    Err(error) => {
+                        tracing::warn!(stage = name, %error, "cannot pull messages; retrying");
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => break 'pull,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
                 }
-            }
-        };
-        loop {
+                continue;
+            };
             // Take a slot first: while every slot is busy nothing more is pulled.
             let permit = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break 'outer,
+                _ = stop.wait_for(|s| *s) => break 'pull,
                 permit = permits.clone().acquire_owned() => match permit {
                     Ok(p) => p,
-                    Err(_) => break 'outer,
+                    Err(_) => break 'pull,
                 },
             };
             let next = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break 'outer,
-                next = messages.next() => next,
+                _ = stop.wait_for(|s| *s) => break 'pull,
+                next = pull.next() => next,
             };
             match next {
                 Some(Ok(msg)) => {
+                    let reply = msg.reply.clone();
                     // Boxed: a delivery future is several KB, and spawning moves it more than once.
                     let work = Box::pin(handle(msg));
-                    tasks.spawn(async move {
+                    let task = tasks.spawn(async move {
                         work.await;
                         drop(permit);
                     });
+                    if let Some(reply) = reply {
+                        running.insert(task.id(), reply);
+                    }
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(stage = name, %error, "message stream error");
+                    tracing::warn!(stage = name, %error, "cannot pull messages; retrying");
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => break 'pull,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                 }
-                None => continue 'outer,
+                None => {
+                    tracing::warn!(stage = name, "the nats connection is closed");
+                    let _ = stop.wait_for(|s| *s).await;
+                    break 'pull;
+                }
             }
-            while tasks.try_join_next().is_some() {}
+            while let Some(done) = tasks.try_join_next_with_id() {
+                running.remove(&finished_id(&done));
+            }
+        }
+
+        // The grace period counts from the stop, hand-backs included.
+        let deadline = tokio::time::sleep(self.grace);
+        let held = match puller {
+            Some(puller) => puller.stop().await,
+            None => Vec::new(),
+        };
+        while let Some(done) = tasks.try_join_next_with_id() {
+            running.remove(&finished_id(&done));
+        }
+        tracing::info!(
+            stage = name,
+            in_progress = tasks.len(),
+            handed_back = held.len(),
+            "stage stopping"
+        );
+        futures::future::join_all(held.into_iter().map(&hand_back)).await;
+
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = tasks.join_next_with_id() => match done {
+                    Some(done) => { running.remove(&finished_id(&done)); }
+                    None => return,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        // Abandoned: a NAK makes the message due again at once for another dispatcher, rather
+        // than after ack_wait. An attempt cut off here may be repeated; that is what the grace
+        // period keeps rare.
+        tasks.abort_all();
+        while let Some(done) = tasks.join_next_with_id().await {
+            if done.is_ok() {
+                running.remove(&finished_id(&done));
+            }
+        }
+        tracing::warn!(
+            stage = name,
+            abandoned = running.len(),
+            "messages still in progress after the grace period handed back"
+        );
+        let client = self.js.client();
+        for reply in running.into_values() {
+            if let Err(error) = client.publish(reply, Bytes::from_static(b"-NAK")).await {
+                tracing::warn!(stage = name, %error, "cannot hand back a message");
+            }
         }
     }
-    tracing::debug!(stage = name, in_flight = tasks.len(), "stage stopping");
-    while tasks.join_next().await.is_some() {}
+}
+
+/// The id of a finished task, whether it ended or was cancelled.
+fn finished_id(done: &Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match done {
+        Ok((id, ())) => *id,
+        Err(error) => error.id(),
+    }
 }

@@ -61,6 +61,72 @@ mod tests {
         c.validate().expect("valid");
     }
 
+    /// `docs/configuration.md` lists every setting of both services with its variable and
+    /// default. A field added to a `Config` without a row there, or a default changed without
+    /// the row, fails here. To document a new field, add its row to the service's table.
+    #[test]
+    fn every_setting_is_documented_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/configuration.md");
+        let control = serde_json::to_value(hookd_control::Config::default()).expect("json");
+        let dispatcher = serde_json::to_value(hookd_dispatcher::Config::default()).expect("json");
+        let mut missing = Vec::new();
+        missing.extend(undocumented(&doc, "## `hookd control`", &control));
+        missing.extend(undocumented(&doc, "## `hookd dispatcher`", &dispatcher));
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md is out of date:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    /// What the table under `heading` lacks for the settings in `defaults`.
+    fn undocumented(doc: &str, heading: &str, defaults: &serde_json::Value) -> Vec<String> {
+        let Some(start) = doc.find(heading) else {
+            return vec![format!("no section {heading}")];
+        };
+        let section = &doc[start + heading.len()..];
+        let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        let mut missing = Vec::new();
+        for (key, value) in defaults.as_object().expect("a struct") {
+            let variable = format!("`HOOKD_{}`", key.to_uppercase());
+            let Some(row) = section.lines().find(|l| l.starts_with(&format!("| `{key}` |"))) else {
+                missing.push(format!("{heading}: no row for `{key}`"));
+                continue;
+            };
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            if cells.get(2) != Some(&variable.as_str()) {
+                missing.push(format!("{heading}: `{key}` should name {variable}"));
+            }
+            if let Some(default) = shown_default(value)
+                && !cells.get(3).is_some_and(|c| c.contains(&format!("`{default}`")))
+            {
+                missing.push(format!("{heading}: `{key}` should show the default `{default}`"));
+            }
+        }
+        missing
+    }
+
+    /// A default as the page writes it (`10` for 10.0, lists with `, `); `None` for an empty
+    /// string, which the page describes in words ("none: required").
+    fn shown_default(value: &serde_json::Value) -> Option<String> {
+        use serde_json::Value;
+        match value {
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && n.is_f64() => format!("{f:.0}"),
+                _ => n.to_string(),
+            }),
+            Value::Array(items) => {
+                let items: Option<Vec<String>> = items.iter().map(shown_default).collect();
+                Some(format!("[{}]", items?.join(", ")))
+            }
+            Value::Object(map) if map.is_empty() => Some("{}".to_owned()),
+            other => Some(other.to_string()),
+        }
+    }
+
     #[test]
     fn a_missing_file_is_an_error() {
         let err =
