@@ -43,6 +43,9 @@ pub struct ControlPlane {
     config: Config,
     store: Store,
     jetstream: async_nats::jetstream::Context,
+    /// Notified each time the NATS link is (re)established: hints of other replicas may have
+    /// been missed meanwhile.
+    reconnected: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl ControlPlane {
@@ -53,7 +56,7 @@ impl ControlPlane {
         let cipher = config
             .cipher()
             .map_err(|reason| ControlError::Config { setting: "encryption_key", reason })?;
-        let store = Store::connect(&config.database_url)
+        let store = Store::connect_with(&config.database_url, &config.pool_options())
             .await
             .map_err(ControlError::Storage)?
             .with_cipher(cipher);
@@ -65,8 +68,18 @@ impl ControlPlane {
         for (tenant, token) in &config.bootstrap_tokens {
             access::ensure_bootstrap_token(&store, tenant, token).await?;
         }
+        let reconnected = std::sync::Arc::new(tokio::sync::Notify::new());
+        let on_connect = reconnected.clone();
         let nats = async_nats::ConnectOptions::new()
             .name("hookd-control")
+            .event_callback(move |event| {
+                let on_connect = on_connect.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        on_connect.notify_one();
+                    }
+                }
+            })
             .retry_on_initial_connect()
             .connection_timeout(config.nats_connect_timeout())
             .connect(&config.nats_url);
@@ -83,7 +96,7 @@ impl ControlPlane {
         hookd_nats::ensure_buffer_stream(&jetstream, &config.stream_settings())
             .await
             .map_err(ControlError::Nats)?;
-        Ok(Self { config, store, jetstream })
+        Ok(Self { config, store, jetstream, reconnected })
     }
 
     /// Serves gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
@@ -94,6 +107,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let local_addr: Option<SocketAddr> = listener.local_addr().ok();
         let changes = changes::Changes::new();
+        changes.connect_peers(self.jetstream.client());
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
         let egress = std::sync::Arc::new(self.config.egress_policy()?);
         let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
@@ -118,6 +132,14 @@ impl ControlPlane {
         let table = auth::TokenTable::load(&self.store).await.map_err(ControlError::Storage)?;
         let reloader =
             table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());
+        let follower = changes::peers::Follower {
+            changes: changes.clone(),
+            store: self.store.clone(),
+            catalog: catalog.clone(),
+            tokens: table.clone(),
+        }
+        .spawn(&self.jetstream.client(), self.reconnected.clone())
+        .await?;
         let authenticate = auth::Authenticate { table: table.clone() };
         let dispatcher =
             auth::AuthenticateDispatcher { hash: auth::hash_token(&self.config.dispatcher_token) };
@@ -164,7 +186,7 @@ impl ControlPlane {
         let event_type_service =
             event_types::EventTypeApi::new(store.clone(), changes.clone(), catalog);
         let delivery_service = deliveries::DeliveryApi::new(store.clone(), self.jetstream.clone());
-        let access_service = access::AccessApi::new(store.clone(), table);
+        let access_service = access::AccessApi::new(store.clone(), table, changes.clone());
         let dispatch_service = dispatch::DispatchApi::new(
             store,
             changes,
@@ -206,6 +228,7 @@ impl ControlPlane {
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         reloader.abort();
+        follower.abort();
         tracing::info!("control plane stopped");
         Ok(())
     }
@@ -236,6 +259,14 @@ fn incoming(
         }
         conn
     })
+}
+
+/// Applies the pending database migrations and returns their names (`hookd migrate`); the
+/// control plane also migrates at start, so this is for deployments that migrate first.
+pub async fn migrate(config: &Config) -> Result<Vec<String>, ControlError> {
+    hookd_storage::migrate(&config.database_url, &config.pool_options())
+        .await
+        .map_err(ControlError::Storage)
 }
 
 /// Starts the control plane and serves until `shutdown`.
