@@ -1,5 +1,6 @@
-//! A whole local hookd: nats-server, one control plane on SQLite and any number of
-//! dispatchers, each a real process on its own loopback port.
+//! A whole local hookd: nats-server, one control plane on SQLite (or on a fresh database of a
+//! throwaway Postgres server, with as many control-plane replicas as a test adds) and any
+//! number of dispatchers, each a real process on its own loopback port.
 
 use hookd_proto::v1::{
     self, access_service_client::AccessServiceClient,
@@ -11,8 +12,105 @@ use hookd_proto::v1::{
 use tonic::transport::Channel;
 
 use crate::{
-    Authed, HookdProcess, NatsServer, OWNER_TOKEN, Role, authed, control_config, dispatcher_config,
+    Authed, HookdProcess, NatsServer, OWNER_TOKEN, Role, authed, control_config_for_url,
+    dispatcher_config,
 };
+
+/// Where the control plane keeps its data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file in the cluster's temporary folder.
+    #[default]
+    Sqlite,
+    /// A fresh database on the test process' throwaway PostgreSQL server (started at first
+    /// use, stopped when the process ends; see `hookd-testpg`).
+    Postgres,
+}
+
+/// How a [`Cluster`] starts; [`Cluster::builder`].
+#[derive(Debug, Default)]
+pub struct ClusterBuilder {
+    dispatchers: usize,
+    dispatcher_extra: String,
+    control_env: Vec<(String, String)>,
+    dispatcher_env: Vec<(String, String)>,
+    database: Database,
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+impl ClusterBuilder {
+    /// Dispatchers started with the cluster, all watching the first control plane.
+    pub fn dispatchers(mut self, n: usize) -> Self {
+        self.dispatchers = n;
+        self
+    }
+
+    /// Appended to each dispatcher's settings.
+    pub fn dispatcher_extra(mut self, toml: &str) -> Self {
+        toml.clone_into(&mut self.dispatcher_extra);
+        self
+    }
+
+    /// Extra environment of every control plane (`HOOKD_*` settings override the file).
+    pub fn control_env(mut self, env: &[(&str, &str)]) -> Self {
+        self.control_env = owned(env);
+        self
+    }
+
+    /// Extra environment of every dispatcher.
+    pub fn dispatcher_env(mut self, env: &[(&str, &str)]) -> Self {
+        self.dispatcher_env = owned(env);
+        self
+    }
+
+    pub fn database(mut self, database: Database) -> Self {
+        self.database = database;
+        self
+    }
+
+    /// Shorthand for `.database(Database::Postgres)`.
+    pub fn postgres(self) -> Self {
+        self.database(Database::Postgres)
+    }
+
+    /// Starts nats-server, the control plane and the dispatchers.
+    pub fn start(self) -> anyhow::Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("hookd-cluster-").tempdir()?;
+        let database_url = match self.database {
+            Database::Sqlite => {
+                format!("sqlite://{}?mode=rwc", dir.path().join("hookd.db").display())
+            }
+            Database::Postgres => crate::process::blocking(|| {
+                hookd_testpg::PgServer::shared()
+                    .create_database()
+                    .map_err(|e| anyhow::anyhow!("cannot create a Postgres database: {e}"))
+            })?,
+        };
+        let nats = NatsServer::start()?;
+        let control_toml = control_config_for_url(&nats.url(), &database_url);
+        let env: Vec<(&str, &str)> =
+            self.control_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let control = HookdProcess::start_with_env(Role::Control, &control_toml, &env)?;
+        let mut cluster = Cluster {
+            nats,
+            control,
+            dispatchers: Vec::new(),
+            dispatcher_extra: self.dispatcher_extra,
+            control_toml,
+            control_env: self.control_env,
+            dispatcher_env: self.dispatcher_env,
+            database_url,
+            _dir: dir,
+        };
+        for _ in 0..self.dispatchers {
+            cluster.add_dispatcher()?;
+        }
+        Ok(cluster)
+    }
+}
 
 pub struct Cluster {
     pub nats: NatsServer,
@@ -22,15 +120,21 @@ pub struct Cluster {
     control_toml: String,
     control_env: Vec<(String, String)>,
     dispatcher_env: Vec<(String, String)>,
+    database_url: String,
     // Dropped last: it holds the database file.
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
+    /// A cluster with no dispatcher on SQLite, to be configured and started.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
     /// Starts nats-server, the control plane and `dispatchers` dispatchers, each dispatcher
     /// with `dispatcher_extra` appended to its settings.
     pub fn start(dispatchers: usize, dispatcher_extra: &str) -> anyhow::Result<Self> {
-        Self::start_with_env(dispatchers, dispatcher_extra, &[], &[])
+        Self::builder().dispatchers(dispatchers).dispatcher_extra(dispatcher_extra).start()
     }
 
     /// Like [`Cluster::start`], with extra environment variables for the control plane and
@@ -41,38 +145,40 @@ impl Cluster {
         control_env: &[(&str, &str)],
         dispatcher_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let owned = |env: &[(&str, &str)]| -> Vec<(String, String)> {
-            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-        };
-        let dir = tempfile::Builder::new().prefix("hookd-cluster-").tempdir()?;
-        let nats = NatsServer::start()?;
-        let control_toml = control_config(&nats.url(), &dir.path().join("hookd.db"));
-        let control = HookdProcess::start_with_env(Role::Control, &control_toml, control_env)?;
-        let mut cluster = Self {
-            nats,
-            control,
-            dispatchers: Vec::new(),
-            dispatcher_extra: dispatcher_extra.to_owned(),
-            control_toml,
-            control_env: owned(control_env),
-            dispatcher_env: owned(dispatcher_env),
-            _dir: dir,
-        };
-        for _ in 0..dispatchers {
-            cluster.add_dispatcher()?;
-        }
-        Ok(cluster)
+        Self::builder()
+            .dispatchers(dispatchers)
+            .dispatcher_extra(dispatcher_extra)
+            .control_env(control_env)
+            .dispatcher_env(dispatcher_env)
+            .start()
     }
 
-    /// The control plane's SQLite database file.
+    /// The control plane's SQLite database file (on SQLite).
     pub fn database_path(&self) -> std::path::PathBuf {
         self._dir.path().join("hookd.db")
     }
 
+    /// The `database_url` every control plane of this cluster uses.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// The settings file of the control plane (`hookd --config` for `hookd migrate`, say).
+    pub fn control_toml(&self) -> &str {
+        &self.control_toml
+    }
+
+    /// A dispatcher watching the first control plane.
     pub fn add_dispatcher(&mut self) -> anyhow::Result<&mut HookdProcess> {
+        let control_url = self.control.grpc_url();
+        self.add_dispatcher_for(&control_url)
+    }
+
+    /// A dispatcher watching the control plane at `control_url` (another replica, say).
+    pub fn add_dispatcher_for(&mut self, control_url: &str) -> anyhow::Result<&mut HookdProcess> {
         let config = format!(
             "{}{}\n",
-            dispatcher_config(&self.nats.url(), &self.control.grpc_url()),
+            dispatcher_config(&self.nats.url(), control_url),
             self.dispatcher_extra
         );
         let env: Vec<(&str, &str)> =
@@ -80,6 +186,18 @@ impl Cluster {
         self.dispatchers.push(HookdProcess::start_with_env(Role::Dispatcher, &config, &env)?);
         let last = self.dispatchers.len() - 1;
         Ok(&mut self.dispatchers[last])
+    }
+
+    /// Another control plane over the same database and NATS, on its own port: a replica.
+    /// Only Postgres serves several control planes. The caller owns (and so stops) it.
+    pub fn add_control(&self) -> anyhow::Result<HookdProcess> {
+        anyhow::ensure!(
+            self.database_url.starts_with("postgres"),
+            "control-plane replicas need the Postgres database (Cluster::builder().postgres())"
+        );
+        let env: Vec<(&str, &str)> =
+            self.control_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        HookdProcess::start_with_env(Role::Control, &self.control_toml, &env)
     }
 
     /// Kills the control plane (SIGKILL; a no-op if already killed) and starts a new one with

@@ -94,12 +94,17 @@ pub const LOOPBACK_ALLOW_CIDRS: &str = r#"allow_cidrs = ["127.0.0.0/8", "::1/128
 /// lines appended later stay top-level). Append more `key = value` lines as needed.
 pub fn control_config(nats_url: &str, database_path: &Path) -> String {
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
+    control_config_for_url(nats_url, &database_url)
+}
+
+/// Like [`control_config`] for any `database_url` (`postgres://...`, say).
+pub fn control_config_for_url(nats_url: &str, database_url: &str) -> String {
     format!(
         "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n\
          {LOOPBACK_ALLOW_CIDRS}\n\
          encryption_key = {}\ndispatcher_token = {}\n\
          bootstrap_tokens = {{ {TENANT} = {}, {OTHER_TENANT} = {} }}\n",
-        toml_string(&database_url),
+        toml_string(database_url),
         toml_string(nats_url),
         toml_string(TEST_ENCRYPTION_KEY),
         toml_string(DISPATCHER_TOKEN),

@@ -23,9 +23,10 @@ mod wait;
 pub use auth::{
     Authed, Bearer, DISPATCHER_TOKEN, OTHER_OWNER_TOKEN, OTHER_TENANT, OWNER_TOKEN, TENANT, authed,
 };
-pub use cluster::Cluster;
+pub use cluster::{Cluster, ClusterBuilder, Database};
 pub use hookd::{
-    HookdProcess, Role, TEST_ENCRYPTION_KEY, control_config, dispatcher_config, hookd_binary,
+    HookdProcess, Role, TEST_ENCRYPTION_KEY, control_config, control_config_for_url,
+    dispatcher_config, hookd_binary,
 };
 pub use nats::{NatsServer, nats_server_binary};
 pub use receiver::{ReceivedRequest, Receiver, Responder, Response, responder};

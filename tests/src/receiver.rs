@@ -163,7 +163,12 @@ impl Receiver {
         timeout: Duration,
     ) -> anyhow::Result<Vec<ReceivedRequest>> {
         let mut count = self.shared.count.subscribe();
-        match tokio::time::timeout(timeout, count.wait_for(|c| *c >= n)).await {
+        // The guard `wait_for` returns holds the channel's read lock; it must be gone before
+        // `requests()` takes the mutex, since `serve` takes them in the other order.
+        let waited = tokio::time::timeout(timeout, count.wait_for(|c| *c >= n))
+            .await
+            .map(|seen| seen.map(drop));
+        match waited {
             Ok(Ok(_)) => Ok(self.requests()),
             // The sender lives in `self.shared`, so the channel cannot close while we borrow it.
             Ok(Err(_closed)) => anyhow::bail!("receiver {} shut down", self.addr),

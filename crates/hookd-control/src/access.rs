@@ -22,24 +22,27 @@ use crate::{
     auth::{
         TokenTable, caller, generate_token, hash_hex, hash_token, last_four, new_token_id, require,
     },
+    changes::{Changes, peers::Hint},
 };
 
 pub struct AccessApi {
     store: Store,
     table: TokenTable,
+    changes: Changes,
 }
 
 impl AccessApi {
-    pub fn new(store: Store, table: TokenTable) -> Self {
-        Self { store, table }
+    pub fn new(store: Store, table: TokenTable, changes: Changes) -> Self {
+        Self { store, table, changes }
     }
 
-    /// Makes a change visible to the interceptors at once. The change is committed; should
-    /// the reload fail, the periodic one picks it up.
-    async fn reload(&self) {
+    /// Makes a change visible to the interceptors at once, here and on the other control
+    /// planes. The change is committed; should a reload fail, the periodic one picks it up.
+    async fn reload(&self, tenant: &str) {
         if let Err(error) = self.table.reload(&self.store).await {
             tracing::warn!(%error, "cannot reload the token table after a change");
         }
+        self.changes.tell_peers(Hint::access(tenant)).await;
     }
 }
 
@@ -170,7 +173,7 @@ impl AccessService for AccessApi {
         {
             return Err(role_not_found(&r.name).into());
         }
-        self.reload().await;
+        self.reload(tenant).await;
         tracing::info!(%tenant, "role updated");
         let role = self
             .store
@@ -235,7 +238,7 @@ impl AccessService for AccessApi {
         };
         tracing::Span::current().record("token_id", record.id.as_str());
         self.store.create_api_token(&record).await.map_err(ControlError::from)?;
-        self.reload().await;
+        self.reload(tenant).await;
         tracing::info!(%tenant, by = %caller.token_id, "token created");
         Ok(Response::new(v1::CreateTokenResponse { token: Some(token_to_proto(&record)), secret }))
     }
@@ -263,7 +266,7 @@ impl AccessService for AccessApi {
         if !self.store.delete_api_token(&caller.tenant, &id).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "token", id }.into());
         }
-        self.reload().await;
+        self.reload(&caller.tenant).await;
         tracing::info!(tenant = %caller.tenant, by = %caller.token_id, "token revoked");
         Ok(Response::new(v1::RevokeTokenResponse {}))
     }

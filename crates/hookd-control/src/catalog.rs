@@ -1,6 +1,7 @@
 //! The event-type catalog as `PublishEvent` needs it: compiled schemas per (tenant, type),
-//! loaded at start and changed by `EventTypeService` in the same process, so validating an
-//! event costs a hash lookup, not a query and a schema compilation.
+//! loaded at start and changed by `EventTypeService` in the same process (and by the hints of
+//! other control planes, see `changes/peers.rs`), so validating an event costs a hash lookup,
+//! not a query and a schema compilation.
 
 use std::{
     collections::HashMap,
@@ -21,10 +22,21 @@ pub struct Catalog {
 impl Catalog {
     pub async fn load(store: &Store) -> Result<Self, StorageError> {
         let catalog = Self::default();
-        for (tenant, def) in store.all_event_types().await? {
-            catalog.put(&tenant, &def);
-        }
+        catalog.reload(store).await?;
         Ok(catalog)
+    }
+
+    /// Replaces every schema with what the database holds now.
+    pub async fn reload(&self, store: &Store) -> Result<(), StorageError> {
+        let fresh = Self::default();
+        for (tenant, def) in store.all_event_types().await? {
+            fresh.put(&tenant, &def);
+        }
+        let schemas = std::mem::take(
+            &mut *fresh.schemas.write().unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        *self.schemas.write().unwrap_or_else(std::sync::PoisonError::into_inner) = schemas;
+        Ok(())
     }
 
     /// Records the type's current schema (or its lack of one).

@@ -1,6 +1,13 @@
-//! The in-process feed of definition changes (webhooks and catalog entries) that watching
-//! dispatchers follow, with the acknowledgements that let a write return only once every
-//! dispatcher has applied it.
+//! The feed of definition changes (webhooks and catalog entries) that watching dispatchers
+//! follow, with the acknowledgements that let a write return only once every dispatcher of
+//! this control plane has applied it.
+//!
+//! Control planes run as replicas over one database, each with its own dispatchers. A replica
+//! that writes a definition announces it to its own feed and sends a hint (kind, tenant, id;
+//! never the definition, so never a secret) on [`peers::HINT_SUBJECT`]; every other replica
+//! reads the row back from the database and announces what it finds to its feed (see
+//! [`peers`]). Architecture invariant: the dispatchers still learn everything from a control
+//! plane and never touch the database.
 
 use std::{
     collections::HashMap,
@@ -11,6 +18,8 @@ use std::{
 use hookd_core::{Webhook, WebhookId, catalog::EventTypeDef};
 use tokio::sync::{broadcast, watch};
 
+pub mod peers;
+
 /// A change to one definition, as dispatchers need it.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -19,7 +28,10 @@ pub enum Change {
         tenant: String,
         webhook: Box<Webhook>,
     },
-    Deleted(WebhookId),
+    Deleted {
+        tenant: String,
+        id: WebhookId,
+    },
     EventTypeUpserted {
         tenant: String,
         def: Box<EventTypeDef>,
@@ -28,6 +40,9 @@ pub enum Change {
         tenant: String,
         name: String,
     },
+    /// Changes may have been missed (a replica lost its link to the others for a while):
+    /// watchers start over from a new snapshot.
+    Resync,
 }
 
 /// The in-process feed of definition changes, numbered in the order they are sent, and the
@@ -41,6 +56,8 @@ struct Feed {
     /// The seq of the last change sent; held while sending so seq order is feed order.
     seq: Mutex<u64>,
     watchers: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// The other replicas, once connected.
+    peers: std::sync::OnceLock<peers::Peers>,
 }
 
 /// Removes its watcher from the registry when the watch stream ends.
@@ -65,6 +82,7 @@ impl Changes {
             sender: broadcast::channel(4096).0,
             seq: Mutex::new(0),
             watchers: Mutex::default(),
+            peers: std::sync::OnceLock::new(),
         }))
     }
 
@@ -123,11 +141,33 @@ impl Changes {
         }
     }
 
-    /// Announces `change` and returns once every watcher has applied it (or the deadline
-    /// passed), so whoever made the change can publish events that depend on it at once.
+    /// Announces `change` and returns once every watcher of this replica has applied it (or
+    /// the deadline passed), so whoever made the change can publish events that depend on it
+    /// at once. The other replicas are told too; their watchers follow within a moment.
     pub async fn publish(&self, change: Change) {
+        let hint = peers::Hint::of(&change);
         let seq = self.announce(change);
+        if let Some(hint) = hint {
+            self.tell_peers(hint).await;
+        }
         self.wait_applied(seq, APPLY_DEADLINE).await;
+    }
+
+    /// Tells the other replicas that something changed (a no-op before [`Changes::connect_peers`]).
+    pub async fn tell_peers(&self, hint: peers::Hint) {
+        if let Some(peers) = self.0.peers.get() {
+            peers.send(hint).await;
+        }
+    }
+
+    /// Sends the hints of this replica's changes to the others from now on.
+    pub fn connect_peers(&self, nats: async_nats::Client) {
+        let _ = self.0.peers.set(peers::Peers::new(nats));
+    }
+
+    /// This replica's name in its hints, once connected.
+    fn origin(&self) -> Option<&str> {
+        self.0.peers.get().map(peers::Peers::origin)
     }
 }
 

@@ -13,8 +13,14 @@ use crate::{ControlError, auth::MIN_CONFIGURED_TOKEN_LEN};
 pub struct Config {
     /// Address of the gRPC server.
     pub listen: SocketAddr,
-    /// `sqlite://PATH?mode=rwc` (default) or `postgres://...`.
+    /// `sqlite://PATH?mode=rwc` (default) or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
+    /// Several control planes may share one Postgres database; SQLite serves one.
     pub database_url: String,
+    /// Most database connections this control plane opens; 0 picks the backend's default
+    /// (Postgres 10, SQLite 4).
+    pub database_max_connections: u32,
+    /// How long a query waits for a free connection (or the server for a new one).
+    pub database_acquire_timeout_secs: u64,
     pub nats_url: String,
     /// How long to wait for NATS at start-up.
     pub nats_connect_timeout_secs: u64,
@@ -91,6 +97,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             database_url: "sqlite://hookd.db?mode=rwc".to_owned(),
+            database_max_connections: 0,
+            database_acquire_timeout_secs: 10,
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             nats_connect_timeout_secs: 30,
             dedupe_window_secs: 120,
@@ -138,6 +146,13 @@ impl Config {
             self.old_encryption_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         hookd_storage::Cipher::new(&self.encryption_key_id, &self.encryption_key, &older)
             .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn pool_options(&self) -> hookd_storage::PoolOptions {
+        hookd_storage::PoolOptions {
+            max_connections: self.database_max_connections,
+            acquire_timeout: Some(Duration::from_secs(self.database_acquire_timeout_secs.max(1))),
+        }
     }
 
     pub(crate) fn nats_connect_timeout(&self) -> Duration {

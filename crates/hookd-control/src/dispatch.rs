@@ -220,7 +220,9 @@ impl DispatchService for DispatchApi {
                         Ok((n, Change::Upserted { tenant, webhook })) => {
                             (n, Wire::Upserted(dispatch_webhook(&tenant, &webhook)))
                         }
-                        Ok((n, Change::Deleted(id))) => (n, Wire::DeletedId(id.into_string())),
+                        Ok((n, Change::Deleted { id, .. })) => {
+                            (n, Wire::DeletedId(id.into_string()))
+                        }
                         Ok((n, Change::EventTypeUpserted { tenant, def })) => {
                             (n, Wire::EventTypeUpserted(catalog_entry(tenant, &def)))
                         }
@@ -231,6 +233,11 @@ impl DispatchService for DispatchApi {
                                 event_type: Some(v1::EventType { name, ..Default::default() }),
                             }),
                         ),
+                        Ok((n, Change::Resync)) => {
+                            tracing::info!("changes may have been missed; sending a new snapshot");
+                            seq = n;
+                            continue 'snapshot;
+                        }
                         Err(RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "watcher fell behind; sending a new snapshot");
                             (seq, changes) = feed.subscribe();

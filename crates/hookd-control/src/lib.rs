@@ -51,6 +51,9 @@ pub struct ControlPlane {
     store: Store,
     jetstream: async_nats::jetstream::Context,
     metrics_listener: TcpListener,
+    /// Notified each time the NATS link is (re)established: hints of other replicas may have
+    /// been missed meanwhile.
+    reconnected: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl ControlPlane {
@@ -61,7 +64,7 @@ impl ControlPlane {
         let cipher = config
             .cipher()
             .map_err(|reason| ControlError::Config { setting: "encryption_key", reason })?;
-        let store = Store::connect(&config.database_url)
+        let store = Store::connect_with(&config.database_url, &config.pool_options())
             .await
             .map_err(ControlError::Storage)?
             .with_cipher(cipher);
@@ -73,8 +76,18 @@ impl ControlPlane {
         for (tenant, token) in &config.bootstrap_tokens {
             access::ensure_bootstrap_token(&store, tenant, token).await?;
         }
+        let reconnected = std::sync::Arc::new(tokio::sync::Notify::new());
+        let on_connect = reconnected.clone();
         let nats = async_nats::ConnectOptions::new()
             .name("hookd-control")
+            .event_callback(move |event| {
+                let on_connect = on_connect.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        on_connect.notify_one();
+                    }
+                }
+            })
             .retry_on_initial_connect()
             .connection_timeout(config.nats_connect_timeout())
             .connect(&config.nats_url);
@@ -96,7 +109,7 @@ impl ControlPlane {
                 setting: "metrics_listen",
                 reason: format!("cannot listen on {}: {e}", config.metrics_listen),
             })?;
-        Ok(Self { config, store, jetstream, metrics_listener })
+        Ok(Self { config, store, jetstream, metrics_listener, reconnected })
     }
 
     /// Where `/metrics` is served (the bound address, when `metrics_listen` has port 0).
@@ -127,6 +140,7 @@ impl ControlPlane {
             self.config.history_purge_batch,
             metrics.clone(),
         );
+        changes.connect_peers(self.jetstream.client());
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
         let egress = std::sync::Arc::new(self.config.egress_policy()?);
         let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
@@ -152,6 +166,14 @@ impl ControlPlane {
         let table = auth::TokenTable::load(&self.store).await.map_err(ControlError::Storage)?;
         let reloader =
             table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());
+        let follower = changes::peers::Follower {
+            changes: changes.clone(),
+            store: self.store.clone(),
+            catalog: catalog.clone(),
+            tokens: table.clone(),
+        }
+        .spawn(&self.jetstream.client(), self.reconnected.clone())
+        .await?;
         let authenticate = auth::Authenticate { table: table.clone() };
         let dispatcher =
             auth::AuthenticateDispatcher { hash: auth::hash_token(&self.config.dispatcher_token) };
@@ -198,7 +220,7 @@ impl ControlPlane {
         let event_type_service =
             event_types::EventTypeApi::new(store.clone(), changes.clone(), catalog);
         let delivery_service = deliveries::DeliveryApi::new(store.clone(), self.jetstream.clone());
-        let access_service = access::AccessApi::new(store.clone(), table);
+        let access_service = access::AccessApi::new(store.clone(), table, changes.clone());
         let dispatch_service = dispatch::DispatchApi::new(
             store,
             changes,
@@ -275,6 +297,7 @@ impl ControlPlane {
         drop(server);
         reloader.abort();
         resumer.abort();
+        follower.abort();
         purger.abort();
         metrics_poller.abort();
         metrics_server.abort();
@@ -321,6 +344,14 @@ fn incoming(
         }
         conn
     })
+}
+
+/// Applies the pending database migrations and returns their names (`hookd migrate`); the
+/// control plane also migrates at start, so this is for deployments that migrate first.
+pub async fn migrate(config: &Config) -> Result<Vec<String>, ControlError> {
+    hookd_storage::migrate(&config.database_url, &config.pool_options())
+        .await
+        .map_err(ControlError::Storage)
 }
 
 /// Starts the control plane and serves until `shutdown`.

@@ -501,7 +501,7 @@ impl WebhookService for WebhookApi {
             return Err(ControlError::NotFound { what: "webhook", id: id.into_string() }.into());
         }
         tracing::info!("webhook deleted");
-        self.changes.publish(Change::Deleted(id)).await;
+        self.changes.publish(Change::Deleted { tenant: tenant.to_owned(), id }).await;
         Ok(Response::new(v1::DeleteWebhookResponse {}))
     }
 

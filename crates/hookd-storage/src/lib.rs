@@ -21,7 +21,6 @@ use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqlErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
 
 pub use deliveries::{
     AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StoredAttempt,
@@ -39,6 +38,22 @@ pub use webhooks::WebhookFilter;
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite serialises writers anyway; a few connections let reads proceed during a write.
 const SQLITE_FILE_CONNECTIONS: u32 = 4;
+/// Postgres connections per control plane unless configured: a server's default
+/// `max_connections` (100) then serves several replicas with room for operators.
+const POSTGRES_CONNECTIONS: u32 = 10;
+/// How long a query waits for a pooled connection, or a new connection for the server.
+const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the store's connection pool is sized; the defaults suit each backend.
+#[derive(Debug, Clone, Default)]
+pub struct PoolOptions {
+    /// Most open connections; 0 for the backend's default (Postgres 10, a SQLite file 4; an
+    /// in-memory SQLite database always has exactly one).
+    pub max_connections: u32,
+    /// How long a query waits for a free connection, and a new connection for the server,
+    /// before it fails; `None` for 10 s.
+    pub acquire_timeout: Option<Duration>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -65,40 +80,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects and runs pending migrations. For SQLite URLs (`sqlite://path?mode=rwc` or
-    /// `sqlite::memory:`) creates the file if missing, enables WAL and a busy timeout; an
-    /// in-memory database uses one connection that is never recycled, since every new
-    /// connection would see a different, empty database.
+    /// Connects with the default pool and runs pending migrations; see [`Store::connect_with`].
     pub async fn connect(database_url: &str) -> Result<Store, StorageError> {
-        let mut options = ConnectOptions::new(database_url);
-        // Statement logging goes through `log` at info level, far too loud for every query.
-        options.sqlx_logging(false);
-        if database_url.starts_with("sqlite:") {
-            let memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
-            if memory {
-                options
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None::<Duration>)
-                    .max_lifetime(None::<Duration>);
-            } else {
-                options.max_connections(SQLITE_FILE_CONNECTIONS);
-            }
-            options.map_sqlx_sqlite_opts(move |opts| {
-                let opts = opts.busy_timeout(SQLITE_BUSY_TIMEOUT);
-                if memory {
-                    opts
-                } else {
-                    // NORMAL is durable across application crashes in WAL mode and avoids
-                    // an fsync per commit.
-                    opts.create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                }
-            });
-        }
-        let db = Database::connect(options).await?;
-        Migrator::up(&db, None).await?;
+        Store::connect_with(database_url, &PoolOptions::default()).await
+    }
+
+    /// Connects and runs pending migrations. `database_url` chooses the backend:
+    /// `postgres://user:password@host:port/database` (or `postgresql://`), or SQLite
+    /// (`sqlite://path?mode=rwc`, `sqlite::memory:`); see [`open`] for each one's settings.
+    pub async fn connect_with(
+        database_url: &str,
+        pool: &PoolOptions,
+    ) -> Result<Store, StorageError> {
+        let db = open(database_url, pool).await?;
+        migration::apply(&db).await?;
         Ok(Store { db, cipher: None })
     }
 
@@ -121,6 +116,69 @@ impl Store {
             })
             .await
     }
+}
+
+/// Applies the pending migrations to the database at `database_url` and disconnects; the
+/// names of the migrations applied now (none when the schema was current).
+pub async fn migrate(database_url: &str, pool: &PoolOptions) -> Result<Vec<String>, StorageError> {
+    let db = open(database_url, pool).await?;
+    let applied = migration::apply(&db).await?;
+    db.close().await?;
+    Ok(applied)
+}
+
+/// Whether `database_url` names a Postgres database.
+pub fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
+/// A connection pool for `database_url`, without migrating.
+///
+/// SQLite: creates the file if missing, enables WAL and a busy timeout; an in-memory database
+/// uses one connection that is never recycled, since every new connection would see a
+/// different, empty database. Postgres: `pool.max_connections` connections (10 by default),
+/// each named `hookd` in `pg_stat_activity`.
+async fn open(database_url: &str, pool: &PoolOptions) -> Result<DatabaseConnection, StorageError> {
+    let mut options = ConnectOptions::new(database_url);
+    // Statement logging goes through `log` at info level, far too loud for every query.
+    options.sqlx_logging(false);
+    let acquire_timeout = pool.acquire_timeout.unwrap_or(DEFAULT_ACQUIRE_TIMEOUT);
+    options.acquire_timeout(acquire_timeout).connect_timeout(acquire_timeout);
+    let configured = (pool.max_connections > 0).then_some(pool.max_connections);
+    if database_url.starts_with("sqlite:") {
+        let memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
+        if memory {
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None::<Duration>)
+                .max_lifetime(None::<Duration>);
+        } else {
+            options.max_connections(configured.unwrap_or(SQLITE_FILE_CONNECTIONS));
+        }
+        options.map_sqlx_sqlite_opts(move |opts| {
+            let opts = opts.busy_timeout(SQLITE_BUSY_TIMEOUT);
+            if memory {
+                opts
+            } else {
+                // NORMAL is durable across application crashes in WAL mode and avoids
+                // an fsync per commit.
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+            }
+        });
+    } else if is_postgres(database_url) {
+        options
+            .max_connections(configured.unwrap_or(POSTGRES_CONNECTIONS))
+            .set_application_name("hookd");
+    } else {
+        return Err(StorageError::OutOfRange {
+            field: "database_url",
+            reason: "must start with postgres://, postgresql:// or sqlite:".to_owned(),
+        });
+    }
+    Ok(Database::connect(options).await?)
 }
 
 /// Postgres keeps microseconds; truncating everywhere makes both backends return exactly

@@ -35,6 +35,9 @@ enum Command {
     Control,
     /// Run a dispatcher (fan-out and HTTP delivery); run as many as the load needs.
     Dispatcher,
+    /// Apply pending database migrations to the control plane's `database_url` and exit
+    /// (the control plane also migrates when it starts).
+    Migrate,
     #[command(flatten)]
     Client(client::Command),
 }
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Control => run_control(cli.config).await,
             Command::Dispatcher => run_dispatcher(cli.config).await,
+            Command::Migrate => run_migrate(cli.config).await,
             Command::Client(command) => client::run(command).await,
         }
     });
@@ -115,6 +119,21 @@ async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     // The one line on stdout: scripts and tests wait for it.
     println!("hookd control ready on {addr}");
     control.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Reads the control plane's settings (file and environment, like `hookd control`) and
+/// migrates; prints one line per migration applied.
+async fn run_migrate(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    init_logging();
+    let config: hookd_control::Config = settings::load(config_file.as_deref())?;
+    let applied = hookd_control::migrate(&config).await?;
+    if applied.is_empty() {
+        println!("database schema is up to date");
+    }
+    for name in applied {
+        println!("applied migration {name}");
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Tests of the definitions added by m0002: every webhook field, webhook filters and
-//! statistics, credentials with their token state, and the event-type catalog. Each flow
-//! takes a store and a tenant so it also runs against Postgres when one is configured.
+//! statistics, credentials with their token state, and the event-type catalog, each on SQLite
+//! and on Postgres.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use hookd_core::{
 };
 use serde_json::json;
 
-use super::{TENANT, at, file_store, report, webhook};
+use super::{Backend, TENANT, at, empty_database, report, webhook};
 use crate::{AttemptRecord, StorageError, Store, TokenState, WebhookFilter};
 
 /// A second tenant, distinct per run like `tenant`.
@@ -74,10 +74,10 @@ async fn every_webhook_field_round_trips(store: &Store, tenant: &str) {
     assert!(store.get_webhook_with_stats("elsewhere", &bearer.id).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn every_webhook_field_round_trips_on_sqlite() {
-    let (_dir, store) = file_store().await;
-    every_webhook_field_round_trips(&store, TENANT).await;
+on_both_backends! {
+    async fn every_webhook_field_round_trips(store) {
+        every_webhook_field_round_trips(&store, TENANT).await;
+    }
 }
 
 fn hook_with(name: &str, app: &str, types: &[&str], active: bool) -> Webhook {
@@ -165,10 +165,10 @@ async fn filters_select_webhooks(store: &Store, tenant: &str) {
     assert!(store.webhooks_subscribed_to(tenant, "contact").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn filters_select_webhooks_on_sqlite() {
-    let (_dir, store) = file_store().await;
-    filters_select_webhooks(&store, TENANT).await;
+on_both_backends! {
+    async fn filters_select_webhooks(store) {
+        filters_select_webhooks(&store, TENANT).await;
+    }
 }
 
 async fn webhooks_using_a_credential_are_found(store: &Store, tenant: &str) {
@@ -189,10 +189,10 @@ async fn webhooks_using_a_credential_are_found(store: &Store, tenant: &str) {
     );
 }
 
-#[tokio::test]
-async fn webhooks_using_a_credential_are_found_on_sqlite() {
-    let (_dir, store) = file_store().await;
-    webhooks_using_a_credential_are_found(&store, TENANT).await;
+on_both_backends! {
+    async fn webhooks_using_a_credential_are_found(store) {
+        webhooks_using_a_credential_are_found(&store, TENANT).await;
+    }
 }
 
 /// A report of attempt `number` of `event` that leaves the delivery in `status`.
@@ -288,28 +288,28 @@ async fn statistics_follow_the_history(store: &Store, tenant: &str) {
     assert!(store.get_webhook_with_stats(tenant, h).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn statistics_follow_the_history_on_sqlite() {
-    let (_dir, store) = file_store().await;
-    statistics_follow_the_history(&store, TENANT).await;
+on_both_backends! {
+    async fn statistics_follow_the_history(store) {
+        statistics_follow_the_history(&store, TENANT).await;
+    }
 }
 
-#[tokio::test]
-async fn statistics_of_a_large_batch_are_counted_once_per_delivery() {
-    let (_dir, store) = file_store().await;
-    let hook = webhook("bulk");
-    store.create_webhook(TENANT, &hook).await.unwrap();
-    let mut batch = Vec::new();
-    for i in 0..1200 {
-        let status = if i % 3 == 0 { DeliveryStatus::Failed } else { DeliveryStatus::Delivered };
-        batch.push(outcome(&hook.id, &format!("e{i}"), 1, at(i), status));
+on_both_backends! {
+    async fn statistics_of_a_large_batch_are_counted_once_per_delivery(store) {
+        let hook = webhook("bulk");
+        store.create_webhook(TENANT, &hook).await.unwrap();
+        let mut batch = Vec::new();
+        for i in 0..1200 {
+            let status = if i % 3 == 0 { DeliveryStatus::Failed } else { DeliveryStatus::Delivered };
+            batch.push(outcome(&hook.id, &format!("e{i}"), 1, at(i), status));
+        }
+        store.record_attempts(TENANT, &batch).await.unwrap();
+        store.record_attempts(TENANT, &batch).await.unwrap();
+        assert_eq!(
+            stats(&store, TENANT, &hook.id).await,
+            expect(Some((1199, 200, true)), 1200, 800, 400)
+        );
     }
-    store.record_attempts(TENANT, &batch).await.unwrap();
-    store.record_attempts(TENANT, &batch).await.unwrap();
-    assert_eq!(
-        stats(&store, TENANT, &hook.id).await,
-        expect(Some((1199, 200, true)), 1200, 800, 400)
-    );
 }
 
 fn credential(name: &str) -> Credential {
@@ -395,10 +395,10 @@ async fn credentials_crud_and_token_state(store: &Store, tenant: &str) {
     store.create_credential(tenant, &credential("crm oauth")).await.unwrap();
 }
 
-#[tokio::test]
-async fn credentials_crud_and_token_state_on_sqlite() {
-    let (_dir, store) = file_store().await;
-    credentials_crud_and_token_state(&store, TENANT).await;
+on_both_backends! {
+    async fn credentials_crud_and_token_state(store) {
+        credentials_crud_and_token_state(&store, TENANT).await;
+    }
 }
 
 fn event_type(name: &str) -> EventTypeDef {
@@ -505,21 +505,19 @@ async fn event_type_catalog(store: &Store, tenant: &str) {
     assert!(!store.has_catalog(tenant).await.unwrap());
 }
 
-#[tokio::test]
-async fn event_type_catalog_on_sqlite() {
-    let (_dir, store) = file_store().await;
-    event_type_catalog(&store, TENANT).await;
+on_both_backends! {
+    async fn event_type_catalog(store) {
+        event_type_catalog(&store, TENANT).await;
+    }
 }
 
 /// A webhook stored before m0002 reads back with default options and empty statistics.
-#[tokio::test]
-async fn webhooks_from_before_m0002_keep_their_fields_and_get_defaults() {
+async fn webhooks_from_before_m0002_keep_their_fields_and_get_defaults(backend: Backend) {
     use sea_orm::sea_query::{Expr, Query};
     use sea_orm::{ConnectionTrait, Database};
     use sea_orm_migration::MigratorTrait;
 
-    let dir = tempfile::TempDir::new().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let (_dir, url) = empty_database(backend);
     let old = webhook("old");
     {
         let db = Database::connect(&url).await.unwrap();
@@ -564,18 +562,11 @@ async fn webhooks_from_before_m0002_keep_their_fields_and_get_defaults() {
 }
 
 #[tokio::test]
-async fn definitions_work_on_postgres_when_configured() {
-    let Ok(url) = std::env::var("HOOKD_TEST_POSTGRES_URL") else {
-        eprintln!("skipping: set HOOKD_TEST_POSTGRES_URL to run the store against Postgres");
-        return;
-    };
-    let store = Store::connect(&url).await.unwrap();
-    // Fresh tenants per flow, so the test passes against a database reused between runs.
-    let tenant = || format!("test_{}", WebhookId::generate());
-    every_webhook_field_round_trips(&store, &tenant()).await;
-    filters_select_webhooks(&store, &tenant()).await;
-    webhooks_using_a_credential_are_found(&store, &tenant()).await;
-    statistics_follow_the_history(&store, &tenant()).await;
-    credentials_crud_and_token_state(&store, &tenant()).await;
-    event_type_catalog(&store, &tenant()).await;
+async fn webhooks_from_before_m0002_keep_their_fields_and_get_defaults_on_sqlite() {
+    webhooks_from_before_m0002_keep_their_fields_and_get_defaults(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn webhooks_from_before_m0002_keep_their_fields_and_get_defaults_on_postgres() {
+    webhooks_from_before_m0002_keep_their_fields_and_get_defaults(Backend::Postgres).await;
 }

@@ -3,12 +3,23 @@
 use chrono::{Duration, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::{TENANT, file_store, report, webhook};
+use super::{TENANT, report, webhook};
+use crate::Store;
 use crate::entity::{attempt, delivery};
 
-#[tokio::test]
-async fn purge_removes_old_deliveries_with_their_attempts_in_batches() {
-    let (_dir, store) = file_store().await;
+on_both_backends! {
+    async fn purge_removes_old_deliveries_with_their_attempts_in_batches(store) {
+        purge_removes_old_deliveries(&store).await;
+    }
+}
+
+on_both_backends! {
+    async fn totals_count_webhooks_by_state_and_pending_deliveries(store) {
+        totals_count(&store).await;
+    }
+}
+
+async fn purge_removes_old_deliveries(store: &Store) {
     let hook = webhook("old");
     store.create_webhook(TENANT, &hook).await.unwrap();
     let now = Utc::now();
@@ -43,9 +54,7 @@ async fn purge_removes_old_deliveries_with_their_attempts_in_batches() {
     assert!(attempts.iter().all(|a| left.contains(&a.delivery_id)));
 }
 
-#[tokio::test]
-async fn totals_count_webhooks_by_state_and_pending_deliveries() {
-    let (_dir, store) = file_store().await;
+async fn totals_count(store: &Store) {
     let active = webhook("on");
     let mut inactive = webhook("off");
     inactive.spec.active = false;
