@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use hookd_proto::{convert::json_to_value, v1};
 use hookd_testpg::PgServer;
-use hookd_tests::{Authed, Cluster, HookdProcess, OWNER_TOKEN, Receiver, authed, wait_until};
+use hookd_tests::{
+    Authed, Cluster, HookdProcess, OWNER_TOKEN, Receiver, authed, sample, scrape, wait_until,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -137,7 +139,8 @@ async fn hookd_migrate_prepares_a_fresh_database_and_a_second_run_changes_nothin
 
     let first = migrate()?;
     assert!(first.contains("applied migration m0001_initial"), "{first}");
-    assert_eq!(first.lines().count(), 4, "{first}");
+    assert!(first.contains("applied migration m0005_health_and_history"), "{first}");
+    assert_eq!(first.lines().count(), 5, "{first}");
     let name = database_name(&url);
     let tables = server.psql_in(
         name,
@@ -151,7 +154,7 @@ async fn hookd_migrate_prepares_a_fresh_database_and_a_second_run_changes_nothin
 
     let second = migrate()?;
     assert_eq!(second.trim(), "database schema is up to date");
-    assert_eq!(server.psql_in(name, "SELECT count(*) FROM seaql_migrations")?.trim(), "4");
+    assert_eq!(server.psql_in(name, "SELECT count(*) FROM seaql_migrations")?.trim(), "5");
     Ok(())
 }
 
@@ -306,5 +309,38 @@ async fn catalog_and_token_changes_on_one_replica_apply_on_another_at_once() -> 
     })
     .await?;
     assert_eq!(rejected.code(), Code::Unauthenticated, "{rejected:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_write_returns_once_the_other_replicas_dispatchers_applied_it()
+-> anyhow::Result<()> {
+    // The only dispatcher follows the second replica, and applies every change 300 ms late.
+    let mut cluster = Cluster::builder()
+        .postgres()
+        .dispatchers(0)
+        .dispatcher_extra("watch_apply_delay_ms = 300")
+        .control_env(&[("HOOKD_METRICS_REFRESH_SECS", "1")])
+        .start()?;
+    let replica = cluster.add_control()?;
+    cluster.add_dispatcher_for(&replica.grpc_url())?;
+    wait_until("the first replica hears from the second", DEADLINE, || async {
+        let text = scrape(&cluster.control.metrics_url()).await?;
+        Ok((sample(&text, "hookd_control_peer_replicas") == Some(1.0)).then_some(()))
+    })
+    .await?;
+    let receiver = Receiver::ok()?;
+    for i in 0..3 {
+        let name = format!("crm-{i}");
+        cluster.create_webhook(&name, receiver.url(&format!("/{name}")), &[name.as_str()]).await?;
+        // At once: had the create returned before the other replica's dispatcher applied
+        // it, the fan-out there would find no webhook and the event would go nowhere.
+        cluster.publish(&name, &format!("evt-{i}")).await?;
+    }
+    let got = receiver.wait_for(3, DEADLINE).await?;
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/crm-0", "/crm-1", "/crm-2"]);
+    drop(replica);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The feed of definition changes (webhooks and catalog entries) that watching dispatchers
-//! follow, with the acknowledgements that let a write return only once every dispatcher of
-//! this control plane has applied it.
+//! follow, with the acknowledgements that let a write return only once every dispatcher, of
+//! this control plane and of every other live replica, has applied it.
 //!
 //! Control planes run as replicas over one database, each with its own dispatchers. A replica
 //! that writes a definition announces it to its own feed and sends a hint (kind, tenant, id;
@@ -126,7 +126,7 @@ impl Changes {
 
     /// Waits until every registered watcher has applied `seq`, or until `timeout`: a
     /// dispatcher that is gone or stuck must not block changes for long.
-    async fn wait_applied(&self, seq: u64, timeout: Duration) {
+    pub(crate) async fn wait_applied(&self, seq: u64, timeout: Duration) {
         let watchers: Vec<(String, watch::Receiver<u64>)> = lock(&self.0.watchers)
             .iter()
             .map(|(id, applied)| (id.clone(), applied.subscribe()))
@@ -141,28 +141,36 @@ impl Changes {
         }
     }
 
-    /// Announces `change` and returns once every watcher of this replica has applied it (or
-    /// the deadline passed), so whoever made the change can publish events that depend on it
-    /// at once. The other replicas are told too; their watchers follow within a moment.
+    /// Announces `change` and returns once every watcher of this replica, and of every other
+    /// live replica, has applied it (or the deadline passed), so whoever made the change can
+    /// publish events that depend on it at once, whichever dispatcher takes them.
     pub async fn publish(&self, change: Change) {
         let hint = peers::Hint::of(&change);
         let seq = self.announce(change);
-        if let Some(hint) = hint {
-            self.tell_peers(hint).await;
-        }
-        self.wait_applied(seq, APPLY_DEADLINE).await;
+        let others = async {
+            if let Some(hint) = hint {
+                self.tell_peers(hint).await;
+            }
+        };
+        tokio::join!(others, self.wait_applied(seq, APPLY_DEADLINE));
     }
 
-    /// Tells the other replicas that something changed (a no-op before [`Changes::connect_peers`]).
+    /// Tells the other replicas that something changed and waits until they applied it (a
+    /// no-op before [`Changes::connect_peers`]).
     pub async fn tell_peers(&self, hint: peers::Hint) {
         if let Some(peers) = self.0.peers.get() {
-            peers.send(hint).await;
+            peers.send(hint, APPLY_DEADLINE).await;
         }
     }
 
     /// Sends the hints of this replica's changes to the others from now on.
     pub fn connect_peers(&self, nats: async_nats::Client) {
         let _ = self.0.peers.set(peers::Peers::new(nats));
+    }
+
+    /// Other replicas heard from lately (0 before [`Changes::connect_peers`]).
+    pub fn live_peers(&self) -> usize {
+        self.0.peers.get().map_or(0, |p| p.live().len())
     }
 
     /// This replica's name in its hints, once connected.

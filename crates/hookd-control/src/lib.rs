@@ -167,6 +167,7 @@ impl ControlPlane {
         let reloader =
             table.spawn_reloader(self.store.clone(), self.config.token_reload_interval());
         let follower = changes::peers::Follower {
+            nats: self.jetstream.client(),
             changes: changes.clone(),
             store: self.store.clone(),
             catalog: catalog.clone(),

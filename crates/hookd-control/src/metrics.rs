@@ -27,6 +27,7 @@ pub struct Metrics {
     pub webhooks_deactivated: IntCounterVec,
     pub history_purged: IntCounter,
     dispatchers_connected: IntGauge,
+    peer_replicas: IntGauge,
     webhooks: IntGaugeVec,
     deliveries_pending: IntGauge,
 }
@@ -82,6 +83,12 @@ impl Metrics {
                 "hookd_control_dispatchers_connected",
                 "Dispatchers following this control plane's definitions watch.",
             ),
+            peer_replicas: m::gauge(
+                &r,
+                "hookd_control_peer_replicas",
+                "Other control planes heard from in the last 3 s; webhook writes wait for each \
+                 to apply them.",
+            ),
             webhooks: m::gauge_vec(
                 &r,
                 "hookd_control_webhooks",
@@ -103,6 +110,7 @@ impl Metrics {
         loop {
             every.tick().await;
             self.dispatchers_connected.set(i64::try_from(changes.watchers()).unwrap_or(i64::MAX));
+            self.peer_replicas.set(i64::try_from(changes.live_peers()).unwrap_or(i64::MAX));
             match store.totals().await {
                 Ok(t) => {
                     let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);

@@ -7,8 +7,18 @@
 //! row as it is now (or its deletion). A hint lost while a replica was cut off from NATS is
 //! made up for on reconnection: its watchers get a new snapshot and its catalog and token
 //! table are read again.
+//!
+//! A write is in force on every replica when its RPC returns: each replica says it is alive on
+//! [`ALIVE_SUBJECT`] every second, a hint goes out as a request, and every other replica
+//! answers it once its own dispatchers have applied the change; the writer waits for an
+//! answer from each replica it has heard from lately (within the same 2 s cap as its own
+//! dispatchers), so a replica that died is waited for only until its heartbeats stop counting.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use hookd_core::WebhookId;
@@ -22,6 +32,11 @@ use crate::{ControlError, auth::TokenTable, catalog::Catalog};
 /// Where replicas hint at their writes. Core NATS, not JetStream: a hint is worthless once
 /// every running replica has seen it, and a replica that starts later reads everything anew.
 pub const HINT_SUBJECT: &str = "hookd.internal.changes";
+/// Where each replica says, every [`ALIVE_EVERY`], that it is running (the body is its name).
+pub const ALIVE_SUBJECT: &str = "hookd.internal.replicas";
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
+/// A replica not heard from for this long is not waited for.
+const ALIVE_FOR: Duration = Duration::from_secs(3);
 
 /// What changed: enough to find the row, nothing of its content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,37 +88,118 @@ impl Hint {
     }
 }
 
-/// The sending side: this replica's NATS connection and its name in the hints.
+/// The sending side: this replica's NATS connection, its name in the hints, and the other
+/// replicas it has heard from.
 pub struct Peers {
     nats: async_nats::Client,
     origin: String,
+    /// Replica name → when it last said it is alive.
+    alive: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Peers {
+    /// Starts saying this replica is alive, and listening to the others doing so.
     pub fn new(nats: async_nats::Client) -> Self {
-        Self { nats, origin: format!("cp_{}", uuid::Uuid::now_v7().simple()) }
+        let peers = Self {
+            nats,
+            origin: format!("cp_{}", uuid::Uuid::now_v7().simple()),
+            alive: Arc::default(),
+        };
+        peers.keep_in_touch();
+        peers
     }
 
     pub fn origin(&self) -> &str {
         &self.origin
     }
 
-    /// Best effort: the write is committed either way, and a replica that misses the hint
-    /// still serves the change with its watchers' next snapshot.
-    pub async fn send(&self, hint: Hint) {
+    fn keep_in_touch(&self) {
+        let (nats, origin, alive) = (self.nats.clone(), self.origin.clone(), self.alive.clone());
+        tokio::spawn(async move {
+            let mut heard = match nats.subscribe(ALIVE_SUBJECT).await {
+                Ok(s) => s,
+                Err(error) => {
+                    return tracing::warn!(%error, "cannot follow the other control planes");
+                }
+            };
+            let mut every = tokio::time::interval(ALIVE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let _ = nats.publish(ALIVE_SUBJECT, origin.clone().into()).await;
+                    }
+                    message = heard.next() => {
+                        let Some(message) = message else { return };
+                        let name = String::from_utf8_lossy(&message.payload).into_owned();
+                        if name != origin {
+                            let mut alive = alive.lock().unwrap_or_else(PoisonError::into_inner);
+                            alive.insert(name, Instant::now());
+                            alive.retain(|_, seen| seen.elapsed() < ALIVE_FOR * 10);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// The replicas heard from lately.
+    pub fn live(&self) -> HashSet<String> {
+        let alive = self.alive.lock().unwrap_or_else(PoisonError::into_inner);
+        alive
+            .iter()
+            .filter(|(_, seen)| seen.elapsed() < ALIVE_FOR)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Sends the hint and waits (up to `deadline`) until every live replica answered that its
+    /// dispatchers applied it. Best effort: the write is committed either way, and a replica
+    /// that misses the hint still serves the change with its watchers' next snapshot.
+    pub async fn send(&self, hint: Hint, deadline: Duration) {
         let wire = Wire { origin: self.origin.clone(), hint };
         let body = match serde_json::to_vec(&wire) {
             Ok(body) => body,
             Err(error) => return tracing::warn!(%error, "cannot encode a change hint"),
         };
-        if let Err(error) = self.nats.publish(HINT_SUBJECT, body.into()).await {
-            tracing::warn!(%error, "cannot tell the other control planes about a change");
+        let mut waiting = self.live();
+        let inbox = self.nats.new_inbox();
+        let answers = if waiting.is_empty() {
+            None
+        } else {
+            match self.nats.subscribe(inbox.clone()).await {
+                Ok(answers) => Some(answers),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot wait for the other control planes");
+                    None
+                }
+            }
+        };
+        let sent = match &answers {
+            Some(_) => self.nats.publish_with_reply(HINT_SUBJECT, inbox, body.into()).await,
+            None => self.nats.publish(HINT_SUBJECT, body.into()).await,
+        };
+        if let Err(error) = sent {
+            return tracing::warn!(%error, "cannot tell the other control planes about a change");
+        }
+        let Some(mut answers) = answers else { return };
+        let until = tokio::time::Instant::now() + deadline;
+        while !waiting.is_empty() {
+            match tokio::time::timeout_at(until, answers.next()).await {
+                Ok(Some(answer)) => {
+                    waiting.remove(String::from_utf8_lossy(&answer.payload).as_ref());
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!(replicas = ?waiting, "control planes did not confirm a change in time");
+                    return;
+                }
+            }
         }
     }
 }
 
 /// The receiving side: what a replica updates when another one wrote.
 pub struct Follower {
+    pub nats: async_nats::Client,
     pub changes: Changes,
     pub store: Store,
     pub catalog: Catalog,
@@ -126,7 +222,7 @@ impl Follower {
             loop {
                 tokio::select! {
                     hint = hints.next() => match hint {
-                        Some(message) => self.apply(&message.payload).await,
+                        Some(message) => self.apply(message).await,
                         None => return,
                     },
                     () = reconnected.notified() => self.resync().await,
@@ -135,8 +231,11 @@ impl Follower {
         }))
     }
 
-    async fn apply(&self, payload: &[u8]) {
-        let wire: Wire = match serde_json::from_slice(payload) {
+    /// Announces what the hint names and, in its own task, answers the writer once this
+    /// replica's dispatchers have applied it (announcing stays in hint order; waiting does not
+    /// hold up the next hint).
+    async fn apply(&self, message: async_nats::Message) {
+        let wire: Wire = match serde_json::from_slice(&message.payload) {
             Ok(wire) => wire,
             Err(error) => return tracing::warn!(%error, "ignoring a malformed change hint"),
         };
@@ -146,35 +245,49 @@ impl Follower {
         let Hint { kind, tenant, key } = wire.hint;
         tracing::debug!(?kind, %tenant, %key, origin = %wire.origin, "change from another control plane");
         let read = match kind {
-            HintKind::Webhook => self.webhook(tenant, WebhookId::from(key)).await,
-            HintKind::EventType => self.event_type(tenant, key).await,
-            HintKind::Access => self.tokens.reload(&self.store).await,
+            HintKind::Webhook => self.webhook(tenant, WebhookId::from(key)).await.map(Some),
+            HintKind::EventType => self.event_type(tenant, key).await.map(Some),
+            HintKind::Access => self.tokens.reload(&self.store).await.map(|()| None),
         };
-        if let Err(error) = read {
-            // Whatever the hint was about, a fresh start covers it once the database answers.
-            tracing::warn!(%error, "cannot read a change made on another control plane; resyncing");
-            self.resync().await;
-        }
+        let seq = match read {
+            Ok(seq) => seq,
+            Err(error) => {
+                // Whatever the hint was about, a fresh start covers it once the database
+                // answers; the writer is not told, and stops waiting at its deadline.
+                tracing::warn!(%error, "cannot read a change made on another control plane; resyncing");
+                return self.resync().await;
+            }
+        };
+        let Some(reply) = message.reply else { return };
+        let (changes, nats) = (self.changes.clone(), self.nats.clone());
+        let name = self.changes.origin().unwrap_or_default().to_owned();
+        tokio::spawn(async move {
+            if let Some(seq) = seq {
+                changes.wait_applied(seq, super::APPLY_DEADLINE).await;
+            }
+            if let Err(error) = nats.publish(reply, name.into()).await {
+                tracing::debug!(%error, "cannot confirm a change to the control plane that made it");
+            }
+        });
     }
 
     async fn webhook(
         &self,
         tenant: String,
         id: WebhookId,
-    ) -> Result<(), hookd_storage::StorageError> {
+    ) -> Result<u64, hookd_storage::StorageError> {
         let change = match self.store.get_webhook(&tenant, &id).await? {
             Some(webhook) => Change::Upserted { tenant, webhook: Box::new(webhook) },
             None => Change::Deleted { tenant, id },
         };
-        self.changes.announce(change);
-        Ok(())
+        Ok(self.changes.announce(change))
     }
 
     async fn event_type(
         &self,
         tenant: String,
         name: String,
-    ) -> Result<(), hookd_storage::StorageError> {
+    ) -> Result<u64, hookd_storage::StorageError> {
         let change = match self.store.get_event_type(&tenant, &name).await? {
             Some(def) => {
                 self.catalog.put(&tenant, &def);
@@ -185,8 +298,7 @@ impl Follower {
                 Change::EventTypeDeleted { tenant, name }
             }
         };
-        self.changes.announce(change);
-        Ok(())
+        Ok(self.changes.announce(change))
     }
 
     /// Reads everything the hints keep current again, and restarts the watchers.
