@@ -84,6 +84,19 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     })
 }
 
+/// `span`'s own context, when it has one (see [`traceparent`]), for [`add_link`].
+pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then_some(span_context)
+}
+
+/// Links `span` to the span `to` names: related, but neither is the other's parent (a result
+/// write and the batch call that carried it).
+pub fn add_link(span: &tracing::Span, to: SpanContext) {
+    span.add_link(to);
+}
+
 /// Puts [`traceparent`] of `span` on `headers`, if it has one.
 pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
     if let Some(value) = traceparent(span) {
