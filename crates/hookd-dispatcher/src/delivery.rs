@@ -190,12 +190,14 @@ impl Deliverer {
                 tracing::info!(error = %other.error(), latency_ms, outcome = status.as_str(), "attempt failed");
             }
         }
-        // On the span after the line above, which says the same: for the trace, and for what
-        // is logged after this.
-        if let Some(code) = result.outcome.http_status() {
-            span.record("http_status", code);
+        // For the exported trace only: the line above already says it in the logs, and
+        // recording re-formats the span's fields for them, which untraced deliveries skip.
+        if traceparent.is_some() {
+            if let Some(code) = result.outcome.http_status() {
+                span.record("http_status", code);
+            }
+            span.record("outcome", status.as_str());
         }
-        span.record("outcome", status.as_str());
         let next_attempt_at =
             retry_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() + d);
         let body_excerpt = match &result.outcome {
