@@ -49,6 +49,8 @@ impl DeliveryApi {
             attempt,
             chain_start: attempt,
             event_sequence: None,
+            // The resend's attempts continue the trace of the call that asked for it.
+            traceparent: hookd_nats::trace::traceparent(&tracing::Span::current()),
         };
         if let Err(e) = job.publish(&self.jetstream).await {
             // Nothing was queued: put the delivery back as it was.

@@ -184,6 +184,31 @@ fn record_from_report(r: v1::AttemptReport) -> Result<AttemptRecord, InvalidFiel
     })
 }
 
+/// A `record_attempt` span for each report that carries its attempt's trace context, a child
+/// of that attempt and linked to this call's span (the batch, which holds many traces). Reports
+/// without one (traces not exported) cost nothing here.
+fn record_spans(reports: &[v1::AttemptReport]) -> Vec<tracing::Span> {
+    let mut traced = reports.iter().filter(|r| !r.traceparent.is_empty()).peekable();
+    if traced.peek().is_none() {
+        return Vec::new();
+    }
+    let batch = hookd_nats::trace::span_context(&tracing::Span::current());
+    traced
+        .map(|r| {
+            let span = tracing::info_span!(
+                "record_attempt",
+                delivery_id = %r.delivery_id,
+                attempt = r.attempt.as_ref().map_or(0, |a| a.number),
+            );
+            hookd_nats::trace::set_parent(&span, &r.traceparent);
+            if let Some(batch) = &batch {
+                hookd_nats::trace::add_link(&span, batch.clone());
+            }
+            span
+        })
+        .collect()
+}
+
 #[tonic::async_trait]
 impl DispatchService for DispatchApi {
     type WatchWebhooksStream = WatchStream;
@@ -339,6 +364,9 @@ impl DispatchService for DispatchApi {
             ))
             .into());
         }
+        // One span per traced report, open until its batch is stored: the result write as
+        // the child of the attempt it records. Dropped (ended) when this call returns.
+        let _record_spans = record_spans(&reports);
         // Grouped by tenant: each tenant's results are recorded under it, in report order.
         let mut by_tenant: Vec<(String, Vec<AttemptRecord>)> = Vec::new();
         for (i, report) in reports.into_iter().enumerate() {

@@ -6,11 +6,13 @@
 use chrono::Utc;
 use hookd_core::access::Permission;
 use hookd_core::{Event, EventId, EventType, InvalidField, event::validate_event_id};
+use hookd_nats::trace::TRACEPARENT;
 use hookd_proto::{
     convert::{from_timestamp, value_to_json},
     v1::{self, event_service_server::EventService},
 };
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use std::sync::Arc;
 
@@ -68,8 +70,27 @@ fn event_from_request(e: v1::Event) -> Result<Event, InvalidField> {
 
 #[tonic::async_trait]
 impl EventService for EventApi {
-    #[tracing::instrument(skip_all, fields(event_id, event_type))]
     async fn publish_event(
+        &self,
+        request: Request<v1::PublishEventRequest>,
+    ) -> Result<Response<v1::PublishEventResponse>, Status> {
+        let span = tracing::info_span!(
+            "publish_event",
+            event_id = tracing::field::Empty,
+            event_type = tracing::field::Empty
+        );
+        // The producer's trace, if it sent one; otherwise this span starts a trace. Set before
+        // the span is entered: its parent is fixed from then on.
+        if let Some(parent) = request.metadata().get(TRACEPARENT).and_then(|v| v.to_str().ok()) {
+            hookd_nats::trace::set_parent(&span, parent);
+        }
+        self.publish(request).instrument(span).await
+    }
+}
+
+impl EventApi {
+    /// Checks and publishes one event; the current span's trace context goes with it.
+    async fn publish(
         &self,
         request: Request<v1::PublishEventRequest>,
     ) -> Result<Response<v1::PublishEventResponse>, Status> {

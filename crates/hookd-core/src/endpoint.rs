@@ -245,9 +245,12 @@ impl EndpointAuth {
 
 /// Headers hookd sets itself or that describe the connection; a user may not set them.
 /// `accept-encoding` among them: hookd never asks for a compressed answer (it never inflates
-/// one, so a decompression bomb stays the few compressed bytes it is).
-const RESERVED_HEADERS: [&str; 18] = [
+/// one, so a decompression bomb stays the few compressed bytes it is). `traceparent` and
+/// `tracestate` are the W3C trace context, which hookd propagates itself.
+const RESERVED_HEADERS: [&str; 20] = [
     "accept-encoding",
+    "traceparent",
+    "tracestate",
     "host",
     "content-length",
     "content-type",
@@ -358,6 +361,8 @@ mod tests {
             vec![h("host", "x")],
             vec![h("Content-Length", "1")],
             vec![h("webhook-signature", "v1,x")],
+            vec![h("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")],
+            vec![h("tracestate", "vendor=1")],
             vec![h("authorization", "Bearer x")],
             vec![h("bad name", "x")],
             vec![h("x-a", "line\nbreak")],

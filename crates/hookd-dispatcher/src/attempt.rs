@@ -29,6 +29,11 @@ pub struct Attempt<'a> {
 impl<S: TokenSource> Attempter<S> {
     /// Makes one attempt of `event` at `webhook`. Never fails: every problem is an outcome.
     /// `latency` covers the whole attempt, token requests and a repeated exchange included.
+    /// `traceparent` (the attempt span's) is sent to the endpoint.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is the caller's: deliveries and test sends differ in all of them"
+    )]
     pub async fn attempt<'a>(
         &self,
         tenant: &str,
@@ -37,9 +42,10 @@ impl<S: TokenSource> Attempter<S> {
         message_id: &'a str,
         sent_at: DateTime<Utc>,
         timeout: Duration,
+        traceparent: Option<&'a str>,
     ) -> Attempt<'a> {
         let started = Instant::now();
-        let mut prepared = prepare(webhook, event, message_id, sent_at, timeout);
+        let mut prepared = prepare(webhook, event, message_id, sent_at, timeout, traceparent);
         let failed = |prepared, error: String| Attempt {
             prepared,
             result: AttemptResult {
@@ -191,7 +197,7 @@ mod tests {
         let control = Control::default();
         let attempter = attempter(control.clone()).await;
         let (w, e) = (oauth_webhook(&server.base), event());
-        let made = attempter.attempt("default", &w, &e, "dlv_1", Utc::now(), TIMEOUT).await;
+        let made = attempter.attempt("default", &w, &e, "dlv_1", Utc::now(), TIMEOUT, None).await;
         assert!(made.result.outcome.is_success(), "{:?}", made.result.outcome);
         assert_eq!(server.next().await.header("authorization"), Some("Bearer t1"));
         assert_eq!(server.next().await.header("authorization"), Some("Bearer t2"));
@@ -208,7 +214,7 @@ mod tests {
         assert!(recorded.contains(&("authorization".into(), "[redacted]".into())));
 
         // The new token is cached for the next attempt.
-        let made = attempter.attempt("default", &w, &e, "dlv_2", Utc::now(), TIMEOUT).await;
+        let made = attempter.attempt("default", &w, &e, "dlv_2", Utc::now(), TIMEOUT, None).await;
         assert!(made.result.outcome.is_success());
         assert_eq!(server.next().await.header("authorization"), Some("Bearer t2"));
         assert_eq!(control.asked.lock().expect("not poisoned").len(), 2);
@@ -219,7 +225,7 @@ mod tests {
         let mut server = TestServer::start(|_| 401).await;
         let attempter = attempter(Control::default()).await;
         let (w, e) = (oauth_webhook(&server.base), event());
-        let made = attempter.attempt("default", &w, &e, "dlv_1", Utc::now(), TIMEOUT).await;
+        let made = attempter.attempt("default", &w, &e, "dlv_1", Utc::now(), TIMEOUT, None).await;
         assert_eq!(made.result.outcome.http_status(), Some(401));
         server.next().await;
         server.next().await;
@@ -231,7 +237,7 @@ mod tests {
         let mut server = TestServer::start(|_| 200).await;
         let attempter = attempter(Control { failing: true, ..Control::default() }).await;
         let (w, e) = (oauth_webhook(&server.base), event());
-        let made = attempter.attempt("default", &w, &e, "dlv_1", Utc::now(), TIMEOUT).await;
+        let made = attempter.attempt("default", &w, &e, "dlv_1", Utc::now(), TIMEOUT, None).await;
         assert_eq!(
             made.result.outcome,
             AttemptOutcome::Failed {

@@ -85,7 +85,13 @@ impl Deliverer {
             webhook_id = %job.webhook_id,
             event_id = %job.event_id,
             attempt,
+            http_status = tracing::field::Empty,
+            outcome = tracing::field::Empty,
         );
+        // Every attempt of the delivery is a child of the fan-out that created its job.
+        if let Some(parent) = &job.traceparent {
+            hookd_nats::trace::set_parent(&span, parent);
+        }
         self.attempt(msg, job, attempt).instrument(span).await;
     }
 
@@ -147,8 +153,18 @@ impl Deliverer {
         };
         let started_at = Utc::now();
         let delivery_id = job.delivery_id.as_str();
-        let attempt_made =
-            self.attempter.attempt(&job.tenant, &webhook, &event, delivery_id, started_at, timeout);
+        // The endpoint and the result write both continue this attempt's trace.
+        let span = tracing::Span::current();
+        let traceparent = hookd_nats::trace::traceparent(&span);
+        let attempt_made = self.attempter.attempt(
+            &job.tenant,
+            &webhook,
+            &event,
+            delivery_id,
+            started_at,
+            timeout,
+            traceparent.as_deref(),
+        );
         let made = if webhook.spec.credential_id.is_some() {
             // Token requests (and a repeat after a 401) can outlast the ack wait.
             with_progress(&msg, self.ack_wait, attempt_made).await
@@ -198,6 +214,14 @@ impl Deliverer {
                 tracing::info!(error = %other.error(), latency_ms, outcome = status.as_str(), "attempt failed");
             }
         }
+        // For the exported trace only: the line above already says it in the logs, and
+        // recording re-formats the span's fields for them, which untraced deliveries skip.
+        if traceparent.is_some() {
+            if let Some(code) = result.outcome.http_status() {
+                span.record("http_status", code);
+            }
+            span.record("outcome", status.as_str());
+        }
         let next_attempt_at =
             retry_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() + d);
         let body_excerpt = match &result.outcome {
@@ -227,6 +251,7 @@ impl Deliverer {
             }),
             status: v1::DeliveryStatus::from(status).into(),
             next_attempt_at: next_attempt_at.map(timestamp),
+            traceparent: traceparent.unwrap_or_default(),
         };
 
         // Keep the message ours while the result is being stored, however long the control

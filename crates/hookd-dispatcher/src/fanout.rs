@@ -7,6 +7,10 @@
 //! terminated here: never delivered, never retried, and counted for the control plane. So is
 //! an event larger than `max_event_bytes` (a producer publishing to NATS directly skips
 //! `PublishEvent`'s size check); it is not even parsed.
+//!
+//! Each event's `fan_out` span continues the producer's trace (the message's `traceparent`
+//! header), and every job it writes carries the span's own `traceparent`, so the attempts are
+//! its children.
 
 use std::time::Duration;
 
@@ -35,6 +39,7 @@ pub async fn fan_out(
         event_id = tracing::field::Empty,
         event_type = tracing::field::Empty
     );
+    hookd_nats::trace::set_parent_from_headers(&span, msg.headers.as_ref());
     fan_out_one(js, definitions, tallies, max_event_bytes, msg).instrument(span).await
 }
 
@@ -82,8 +87,10 @@ async fn fan_out_one(
         settle_event(&msg, AckKind::Ack).await;
         return (EventOutcome::Unmatched, 0);
     }
+    let traceparent = hookd_nats::trace::traceparent(&span);
     let job_for = |w: &std::sync::Arc<hookd_core::Webhook>| DeliveryJob {
         event_sequence: Some(sequence),
+        traceparent: traceparent.clone(),
         ..DeliveryJob::new(tenant, &w.id, &event, &msg.payload)
     };
     let jobs: Vec<DeliveryJob> = webhooks.iter().map(job_for).collect();

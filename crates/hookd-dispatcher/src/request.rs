@@ -12,6 +12,7 @@ use hookd_core::{
     endpoint::{ApiKeyLocation, EndpointAuth},
     payload,
 };
+use hookd_nats::trace::TRACEPARENT;
 
 use crate::http::{AttemptRequest, OutHeader, REDACTED};
 
@@ -29,13 +30,15 @@ pub struct Prepared<'a> {
 }
 
 /// Builds the request of one attempt of `event` at `webhook`. `message_id` goes in
-/// `webhook-id` (the delivery id; a test send's own id), `sent_at` in `webhook-timestamp`.
+/// `webhook-id` (the delivery id; a test send's own id), `sent_at` in `webhook-timestamp`,
+/// `traceparent` (the attempt's trace context, when traces are exported) in `traceparent`.
 pub fn prepare<'a>(
     webhook: &'a Webhook,
     event: &'a Event,
     message_id: &'a str,
     sent_at: DateTime<Utc>,
     timeout: Duration,
+    traceparent: Option<&'a str>,
 ) -> Prepared<'a> {
     let spec = &webhook.spec;
     let method = spec.method;
@@ -54,7 +57,7 @@ pub fn prepare<'a>(
         Bytes::from(rendered)
     });
 
-    let mut headers = Vec::with_capacity(6 + spec.headers.len());
+    let mut headers = Vec::with_capacity(7 + spec.headers.len());
     headers.push(OutHeader::plain("webhook-id", message_id));
     headers.push(OutHeader::plain("webhook-timestamp", sent_at.timestamp().to_string()));
     // Standard Webhooks: HMAC over "<id>.<timestamp>.<body>" (an empty body without one), one
@@ -71,8 +74,17 @@ pub fn prepare<'a>(
         "hookd-event-timestamp",
         event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
     ));
+    if let Some(traceparent) = traceparent {
+        headers.push(OutHeader::plain(TRACEPARENT, traceparent));
+    }
     // Validated names are lowercase and cannot clash with hookd's own or the auth header.
     for h in &spec.headers {
+        // Reserved since hookd propagates trace context; a webhook stored earlier may have
+        // them. hookd's own `traceparent` wins; a stored `tracestate` would describe another
+        // trace, so it goes too.
+        if (traceparent.is_some() && h.name == TRACEPARENT) || h.name == "tracestate" {
+            continue;
+        }
         headers.push(OutHeader::plain(&h.name, h.value.as_str()));
     }
 
@@ -234,7 +246,7 @@ pub(crate) mod tests {
             w.spec.fields = vec!["/contact/email".into()];
             w.spec.format = PayloadFormat::Data;
             w.spec.headers = vec![Header { name: "x-tenant".into(), value: "acme".into() }];
-            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, None);
             let result = http.attempt(&p.request).await;
             assert!(result.outcome.is_success(), "{method}: {:?}", result.outcome);
             let seen = server.next().await;
@@ -253,7 +265,7 @@ pub(crate) mod tests {
         }
         // No fields: the whole data, in the default envelope.
         let w = webhook(format!("{}/hook", server.base), HttpMethod::Post);
-        let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+        let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, None);
         http.attempt(&p.request).await;
         let body: serde_json::Value =
             serde_json::from_slice(&server.next().await.body).expect("json body");
@@ -269,7 +281,7 @@ pub(crate) mod tests {
         for method in [HttpMethod::Get, HttpMethod::Delete] {
             let mut w = webhook(format!("{}/hook?x=1", server.base), method);
             w.spec.fields = vec!["/contact/name".into(), "/n".into()];
-            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, None);
             assert!(p.request.body.is_none());
             let result = http.attempt(&p.request).await;
             assert!(result.outcome.is_success(), "{method}: {:?}", result.outcome);
@@ -314,7 +326,7 @@ pub(crate) mod tests {
         for (auth, header, value) in cases {
             let mut w = webhook(format!("{}/hook", server.base), HttpMethod::Post);
             w.spec.auth = auth;
-            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, None);
             http.attempt(&p.request).await;
             let seen = server.next().await;
             assert_eq!(seen.header(header), Some(value), "{}", w.spec.auth.kind());
@@ -338,7 +350,7 @@ pub(crate) mod tests {
                 value: Secret::new("s3cr&t"),
                 location: ApiKeyLocation::Query,
             };
-            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+            let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, None);
             http.attempt(&p.request).await;
             let seen = server.next().await;
             let expected = match method {
@@ -356,12 +368,44 @@ pub(crate) mod tests {
     fn a_bearer_token_replaces_the_authorization_header() {
         let w = webhook("http://127.0.0.1:9/".into(), HttpMethod::Post);
         let e = event();
-        let mut p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT);
+        let mut p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, None);
         p.set_bearer("t1");
         p.set_bearer("t2");
         let auth: Vec<_> = p.request.headers.iter().filter(|h| h.name == AUTHORIZATION).collect();
         assert_eq!(auth.len(), 1);
         assert_eq!(auth[0].value, "Bearer t2");
         assert!(auth[0].secret);
+    }
+
+    #[test]
+    fn the_attempts_traceparent_replaces_a_stored_one() {
+        let mut w = webhook("http://127.0.0.1:9/".into(), HttpMethod::Post);
+        // Stored before the names were reserved.
+        w.spec.headers = vec![
+            Header { name: "traceparent".into(), value: "00-old".into() },
+            Header { name: "tracestate".into(), value: "old=1".into() },
+            Header { name: "x-tenant".into(), value: "acme".into() },
+        ];
+        let e = event();
+        let ours = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = |p: &Prepared<'_>| -> Vec<(String, String)> {
+            p.request
+                .headers
+                .iter()
+                .filter(|h| h.name.starts_with("trace") || h.name == "x-tenant")
+                .map(|h| (h.name.to_owned(), h.value.to_string()))
+                .collect()
+        };
+        let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, Some(ours));
+        assert_eq!(
+            traced(&p),
+            [("traceparent".into(), ours.into()), ("x-tenant".into(), "acme".into())]
+        );
+        // Without traces exported the stored value goes as it always did.
+        let p = prepare(&w, &e, "dlv_1", Utc::now(), TIMEOUT, None);
+        assert_eq!(
+            traced(&p),
+            [("traceparent".into(), "00-old".into()), ("x-tenant".into(), "acme".into())]
+        );
     }
 }

@@ -114,9 +114,18 @@ impl TestSends {
         tracing::Span::current().record("event_id", event.id.as_str());
         let message_id = format!("test_{}", uuid::Uuid::now_v7().simple());
         let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
+        let traceparent = hookd_nats::trace::traceparent(&tracing::Span::current());
         let made = self
             .attempter
-            .attempt(tenant, &webhook, &event, &message_id, started_at, timeout)
+            .attempt(
+                tenant,
+                &webhook,
+                &event,
+                &message_id,
+                started_at,
+                timeout,
+                traceparent.as_deref(),
+            )
             .await;
         let outcome = &made.result.outcome;
         tracing::info!(

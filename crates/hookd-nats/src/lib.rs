@@ -10,10 +10,15 @@
 //! - `HOOKD_BUFFER` (`hookd.buffer.<tenant>.<webhook-id>`): delivery jobs kept, in order, for
 //!   a deactivated webhook (matching events and parked retries), until it is reactivated or
 //!   they are older than the buffer window (the stream's max age).
+//!
+//! Trace context rides along ([`trace`]): a `traceparent` header on an event, and a
+//! `traceparent` field inside a delivery job, which survives NAK redeliveries, schedules, parks
+//! and replays because it is part of the job itself.
 
 pub mod setup;
 pub mod subject;
 pub mod test_send;
+pub mod trace;
 
 use bytes::Bytes;
 use hookd_core::{DeliveryId, Event, EventId, WebhookId};
@@ -63,23 +68,26 @@ pub struct Published {
 }
 
 /// Publishes an event as producers do, with `Nats-Msg-Id` = event id, and waits for the
-/// stream to store it.
+/// stream to store it. The current span's trace context goes along as a `traceparent` header,
+/// so the fan-out continues the publisher's trace.
 pub async fn publish_event(
     js: &async_nats::jetstream::Context,
     tenant: &str,
     event: &Event,
 ) -> Result<Published, NatsError> {
     let subject = subject::event(tenant, event.event_type.as_str());
-    publish_with_id(js, subject, event.id.as_str(), Bytes::from(event.to_json())).await
+    let mut headers = async_nats::HeaderMap::new();
+    trace::inject(&tracing::Span::current(), &mut headers);
+    publish_with_id(js, subject, headers, event.id.as_str(), Bytes::from(event.to_json())).await
 }
 
 pub(crate) async fn publish_with_id(
     js: &async_nats::jetstream::Context,
     subject: String,
+    mut headers: async_nats::HeaderMap,
     msg_id: &str,
     body: Bytes,
 ) -> Result<Published, NatsError> {
-    let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
     let ack = async {
         js.publish_with_headers(subject.clone(), headers, body).await?.await.map_err(Into::into)
@@ -112,6 +120,10 @@ pub struct DeliveryJob {
     /// a replay of a webhook's buffer is ordered by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_sequence: Option<u64>,
+    /// The fan-out span's W3C `traceparent`, set when traces are exported: every attempt of
+    /// this delivery, however it was retried, parked or replayed, is a child of that span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 fn first() -> u32 {
@@ -137,6 +149,7 @@ impl DeliveryJob {
             attempt: 1,
             chain_start: 1,
             event_sequence: None,
+            traceparent: None,
         }
     }
 
@@ -177,7 +190,14 @@ impl DeliveryJob {
         js: &async_nats::jetstream::Context,
     ) -> Result<Published, NatsError> {
         let subject = subject::delivery(&self.tenant, &self.webhook_id);
-        publish_with_id(js, subject, &self.message_id(), self.to_bytes()).await
+        publish_with_id(
+            js,
+            subject,
+            async_nats::HeaderMap::new(),
+            &self.message_id(),
+            self.to_bytes(),
+        )
+        .await
     }
 
     /// Keeps this job in the webhook's buffer while the webhook is deactivated. `msg_id`
@@ -188,7 +208,7 @@ impl DeliveryJob {
         msg_id: &str,
     ) -> Result<Published, NatsError> {
         let subject = subject::buffer(&self.tenant, &self.webhook_id);
-        publish_with_id(js, subject, msg_id, self.to_bytes()).await
+        publish_with_id(js, subject, async_nats::HeaderMap::new(), msg_id, self.to_bytes()).await
     }
 
     /// Publishes a job taken from the buffer back to the deliveries stream. The id names the
@@ -202,7 +222,7 @@ impl DeliveryJob {
     ) -> Result<Published, NatsError> {
         let subject = subject::delivery(&self.tenant, &self.webhook_id);
         let id = format!("{}.r{buffer_sequence}", self.message_id());
-        publish_with_id(js, subject, &id, self.to_bytes()).await
+        publish_with_id(js, subject, async_nats::HeaderMap::new(), &id, self.to_bytes()).await
     }
 
     /// Stores this job in the deliveries stream as a schedule that JetStream publishes to the
@@ -248,5 +268,21 @@ mod tests {
         let again = DeliveryJob::from_bytes(&job.to_bytes()).expect("decodes");
         assert_eq!(again.event.get().as_bytes(), raw);
         assert_eq!(again.delivery_id, DeliveryId::for_event(&event.id, &WebhookId::from("wh_1")));
+        assert_eq!(again.traceparent, None);
+        assert!(!String::from_utf8_lossy(&job.to_bytes()).contains("traceparent"));
+    }
+
+    #[test]
+    fn a_retry_of_a_job_keeps_its_trace_context() {
+        let raw = br#"{"id":"e1","type":"t"}"#;
+        let event = Event::from_json(raw, chrono::Utc::now()).expect("valid event");
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let job = DeliveryJob {
+            traceparent: Some(traceparent.to_owned()),
+            ..DeliveryJob::new("default", &WebhookId::from("wh_1"), &event, raw)
+        };
+        let retry = DeliveryJob { attempt: 2, ..job.clone() };
+        let again = DeliveryJob::from_bytes(&retry.to_bytes()).expect("decodes");
+        assert_eq!(again.traceparent.as_deref(), Some(traceparent));
     }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod settings;
+mod telemetry;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -68,18 +69,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Completes on Ctrl-C or SIGTERM, whichever comes first.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -109,40 +98,55 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, std::n
 }
 
 async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    init_logging();
-    let config: hookd_control::Config = settings::load(config_file.as_deref())?;
-    let (listener, addr) = bind(config.listen).await?;
-    let control = hookd_control::ControlPlane::start(config).await?;
-    if let Some(metrics) = control.metrics_addr() {
-        println!("hookd control metrics on {metrics}");
+    let telemetry = telemetry::init("hookd-control")?;
+    let result = async {
+        let config: hookd_control::Config = settings::load(config_file.as_deref())?;
+        let (listener, addr) = bind(config.listen).await?;
+        let control = hookd_control::ControlPlane::start(config).await?;
+        if let Some(metrics) = control.metrics_addr() {
+            println!("hookd control metrics on {metrics}");
+        }
+        // The one line on stdout: scripts and tests wait for it.
+        println!("hookd control ready on {addr}");
+        control.serve(listener, shutdown_signal()).await?;
+        anyhow::Ok(())
     }
-    // The one line on stdout: scripts and tests wait for it.
-    println!("hookd control ready on {addr}");
-    control.serve(listener, shutdown_signal()).await?;
-    Ok(())
+    .await;
+    telemetry.shutdown().await;
+    result
 }
 
 /// Reads the control plane's settings (file and environment, like `hookd control`) and
 /// migrates; prints one line per migration applied.
 async fn run_migrate(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    init_logging();
-    let config: hookd_control::Config = settings::load(config_file.as_deref())?;
-    let applied = hookd_control::migrate(&config).await?;
-    if applied.is_empty() {
-        println!("database schema is up to date");
+    let telemetry = telemetry::init("hookd-migrate")?;
+    let result = async {
+        let config: hookd_control::Config = settings::load(config_file.as_deref())?;
+        let applied = hookd_control::migrate(&config).await?;
+        if applied.is_empty() {
+            println!("database schema is up to date");
+        }
+        for name in applied {
+            println!("applied migration {name}");
+        }
+        anyhow::Ok(())
     }
-    for name in applied {
-        println!("applied migration {name}");
-    }
-    Ok(())
+    .await;
+    telemetry.shutdown().await;
+    result
 }
 
 async fn run_dispatcher(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    init_logging();
-    let config: hookd_dispatcher::Config = settings::load(config_file.as_deref())?;
-    let (listener, addr) = bind(config.listen).await?;
-    let dispatcher = hookd_dispatcher::Dispatcher::start(config).await?;
-    println!("hookd dispatcher ready on {addr}");
-    dispatcher.serve(listener, shutdown_signal()).await?;
-    Ok(())
+    let telemetry = telemetry::init("hookd-dispatcher")?;
+    let result = async {
+        let config: hookd_dispatcher::Config = settings::load(config_file.as_deref())?;
+        let (listener, addr) = bind(config.listen).await?;
+        let dispatcher = hookd_dispatcher::Dispatcher::start(config).await?;
+        println!("hookd dispatcher ready on {addr}");
+        dispatcher.serve(listener, shutdown_signal()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    telemetry.shutdown().await;
+    result
 }

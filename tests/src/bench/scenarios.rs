@@ -826,5 +826,6 @@ fn report(webhook_id: &str, salt: u64, i: u64) -> v1::AttemptReport {
         }),
         status: v1::DeliveryStatus::Delivered as i32,
         next_attempt_at: None,
+        traceparent: String::new(),
     }
 }
