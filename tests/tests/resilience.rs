@@ -12,6 +12,10 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use hookd_proto::v1;
 use hookd_tests::{Cluster, ReceivedRequest, Receiver, Response, responder, wait_until};
 
+/// The latency measurement runs alone: the other tests of this file load the same two cores
+/// and would measure themselves, not hookd. They share this lock; that one takes it whole.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 const DELIVERED: i32 = v1::DeliveryStatus::Delivered as i32;
 const PENDING: i32 = v1::DeliveryStatus::Pending as i32;
 const FAILED: i32 = v1::DeliveryStatus::Failed as i32;
@@ -215,6 +219,7 @@ const LOAD_MAX_IN_FLIGHT: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_dispatcher_mid_load_loses_no_delivery() -> anyhow::Result<()> {
+    let _shared = ALONE.read().await;
     let test_started = Instant::now();
     let mut cluster = Cluster::start(
         2,
@@ -291,6 +296,7 @@ async fn killing_a_dispatcher_mid_load_loses_no_delivery() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_dispatchers_share_the_work_and_deliver_each_event_once() -> anyhow::Result<()> {
+    let _shared = ALONE.read().await;
     const EVENTS: usize = 1000;
     let cluster = Cluster::start(2, "max_in_flight = 64")?;
     let receiver =
@@ -318,6 +324,7 @@ async fn two_dispatchers_share_the_work_and_deliver_each_event_once() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_outage_loses_no_result_and_repeats_no_call() -> anyhow::Result<()> {
+    let _shared = ALONE.read().await;
     const EVENTS: usize = 200;
     const OUTAGE: Duration = Duration::from_secs(20);
     let test_started = Instant::now();
@@ -428,6 +435,7 @@ async fn measure_latencies(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_endpoint_with_many_pending_retries_does_not_slow_a_healthy_one() -> anyhow::Result<()>
 {
+    let _alone = ALONE.write().await;
     const DEAD_EVENTS: usize = 2000;
     const LIVE_EVENTS: usize = 50;
     // A healthy delivery is one fan-out plus one HTTP call; on an idle cluster that is a few
@@ -504,6 +512,7 @@ async fn dead_endpoint_with_many_pending_retries_does_not_slow_a_healthy_one() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_are_classified() -> anyhow::Result<()> {
+    let _shared = ALONE.read().await;
     let test_started = Instant::now();
     let cluster = Cluster::start(1, "retry_schedule_secs = []\nattempt_timeout_secs = 1")?;
     let base: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
@@ -578,6 +587,7 @@ async fn responses_are_classified() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_endpoint_is_retried_on_schedule_then_succeeds() -> anyhow::Result<()> {
+    let _shared = ALONE.read().await;
     const TOLERANCE: Duration = Duration::from_millis(500);
     let test_started = Instant::now();
     let cluster = Cluster::start(1, "retry_schedule_secs = [1, 2, 3]")?;
@@ -625,6 +635,7 @@ async fn failing_endpoint_is_retried_on_schedule_then_succeeds() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_failing_endpoint_ends_failed_without_more_calls() -> anyhow::Result<()> {
+    let _shared = ALONE.read().await;
     let test_started = Instant::now();
     let cluster = Cluster::start(1, "retry_schedule_secs = [1, 1]")?;
     let receiver = Receiver::start(responder(|_, _| Response::status(500)))?;
