@@ -18,6 +18,7 @@ mod hookd;
 mod nats;
 mod otlp;
 mod process;
+mod producer;
 mod receiver;
 mod scrape;
 mod wait;
@@ -32,6 +33,7 @@ pub use hookd::{
 };
 pub use nats::{NatsServer, nats_server_binary};
 pub use otlp::{CollectedSpan, OtlpReceiver};
+pub use producer::{publish_many_to_nats, publish_to_nats};
 pub use receiver::{ReceivedRequest, Receiver, Responder, Response, responder};
 pub use scrape::{promtool_binary, promtool_check, sample, scrape};
 pub use wait::wait_until;

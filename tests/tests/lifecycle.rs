@@ -9,47 +9,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream;
-use futures::{StreamExt as _, TryStreamExt as _};
 use hookd_proto::v1;
-use hookd_tests::{Cluster, ReceivedRequest, Receiver, Response, responder, wait_until};
+use hookd_tests::{
+    Cluster, ReceivedRequest, Receiver, Response, publish_many_to_nats, publish_to_nats, responder,
+    wait_until,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
 const DELIVERED: i32 = v1::DeliveryStatus::Delivered as i32;
-
-/// Publishes one event straight to NATS, as a producer does, and waits for the store ack.
-async fn publish(js: &jetstream::Context, event_type: &str, id: &str) -> anyhow::Result<()> {
-    let body = serde_json::json!({"id": id, "type": event_type, "data": {"id": id}});
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", id);
-    js.publish_with_headers(
-        format!("hookd.events.default.{event_type}"),
-        headers,
-        body.to_string().into(),
-    )
-    .await
-    .with_context(|| format!("publishing {id}"))?
-    .await
-    .with_context(|| format!("store ack of {id}"))?;
-    Ok(())
-}
-
-async fn publish_all(
-    js: jetstream::Context,
-    event_type: &'static str,
-    ids: Vec<String>,
-) -> anyhow::Result<()> {
-    futures::stream::iter(ids)
-        .map(|id| {
-            let js = js.clone();
-            async move { publish(&js, event_type, &id).await }
-        })
-        .buffer_unordered(16)
-        .try_collect::<()>()
-        .await
-}
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
@@ -134,7 +104,7 @@ async fn sigterm_hands_queued_jobs_to_another_dispatcher_and_repeats_no_attempt(
     let webhook = cluster.create_webhook("slow", receiver.url("/slow"), &["slow-type"]).await?;
     let js = jetstream::new(cluster.nats.client().await?);
     let expected = ids("evt-term", EVENTS);
-    publish_all(js, "slow-type", expected).await?;
+    publish_many_to_nats(js, "slow-type".into(), expected, 16).await?;
 
     // Attempts are in progress at the first dispatcher and more jobs wait behind them.
     receiver.wait_for(2, Duration::from_secs(30)).await?;
@@ -219,7 +189,7 @@ async fn an_attempt_outlasting_the_grace_period_is_handed_back() -> anyhow::Resu
         Response::ok().with_delay(delay)
     }))?;
     let webhook = cluster.create_webhook("hang", receiver.url("/hang"), &["hang"]).await?;
-    publish(&jetstream::new(cluster.nats.client().await?), "hang", "evt-hang").await?;
+    publish_to_nats(&jetstream::new(cluster.nats.client().await?), "hang", "evt-hang").await?;
     receiver.wait_for(1, Duration::from_secs(30)).await?;
     cluster.add_dispatcher()?;
 
@@ -261,7 +231,7 @@ async fn control_plane_sigterm_while_results_are_reported_loses_none() -> anyhow
     let webhook = cluster.create_webhook("steady", receiver.url("/steady"), &["steady"]).await?;
     let js = jetstream::new(cluster.nats.client().await?);
     let expected = ids("evt-control", EVENTS);
-    let publisher = tokio::spawn(publish_all(js, "steady", expected));
+    let publisher = tokio::spawn(publish_many_to_nats(js, "steady".into(), expected, 16));
 
     receiver.wait_for(50, Duration::from_secs(30)).await?;
     let terminated_at = Instant::now();
@@ -352,7 +322,8 @@ async fn readiness_follows_nats_down_and_back() -> anyhow::Result<()> {
     wait_readiness(&cluster, true, Duration::from_secs(30)).await?;
     println!("serving {:.2} s after nats-server restarted", restarted_at.elapsed().as_secs_f64());
 
-    publish(&jetstream::new(cluster.nats.client().await?), "ready", "evt-after-outage").await?;
+    publish_to_nats(&jetstream::new(cluster.nats.client().await?), "ready", "evt-after-outage")
+        .await?;
     let delivery = cluster.settled_delivery(&webhook.id, Duration::from_secs(30)).await?;
     assert_eq!(delivery.status, DELIVERED);
     Ok(())

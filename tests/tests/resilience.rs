@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream;
-use futures::{StreamExt as _, TryStreamExt as _};
 use hookd_proto::v1;
-use hookd_tests::{Cluster, ReceivedRequest, Receiver, Response, responder, wait_until};
+use hookd_tests::{
+    Cluster, ReceivedRequest, Receiver, Response, publish_many_to_nats, publish_to_nats, responder,
+    wait_until,
+};
 
 /// The latency measurement runs alone: the other tests of this file load the same two cores
 /// and would measure themselves, not hookd. They share this lock; that one takes it whole.
@@ -22,47 +24,6 @@ const FAILED: i32 = v1::DeliveryStatus::Failed as i32;
 
 async fn jetstream(cluster: &Cluster) -> anyhow::Result<jetstream::Context> {
     Ok(jetstream::new(cluster.nats.client().await?))
-}
-
-/// Publishes one event straight to NATS the way a producer does, and waits for the store ack.
-async fn publish(js: &jetstream::Context, event_type: &str, id: &str) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "id": id,
-        "type": event_type,
-        "entity_id": format!("entity-{id}"),
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": {"id": id},
-    });
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", id);
-    js.publish_with_headers(
-        format!("hookd.events.default.{event_type}"),
-        headers,
-        body.to_string().into(),
-    )
-    .await
-    .with_context(|| format!("publishing {id}"))?
-    .await
-    .with_context(|| format!("store ack of {id}"))?;
-    Ok(())
-}
-
-/// Publishes every id, at most `concurrency` at a time.
-async fn publish_all(
-    js: jetstream::Context,
-    event_type: String,
-    ids: Vec<String>,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    futures::stream::iter(ids)
-        .map(|id| {
-            let js = js.clone();
-            let event_type = event_type.clone();
-            async move { publish(&js, &event_type, &id).await }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<()>()
-        .await
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
@@ -233,7 +194,7 @@ async fn killing_a_dispatcher_mid_load_loses_no_delivery() -> anyhow::Result<()>
     let webhook = cluster.create_webhook("load", receiver.url("/load"), &["load-test"]).await?;
 
     let expected = ids("evt-load", LOAD_EVENTS);
-    let publisher = tokio::spawn(publish_all(
+    let publisher = tokio::spawn(publish_many_to_nats(
         jetstream(&cluster).await?,
         "load-test".into(),
         expected.clone(),
@@ -303,7 +264,7 @@ async fn two_dispatchers_share_the_work_and_deliver_each_event_once() -> anyhow:
         Receiver::start(responder(|_, _| Response::ok().with_delay(Duration::from_millis(5))))?;
     let webhook = cluster.create_webhook("shared", receiver.url("/"), &["shared"]).await?;
     let expected = ids("evt-shared", EVENTS);
-    publish_all(jetstream(&cluster).await?, "shared".into(), expected.clone(), 32).await?;
+    publish_many_to_nats(jetstream(&cluster).await?, "shared".into(), expected.clone(), 32).await?;
     let mut tally = wait_all_arrived(&receiver, &expected, Duration::from_secs(60)).await?;
     wait_deliveries_drained(&cluster, Duration::from_secs(30)).await?;
     tally.update(&receiver)?;
@@ -342,14 +303,15 @@ async fn control_plane_outage_loses_no_result_and_repeats_no_call() -> anyhow::R
 
     let expected = ids("evt-outage", EVENTS);
     let (before, during) = expected.split_at(EVENTS / 2);
-    let publisher = tokio::spawn(publish_all(js.clone(), "outage-test".into(), before.to_vec(), 8));
+    let publisher =
+        tokio::spawn(publish_many_to_nats(js.clone(), "outage-test".into(), before.to_vec(), 8));
     receiver.wait_for(30, Duration::from_secs(30)).await?;
     cluster.control.kill()?;
     let killed_at = Instant::now();
     let at_kill = receiver.count();
     publisher.await.context("publisher task")??;
     // The control plane's gRPC is down: producers publish to NATS directly.
-    publish_all(js.clone(), "outage-test".into(), during.to_vec(), 8).await?;
+    publish_many_to_nats(js.clone(), "outage-test".into(), during.to_vec(), 8).await?;
 
     // The outage itself lasts a fixed time; this sleep is the scenario, not a wait for a
     // condition.
@@ -418,7 +380,7 @@ async fn measure_latencies(
     for id in ids(prefix, n) {
         pace.tick().await;
         published.insert(id.clone(), Instant::now());
-        publish(js, event_type, &id).await?;
+        publish_to_nats(js, event_type, &id).await?;
     }
     let requests = receiver.wait_for(already + n, Duration::from_secs(60)).await?;
     let mut latencies = Vec::with_capacity(n);
@@ -453,7 +415,7 @@ async fn dead_endpoint_with_many_pending_retries_does_not_slow_a_healthy_one() -
     let baseline = measure_latencies(&js, &live, "live-type", "evt-live-base", LIVE_EVENTS).await?;
 
     let load_started = Instant::now();
-    publish_all(js.clone(), "dead-type".into(), ids("evt-dead", DEAD_EVENTS), 64).await?;
+    publish_many_to_nats(js.clone(), "dead-type".into(), ids("evt-dead", DEAD_EVENTS), 64).await?;
     let first_attempts =
         wait_until("a first attempt at every dead delivery", Duration::from_secs(90), || async {
             let deliveries = list_all(&cluster, &dead.id).await?;
@@ -542,7 +504,7 @@ async fn responses_are_classified() -> anyhow::Result<()> {
     let mut webhooks = HashMap::new();
     for (name, url) in &cases {
         let webhook = cluster.create_webhook(name, url.clone(), &[name]).await?;
-        publish(&js, name, &format!("evt-{name}")).await?;
+        publish_to_nats(&js, name, &format!("evt-{name}")).await?;
         webhooks.insert(*name, webhook);
     }
     let mut attempts = HashMap::new();
@@ -595,7 +557,7 @@ async fn failing_endpoint_is_retried_on_schedule_then_succeeds() -> anyhow::Resu
         if index < 2 { Response::status(500).with_body("broken") } else { Response::ok() }
     }))?;
     let webhook = cluster.create_webhook("flaky", receiver.url("/flaky"), &["flaky"]).await?;
-    publish(&jetstream(&cluster).await?, "flaky", "evt-flaky").await?;
+    publish_to_nats(&jetstream(&cluster).await?, "flaky", "evt-flaky").await?;
 
     let requests = receiver.wait_for(3, Duration::from_secs(30)).await?;
     let delivery_id = webhook_id_header(&requests[0])?;
@@ -640,7 +602,7 @@ async fn always_failing_endpoint_ends_failed_without_more_calls() -> anyhow::Res
     let cluster = Cluster::start(1, "retry_schedule_secs = [1, 1]")?;
     let receiver = Receiver::start(responder(|_, _| Response::status(500)))?;
     let webhook = cluster.create_webhook("broken", receiver.url("/broken"), &["broken"]).await?;
-    publish(&jetstream(&cluster).await?, "broken", "evt-broken").await?;
+    publish_to_nats(&jetstream(&cluster).await?, "broken", "evt-broken").await?;
 
     receiver.wait_for(3, Duration::from_secs(30)).await?;
     let listed = wait_settled(&cluster, &webhook.id, 1, Duration::from_secs(20)).await?;
