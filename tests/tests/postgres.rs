@@ -344,3 +344,49 @@ async fn a_webhook_write_returns_once_the_other_replicas_dispatchers_applied_it(
     drop(replica);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_database_down_and_back() -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let cluster = Cluster::builder()
+        .postgres()
+        .dispatchers(0)
+        .control_env(&[("HOOKD_READINESS_INTERVAL_SECS", "1")])
+        .start()?;
+    let channel = cluster.channel().await?;
+    let status = || async {
+        let answer = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest { service: "hookd.v1.WebhookService".into() })
+            .await?
+            .into_inner();
+        anyhow::Ok(answer.status)
+    };
+    let serving = ServingStatus::Serving as i32;
+    let not_serving = ServingStatus::NotServing as i32;
+    wait_until("serving", DEADLINE, || async { Ok((status().await? == serving).then_some(())) })
+        .await?;
+
+    // The database goes away for this control plane: no new connection is allowed, and the
+    // ones it holds are ended.
+    let name = database_name(cluster.database_url()).to_owned();
+    PgServer::shared().psql(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false; \
+         SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))?;
+    wait_until("not serving without the database", DEADLINE, || async {
+        Ok((status().await? == not_serving).then_some(()))
+    })
+    .await?;
+    PgServer::shared().psql(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))?;
+    wait_until("serving again", DEADLINE, || async {
+        Ok((status().await? == serving).then_some(()))
+    })
+    .await?;
+    // And it works again, not just says so.
+    let receiver = Receiver::ok()?;
+    let hook = cluster.create_webhook("back", receiver.url("/"), &["back"]).await?;
+    assert!(!hook.id.is_empty());
+    Ok(())
+}
