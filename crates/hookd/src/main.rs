@@ -97,9 +97,20 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, std::n
     Ok((listener, local))
 }
 
+/// Runs `work` with logs and (when configured) trace export set up for `service`, and
+/// exports the spans still buffered whatever `work` returns.
+async fn traced(
+    service: &'static str,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let telemetry = telemetry::init(service)?;
+    let result = work.await;
+    telemetry.shutdown().await;
+    result
+}
+
 async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let telemetry = telemetry::init("hookd-control")?;
-    let result = async {
+    traced("hookd-control", async {
         let config: hookd_control::Config = settings::load(config_file.as_deref())?;
         let (listener, addr) = bind(config.listen).await?;
         let control = hookd_control::ControlPlane::start(config).await?;
@@ -109,18 +120,15 @@ async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         // The one line on stdout: scripts and tests wait for it.
         println!("hookd control ready on {addr}");
         control.serve(listener, shutdown_signal()).await?;
-        anyhow::Ok(())
-    }
-    .await;
-    telemetry.shutdown().await;
-    result
+        Ok(())
+    })
+    .await
 }
 
 /// Reads the control plane's settings (file and environment, like `hookd control`) and
 /// migrates; prints one line per migration applied.
 async fn run_migrate(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let telemetry = telemetry::init("hookd-migrate")?;
-    let result = async {
+    traced("hookd-migrate", async {
         let config: hookd_control::Config = settings::load(config_file.as_deref())?;
         let applied = hookd_control::migrate(&config).await?;
         if applied.is_empty() {
@@ -129,24 +137,19 @@ async fn run_migrate(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         for name in applied {
             println!("applied migration {name}");
         }
-        anyhow::Ok(())
-    }
-    .await;
-    telemetry.shutdown().await;
-    result
+        Ok(())
+    })
+    .await
 }
 
 async fn run_dispatcher(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let telemetry = telemetry::init("hookd-dispatcher")?;
-    let result = async {
+    traced("hookd-dispatcher", async {
         let config: hookd_dispatcher::Config = settings::load(config_file.as_deref())?;
         let (listener, addr) = bind(config.listen).await?;
         let dispatcher = hookd_dispatcher::Dispatcher::start(config).await?;
         println!("hookd dispatcher ready on {addr}");
         dispatcher.serve(listener, shutdown_signal()).await?;
-        anyhow::Ok(())
-    }
-    .await;
-    telemetry.shutdown().await;
-    result
+        Ok(())
+    })
+    .await
 }
