@@ -190,11 +190,7 @@ impl WebhookApi {
                 return Err(ControlError::NotFound { what: "webhook", id: id.to_owned() });
             }
             tracing::info!(active, "webhook status changed");
-            if !active {
-                self.metrics.webhooks_deactivated.with_label_values(&["user"]).inc();
-            }
-            let by = (!active).then_some((DeactivatedBy::User, "deactivated by a user"));
-            self.store.set_deactivation(tenant, &webhook.id, by).await?;
+            self.record_status_change(tenant, &webhook.id, active).await?;
             self.changes
                 .publish(Change::Upserted {
                     tenant: tenant.to_owned(),
@@ -203,6 +199,58 @@ impl WebhookApi {
                 .await;
         }
         self.shown(tenant, &webhook).await
+    }
+
+    /// Records a user's activation or deactivation (call after storing `active`).
+    async fn record_status_change(
+        &self,
+        tenant: &str,
+        id: &WebhookId,
+        active: bool,
+    ) -> Result<(), ControlError> {
+        if !active {
+            self.metrics.webhooks_deactivated.with_label_values(&["user"]).inc();
+        }
+        let by = (!active).then_some((DeactivatedBy::User, "deactivated by a user"));
+        Ok(self.store.set_deactivation(tenant, id, by).await?)
+    }
+
+    /// Whether the system (the health rule), not a user, deactivated the webhook.
+    async fn deactivated_by_system(
+        &self,
+        tenant: &str,
+        id: &WebhookId,
+    ) -> Result<bool, ControlError> {
+        let health = self.store.get_webhook_health(tenant, id).await?;
+        Ok(health.is_some_and(|h| h.deactivated_by == Some(DeactivatedBy::System)))
+    }
+
+    /// What follows an activation, once the dispatchers applied it (so nothing more is kept
+    /// after the replay or the purge has looked): the kept events are replayed or discarded,
+    /// and the end of a system deactivation is announced, pairing with its
+    /// `webhook-deactivated` (a user's own off and on needs none). `(replayed, discarded)`.
+    async fn after_activation(
+        &self,
+        tenant: &str,
+        id: &WebhookId,
+        replay: bool,
+        by_system: bool,
+    ) -> Result<(u64, u64), ControlError> {
+        let (replayed, discarded) = if replay {
+            (self.replays.start(tenant, id).await?, 0)
+        } else {
+            (0, self.replays.discard(tenant, id).await?)
+        };
+        tracing::info!(replayed, discarded, "webhook reactivated");
+        if by_system {
+            let reason = if replay {
+                format!("reactivated; replaying {replayed} kept events")
+            } else {
+                format!("reactivated; discarded {discarded} kept events")
+            };
+            self.notifier.reactivated(tenant, id, reason).await;
+        }
+        Ok((replayed, discarded))
     }
 }
 
@@ -443,26 +491,11 @@ impl WebhookService for WebhookApi {
             return Err(ControlError::NotFound { what: "webhook", id: changes.id }.into());
         }
         tracing::info!("webhook updated");
+        // As DeactivateWebhook, or ActivateWebhook without replay.
         let reactivated = !was_active && webhook.spec.active;
-        let mut by_system = false;
+        let by_system = reactivated && self.deactivated_by_system(tenant, &webhook.id).await?;
         if was_active != webhook.spec.active {
-            // As DeactivateWebhook / ActivateWebhook without replay.
-            by_system = reactivated
-                && self
-                    .store
-                    .get_webhook_health(tenant, &webhook.id)
-                    .await
-                    .map_err(ControlError::from)?
-                    .is_some_and(|h| h.deactivated_by == Some(DeactivatedBy::System));
-            let by =
-                (!webhook.spec.active).then_some((DeactivatedBy::User, "deactivated by a user"));
-            if by.is_some() {
-                self.metrics.webhooks_deactivated.with_label_values(&["user"]).inc();
-            }
-            self.store
-                .set_deactivation(tenant, &webhook.id, by)
-                .await
-                .map_err(ControlError::from)?;
+            self.record_status_change(tenant, &webhook.id, webhook.spec.active).await?;
         }
         self.changes
             .publish(Change::Upserted {
@@ -471,14 +504,8 @@ impl WebhookService for WebhookApi {
             })
             .await;
         if reactivated {
-            // Once the dispatchers have applied the change nothing more is kept, so the
-            // purge leaves nothing behind; replaying is ActivateWebhook's choice alone.
-            let discarded = self.replays.discard(tenant, &webhook.id).await?;
-            tracing::info!(discarded, "webhook reactivated by an update");
-            if by_system {
-                let reason = format!("reactivated by an update; discarded {discarded} kept events");
-                self.notifier.reactivated(tenant, &webhook.id, reason).await;
-            }
+            // Replaying is ActivateWebhook's choice alone.
+            self.after_activation(tenant, &webhook.id, false, by_system).await?;
         }
         Ok(Response::new(v1::UpdateWebhookResponse {
             webhook: Some(self.shown(tenant, &webhook).await?),
@@ -523,31 +550,11 @@ impl WebhookService for WebhookApi {
                 discarded: 0,
             }));
         }
-        // Only the end of a system deactivation is announced: it pairs with the
-        // `webhook-deactivated` notification, and a user's own on/off needs none.
-        let by_system = self
-            .store
-            .get_webhook_health(tenant, &current.id)
-            .await
-            .map_err(ControlError::from)?
-            .is_some_and(|h| h.deactivated_by == Some(DeactivatedBy::System));
-        // Activated first (set_active returns once the dispatchers applied it), so nothing
-        // is buffered after the replay or the purge has looked.
+        let by_system = self.deactivated_by_system(tenant, &current.id).await?;
+        // set_active returns once the dispatchers applied the activation.
         let webhook = self.set_active(tenant, &r.id, true).await?;
-        let (replayed, discarded) = if r.replay {
-            (self.replays.start(tenant, &current.id).await?, 0)
-        } else {
-            (0, self.replays.discard(tenant, &current.id).await?)
-        };
-        tracing::info!(replayed, discarded, "webhook reactivated");
-        let reason = if r.replay {
-            format!("reactivated; replaying {replayed} kept events")
-        } else {
-            format!("reactivated; discarded {discarded} kept events")
-        };
-        if by_system {
-            self.notifier.reactivated(tenant, &current.id, reason).await;
-        }
+        let (replayed, discarded) =
+            self.after_activation(tenant, &current.id, r.replay, by_system).await?;
         Ok(Response::new(v1::ActivateWebhookResponse {
             webhook: Some(webhook),
             replayed,
