@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tempfile::TempDir;
 
-use crate::process::{ChildGuard, blocking, file_tail, workspace_root};
+use crate::process::{ChildGuard, blocking, file_tail, tool_binary};
 
 /// How long `start`/`restart` wait for the server to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -16,14 +16,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `nats-server` binary: `$HOOKD_NATS_SERVER`, else `<workspace>/.tools/bin/nats-server`
 /// (installed by `make tools`), else `nats-server` from `PATH`.
 pub fn nats_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("HOOKD_NATS_SERVER") {
-        return PathBuf::from(path);
-    }
-    let tools = workspace_root().join(".tools/bin/nats-server");
-    if tools.is_file() {
-        return tools;
-    }
-    PathBuf::from("nats-server")
+    tool_binary("HOOKD_NATS_SERVER", "nats-server")
 }
 
 /// A running `nats-server -js` whose store and log live in its own temporary directory.

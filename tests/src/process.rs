@@ -114,6 +114,19 @@ pub(crate) fn file_tail(path: &Path, lines: usize) -> String {
 }
 
 /// The workspace root: this crate lives in `<root>/tests`.
+/// A tool the tests run: `$<env_var>`, else `<workspace>/.tools/bin/<name>` (installed by
+/// `make tools`), else `<name>` from `PATH`.
+pub(crate) fn tool_binary(env_var: &str, name: &str) -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return path.into();
+    }
+    let tools = workspace_root().join(".tools/bin").join(name);
+    if tools.is_file() {
+        return tools;
+    }
+    name.into()
+}
+
 pub(crate) fn workspace_root() -> std::path::PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()

@@ -12,19 +12,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use crate::process::workspace_root;
-
 /// The `promtool` binary: `$HOOKD_PROMTOOL`, else `<workspace>/.tools/bin/promtool`
 /// (installed by `make tools`), else `promtool` from `PATH`.
 pub fn promtool_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("HOOKD_PROMTOOL") {
-        return PathBuf::from(path);
-    }
-    let tools = workspace_root().join(".tools/bin/promtool");
-    if tools.is_file() {
-        return tools;
-    }
-    PathBuf::from("promtool")
+    crate::process::tool_binary("HOOKD_PROMTOOL", "promtool")
 }
 
 /// `GET url`: the body of a 200 answer in the text exposition format.
