@@ -8,7 +8,7 @@ use chrono::Utc;
 use hookd_core::access::Permission;
 use hookd_core::health::DeactivatedBy;
 use hookd_core::{
-    Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
+    CredentialId, Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
     egress::EgressPolicy,
     signing::{SigningKeys, SigningSecret},
     webhook::ALL_EVENT_TYPES,
@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     ControlError,
-    auth::require,
+    auth::{Caller, require},
     catalog::Catalog,
     changes::{Change, Changes},
     lifecycle::Stopping,
@@ -95,12 +95,18 @@ impl WebhookApi {
         self
     }
 
-    async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
+    /// The caller's webhook `id`; one outside its tenant or app label is NOT_FOUND.
+    async fn load(&self, caller: &Caller, id: &str) -> Result<Webhook, ControlError> {
         let not_found = || ControlError::NotFound { what: "webhook", id: id.to_owned() };
         if id.is_empty() {
             return Err(InvalidField::new("id", "must not be empty").into());
         }
-        self.store.get_webhook(tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)
+        let webhook =
+            self.store.get_webhook(&caller.tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)?;
+        if !caller.reaches_app(&webhook.spec.app) {
+            return Err(not_found());
+        }
+        Ok(webhook)
     }
 
     /// The webhook as reads show it: secrets masked, counts and last attempt filled in.
@@ -114,6 +120,18 @@ impl WebhookApi {
         let mut wire = webhook_to_proto(webhook, Secrets::Masked);
         wire.stats = Some(stats_to_proto(&stats));
         let health = self.store.get_webhook_health(tenant, &webhook.id).await?.unwrap_or_default();
+        wire.health = Some(self.health_shown(tenant, webhook, &health).await);
+        wire.tenant = tenant.to_owned();
+        Ok(wire)
+    }
+
+    /// The health as reads show it, with the events kept for the webhook counted.
+    async fn health_shown(
+        &self,
+        tenant: &str,
+        webhook: &Webhook,
+        health: &hookd_storage::WebhookHealth,
+    ) -> v1::WebhookHealth {
         // Only a deactivated webhook, or one still replaying, keeps anything: otherwise
         // everything kept was released or expired and the stream is not worth a lookup.
         let buffered = if webhook.spec.active && health.buffer_kept <= health.buffer_released {
@@ -124,9 +142,31 @@ impl WebhookApi {
                 0
             })
         };
-        wire.health = Some(health_to_proto(&health, buffered));
-        wire.tenant = tenant.to_owned();
-        Ok(wire)
+        health_to_proto(health, buffered)
+    }
+
+    /// A portal session limited to one app label creates and keeps webhooks under that
+    /// label only, and cannot attach the tenant's OAuth2 credentials (their tokens would go
+    /// to an endpoint of its choosing).
+    fn check_scope(
+        caller: &Caller,
+        spec: &mut WebhookSpec,
+        credential_before: Option<&CredentialId>,
+    ) -> Result<(), ControlError> {
+        let Some(app) = &caller.app else { return Ok(()) };
+        if spec.app.is_empty() {
+            spec.app.clone_from(app);
+        } else if spec.app != *app {
+            return Err(InvalidField::new(
+                "app",
+                format!("this portal session may only use app label {app:?}"),
+            )
+            .into());
+        }
+        if spec.credential_id.as_ref() != credential_before {
+            return Err(ControlError::OutOfScope { what: "OAuth2 credentials", app: app.clone() });
+        }
+        Ok(())
     }
 
     /// The checks that need the database: the referenced credential exists, and once the
@@ -178,11 +218,12 @@ impl WebhookApi {
     /// Stores `webhook` with `active` set and tells the dispatchers; no-op when it already is.
     async fn set_active(
         &self,
-        tenant: &str,
+        caller: &Caller,
         id: &str,
         active: bool,
     ) -> Result<v1::Webhook, ControlError> {
-        let mut webhook = self.load(tenant, id).await?;
+        let tenant = caller.tenant.as_str();
+        let mut webhook = self.load(caller, id).await?;
         if webhook.spec.active != active {
             webhook.spec.active = active;
             webhook.updated_at = Utc::now();
@@ -339,8 +380,9 @@ impl WebhookService for WebhookApi {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
         let r = request.into_inner();
-        let spec =
+        let mut spec =
             spec_from_create(r).and_then(WebhookSpec::validate).map_err(ControlError::from)?;
+        Self::check_scope(&caller, &mut spec, None)?;
         self.check_url(&spec)?;
         self.check_references(tenant, &spec).await?;
         let now = Utc::now();
@@ -369,7 +411,7 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<v1::GetWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksRead)?;
         let tenant = caller.tenant.as_str();
-        let webhook = self.load(tenant, &request.get_ref().id).await?;
+        let webhook = self.load(&caller, &request.get_ref().id).await?;
         Ok(Response::new(v1::GetWebhookResponse {
             webhook: Some(self.shown(tenant, &webhook).await?),
         }))
@@ -408,9 +450,18 @@ impl WebhookService for WebhookApi {
             ),
             None => None,
         };
+        let app = match (&caller.app, non_empty(r.app)) {
+            (None, asked) => asked,
+            (Some(mine), Some(asked)) if asked != *mine => {
+                // Nothing of another label is within reach: an empty page, as a filter
+                // that matches nothing.
+                return Ok(Response::new(v1::ListWebhooksResponse::default()));
+            }
+            (Some(mine), _) => Some(mine.clone()),
+        };
         let filter = WebhookFilter {
             name_contains: non_empty(r.name_contains),
-            app: non_empty(r.app),
+            app,
             event_type,
             active,
         };
@@ -422,15 +473,18 @@ impl WebhookService for WebhookApi {
             .map_err(ControlError::from)?;
         let next_page_token =
             crate::webhooks::finish_page(&mut page, limit, |(last, _)| last.id.to_string());
-        let webhooks = page
-            .iter()
-            .map(|(w, stats)| {
-                let mut wire = webhook_to_proto(w, Secrets::Masked);
-                wire.stats = Some(stats_to_proto(stats));
-                wire.tenant = tenant.to_owned();
-                wire
-            })
-            .collect();
+        let ids: Vec<&WebhookId> = page.iter().map(|(w, _)| &w.id).collect();
+        let health = self.store.get_webhooks_health(tenant, &ids).await.map_err(ControlError::from)?;
+        let mut webhooks = Vec::with_capacity(page.len());
+        for (w, stats) in &page {
+            let mut wire = webhook_to_proto(w, Secrets::Masked);
+            wire.stats = Some(stats_to_proto(stats));
+            wire.tenant = tenant.to_owned();
+            if let Some(h) = health.get(&w.id) {
+                wire.health = Some(self.health_shown(tenant, w, h).await);
+            }
+            webhooks.push(wire);
+        }
         Ok(Response::new(v1::ListWebhooksResponse { webhooks, next_page_token }))
     }
 
@@ -447,8 +501,9 @@ impl WebhookService for WebhookApi {
         })?;
         tracing::Span::current().record("webhook_id", changes.id.as_str());
         let paths = mask_paths(r.update_mask, UPDATABLE)?;
-        let mut webhook = self.load(tenant, &changes.id).await?;
+        let mut webhook = self.load(&caller, &changes.id).await?;
         let was_active = webhook.spec.active;
+        let credential_before = webhook.spec.credential_id.clone();
         let mut spec = webhook.spec.clone();
         for path in &paths {
             match path.as_str() {
@@ -484,6 +539,7 @@ impl WebhookService for WebhookApi {
             }
         }
         webhook.spec = spec.validate().map_err(ControlError::from)?;
+        Self::check_scope(&caller, &mut webhook.spec, credential_before.as_ref())?;
         self.check_url(&webhook.spec)?;
         self.check_references(tenant, &webhook.spec).await?;
         webhook.updated_at = Utc::now();
@@ -523,6 +579,9 @@ impl WebhookService for WebhookApi {
         if id.is_empty() {
             return Err(ControlError::from(InvalidField::new("id", "must not be empty")).into());
         }
+        if caller.app.is_some() {
+            self.load(&caller, &id).await?;
+        }
         let id = WebhookId::from(id);
         if !self.store.delete_webhook(tenant, &id).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "webhook", id: id.into_string() }.into());
@@ -540,7 +599,7 @@ impl WebhookService for WebhookApi {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
         let r = request.get_ref();
-        let current = self.load(tenant, &r.id).await?;
+        let current = self.load(&caller, &r.id).await?;
         if current.spec.active {
             // A no-op: nothing is buffered for an active webhook.
             let webhook = self.shown(tenant, &current).await?;
@@ -552,7 +611,7 @@ impl WebhookService for WebhookApi {
         }
         let by_system = self.deactivated_by_system(tenant, &current.id).await?;
         // set_active returns once the dispatchers applied the activation.
-        let webhook = self.set_active(tenant, &r.id, true).await?;
+        let webhook = self.set_active(&caller, &r.id, true).await?;
         let (replayed, discarded) =
             self.after_activation(tenant, &current.id, r.replay, by_system).await?;
         Ok(Response::new(v1::ActivateWebhookResponse {
@@ -579,8 +638,18 @@ impl WebhookService for WebhookApi {
             self.nats.subscribe(subject).await.map_err(|e| {
                 ControlError::Unavailable(format!("cannot watch notifications: {e}"))
             })?;
-        let stream = subscription.filter_map(|msg| async move {
+        let (store, scope) = (self.store.clone(), caller.clone());
+        let stream = subscription.filter_map(move |msg| {
+            let (store, scope) = (store.clone(), scope.clone());
+            async move {
             let n: notify::Notification = serde_json::from_slice(&msg.payload).ok()?;
+            if scope.app.is_some() {
+                let id = WebhookId::from(n.webhook_id.as_str());
+                let webhook = store.get_webhook(&scope.tenant, &id).await.ok()??;
+                if !scope.reaches_app(&webhook.spec.app) {
+                    return None;
+                }
+            }
             Some(Ok(v1::WebhookNotification {
                 kind: n.kind,
                 webhook_id: n.webhook_id,
@@ -588,6 +657,7 @@ impl WebhookService for WebhookApi {
                 last_error: n.last_error,
                 at: Some(timestamp(n.at)),
             }))
+            }
         });
         Ok(Response::new(match &self.stopping {
             Some(stopping) => Box::pin(stream.take_until(stopping.stopped())),
@@ -602,7 +672,7 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<v1::DeactivateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
-        let webhook = self.set_active(tenant, &request.get_ref().id, false).await?;
+        let webhook = self.set_active(&caller, &request.get_ref().id, false).await?;
         Ok(Response::new(v1::DeactivateWebhookResponse { webhook: Some(webhook) }))
     }
 
@@ -613,7 +683,7 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<v1::DuplicateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
-        let original = self.load(tenant, &request.get_ref().id).await?;
+        let original = self.load(&caller, &request.get_ref().id).await?;
         let now = Utc::now();
         let mut copy = Webhook {
             id: WebhookId::generate(),
@@ -662,7 +732,7 @@ impl WebhookService for WebhookApi {
         request: Request<v1::GetWebhookSecretRequest>,
     ) -> Result<Response<v1::GetWebhookSecretResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
-        let webhook = self.load(&caller.tenant, &request.get_ref().id).await?;
+        let webhook = self.load(&caller, &request.get_ref().id).await?;
         let secret =
             webhook.spec.signing.current().map(SigningSecret::expose).ok_or_else(|| {
                 ControlError::Internal(format!("webhook {} has no signing key", webhook.id))
@@ -691,7 +761,7 @@ impl WebhookService for WebhookApi {
             ))
             .into());
         }
-        let mut webhook = self.load(tenant, &r.id).await?;
+        let mut webhook = self.load(&caller, &r.id).await?;
         let now = Utc::now();
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
         let fresh = webhook.spec.signing.rotate(now, grace);
@@ -720,7 +790,7 @@ impl WebhookService for WebhookApi {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
         let r = request.into_inner();
-        let webhook = self.load(tenant, &r.id).await?;
+        let webhook = self.load(&caller, &r.id).await?;
         let event_type = EventType::parse(r.event_type.trim())
             .map_err(|e| ControlError::from(InvalidField::new("event_type", e.reason)))?;
         if !webhook.spec.subscribes_to(&event_type) {
