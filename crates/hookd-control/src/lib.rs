@@ -51,6 +51,8 @@ pub struct ControlPlane {
     store: Store,
     jetstream: async_nats::jetstream::Context,
     metrics_listener: TcpListener,
+    /// The web console's, when `console_listen` is set.
+    console_listener: Option<TcpListener>,
     /// Notified each time the NATS link is (re)established: hints of other replicas may have
     /// been missed meanwhile.
     reconnected: std::sync::Arc<tokio::sync::Notify>,
@@ -109,7 +111,19 @@ impl ControlPlane {
                 setting: "metrics_listen",
                 reason: format!("cannot listen on {}: {e}", config.metrics_listen),
             })?;
-        Ok(Self { config, store, jetstream, metrics_listener, reconnected })
+        let console_listener = match config.console_listen()? {
+            None => None,
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| ControlError::Config {
+                setting: "console_listen",
+                reason: format!("cannot listen on {addr}: {e}"),
+            })?),
+        };
+        Ok(Self { config, store, jetstream, metrics_listener, console_listener, reconnected })
+    }
+
+    /// Where the web console is served (the bound address), `None` when it is off.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Where `/metrics` is served (the bound address, when `metrics_listen` has port 0).
@@ -175,7 +189,8 @@ impl ControlPlane {
         }
         .spawn(&self.jetstream.client(), self.reconnected.clone())
         .await?;
-        let authenticate = auth::Authenticate { table: table.clone() };
+        let portal = Arc::new(hookd_core::portal::PortalKeys::derive(&self.config.master_key()?));
+        let authenticate = auth::Authenticate { table: table.clone(), portal: portal.clone() };
         let dispatcher =
             auth::AuthenticateDispatcher { hash: auth::hash_token(&self.config.dispatcher_token) };
 
@@ -221,7 +236,15 @@ impl ControlPlane {
         let event_type_service =
             event_types::EventTypeApi::new(store.clone(), changes.clone(), catalog);
         let delivery_service = deliveries::DeliveryApi::new(store.clone(), self.jetstream.clone());
-        let access_service = access::AccessApi::new(store.clone(), table, changes.clone());
+        let mut access_service = access::AccessApi::new(store.clone(), table, changes.clone());
+        let console_url = self
+            .console_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|addr| self.config.console_settings().base_url(addr));
+        if let Some(url) = &console_url {
+            access_service = access_service.with_portal(portal.clone(), url.clone());
+        }
         let dispatch_service = dispatch::DispatchApi::new(
             store,
             changes,
@@ -229,7 +252,7 @@ impl ControlPlane {
             tokens,
             self.config.snapshot_page_size,
         )
-        .ending_streams_on(stopping);
+        .ending_streams_on(stopping.clone());
 
         // The shutdown, in order: NOT_SERVING first (probes and balancers stop sending new
         // calls), then the watch streams end (dispatchers reconnect elsewhere) and the server
@@ -249,7 +272,42 @@ impl ControlPlane {
             }
         };
 
-        tracing::info!(addr = ?local_addr, "control plane serving");
+        // The public services, each behind the token interceptor. The console calls these
+        // very services in process, so it sees exactly what a gRPC client sees.
+        let webhooks = WebhookServiceServer::with_interceptor(webhook_service, authenticate.clone());
+        let events = EventServiceServer::with_interceptor(event_service, authenticate.clone());
+        let deliveries =
+            DeliveryServiceServer::with_interceptor(delivery_service, authenticate.clone());
+        let credentials =
+            CredentialServiceServer::with_interceptor(credential_service, authenticate.clone());
+        let event_types =
+            EventTypeServiceServer::with_interceptor(event_type_service, authenticate.clone());
+        let access = AccessServiceServer::with_interceptor(access_service, authenticate);
+        let console = match self.console_listener {
+            Some(listener) => {
+                let routes = tonic::service::Routes::new(webhooks.clone())
+                    .add_service(events.clone())
+                    .add_service(deliveries.clone())
+                    .add_service(credentials.clone())
+                    .add_service(event_types.clone())
+                    .add_service(access.clone());
+                let console = hookd_console::Console::new(
+                    self.config.console_settings(),
+                    &self.config.master_key()?,
+                    portal,
+                    routes,
+                );
+                let stopped = stopping.stopped();
+                Some(tokio::spawn(async move {
+                    if let Err(error) = console.serve(listener, stopped).await {
+                        tracing::error!(%error, "the console stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
+
+        tracing::info!(addr = ?local_addr, console = ?console_url, "control plane serving");
         let server = tonic::transport::Server::builder()
             // Finds dispatchers that vanished without closing their connection, so webhook
             // changes stop waiting for them.
@@ -259,25 +317,13 @@ impl ControlPlane {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             // Health and reflection stay open: probes and tools carry no token.
-            .add_service(WebhookServiceServer::with_interceptor(
-                webhook_service,
-                authenticate.clone(),
-            ))
-            .add_service(EventServiceServer::with_interceptor(event_service, authenticate.clone()))
-            .add_service(DeliveryServiceServer::with_interceptor(
-                delivery_service,
-                authenticate.clone(),
-            ))
+            .add_service(webhooks)
+            .add_service(events)
+            .add_service(deliveries)
             .add_service(DispatchServiceServer::with_interceptor(dispatch_service, dispatcher))
-            .add_service(CredentialServiceServer::with_interceptor(
-                credential_service,
-                authenticate.clone(),
-            ))
-            .add_service(EventTypeServiceServer::with_interceptor(
-                event_type_service,
-                authenticate.clone(),
-            ))
-            .add_service(AccessServiceServer::with_interceptor(access_service, authenticate))
+            .add_service(credentials)
+            .add_service(event_types)
+            .add_service(access)
             .serve_with_incoming_shutdown(incoming(listener), signal);
         // Boxed so that dropping it (after the grace period) really drops the services and
         // with them the recorder's handles.
@@ -296,6 +342,9 @@ impl ControlPlane {
             }
         }
         drop(server);
+        if let Some(console) = console {
+            console.abort();
+        }
         reloader.abort();
         resumer.abort();
         follower.abort();

@@ -671,7 +671,6 @@ impl WebhookService for WebhookApi {
         request: Request<v1::DeactivateWebhookRequest>,
     ) -> Result<Response<v1::DeactivateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
-        let tenant = caller.tenant.as_str();
         let webhook = self.set_active(&caller, &request.get_ref().id, false).await?;
         Ok(Response::new(v1::DeactivateWebhookResponse { webhook: Some(webhook) }))
     }
