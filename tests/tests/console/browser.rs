@@ -136,13 +136,26 @@ impl Browser {
 
     pub async fn fill(&self, css: &str, value: &str) -> anyhow::Result<()> {
         let input = self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
+        self.client
+            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![serde_json::to_value(&input)?])
+            .await?;
         input.clear().await?;
         input.send_keys(value).await?;
         Ok(())
     }
 
     pub async fn click(&mut self, css: &str) -> anyhow::Result<()> {
-        self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?.click().await?;
+        let element = self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
+        self.press(element).await
+    }
+
+    /// Clicks `element` once it is scrolled to the middle of the window (where no sticky bar
+    /// covers it), as a person would.
+    async fn press(&mut self, element: fantoccini::elements::Element) -> anyhow::Result<()> {
+        self.client
+            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![serde_json::to_value(&element)?])
+            .await?;
+        element.click().await?;
         self.note_url().await
     }
 
@@ -152,13 +165,12 @@ impl Browser {
             "//*[self::button or self::a][normalize-space(.)={}]",
             serde_json::Value::from(text)
         );
-        self.client
+        let element = self
+            .client
             .find(Locator::XPath(&xpath))
             .await
-            .with_context(|| format!("no button or link {text:?}"))?
-            .click()
-            .await?;
-        self.note_url().await
+            .with_context(|| format!("no button or link {text:?}"))?;
+        self.press(element).await
     }
 
     /// Waits until the page's text contains `needle`, reloading it every half second.
