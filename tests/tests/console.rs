@@ -319,7 +319,7 @@ async fn a_viewer_sees_no_edit_controls_and_its_forged_posts_are_refused() -> an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_portal_link_shows_only_its_tenants_app_and_cannot_be_widened_or_reused_late() -> anyhow::Result<()> {
+async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widened_or_used_late() -> anyhow::Result<()> {
     let _one = ONE_BROWSER.lock().await;
     let receiver = Receiver::ok()?;
     // Pages that embed the console: one origin listed by the operator, one not.
@@ -392,6 +392,11 @@ async fn a_portal_link_shows_only_its_tenants_app_and_cannot_be_widened_or_reuse
     assert_ne!(x_body, wide_body);
     let forged = format!("{wide_body}.{x_tag}");
     let mut fresh = Browser::start().await?;
+    // A link opens one session: a second browser is refused; the first keeps its session.
+    fresh.goto(&url).await?;
+    assert!(fresh.text().await?.contains("already used"), "{}", fresh.text().await?);
+    b.goto(&url).await?;
+    b.wait_for_text("shop-x-orders", DEADLINE).await?;
     fresh.goto(&forged).await?;
     assert!(fresh.text().await?.contains("not valid"), "{}", fresh.text().await?);
     let short = link("x", 1).await?;

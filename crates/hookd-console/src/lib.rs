@@ -115,6 +115,17 @@ fn is_csp_origin(origin: &str) -> bool {
         && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Remembers which portal links were opened, so each link opens one session only, on any
+/// replica (the control plane keeps them in a NATS key-value bucket).
+pub trait OpenedLinks: Send + Sync + 'static {
+    /// `Ok(true)` the first time `nonce` is seen, `Ok(false)` afterwards; an error when it
+    /// cannot be told (then the link is not opened).
+    fn first_opening(
+        &self,
+        nonce: String,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, String>> + Send>>;
+}
+
 /// The console: its settings, keys and the services it calls.
 pub struct Console {
     shared: Arc<Shared>,
@@ -130,6 +141,7 @@ pub(crate) struct Shared {
     pub settings: Settings,
     pub sealer: Sealer,
     pub portal: Arc<PortalKeys>,
+    pub opened: Arc<dyn OpenedLinks>,
     /// The authenticated gRPC services of this control plane.
     pub routes: tonic::service::Routes,
     /// Content security policy, built once from the settings.
@@ -143,6 +155,7 @@ impl Console {
         settings: Settings,
         master_key: &[u8],
         portal: Arc<PortalKeys>,
+        opened: Arc<dyn OpenedLinks>,
         routes: tonic::service::Routes,
     ) -> Self {
         let frame_ancestors = if settings.frame_ancestors.is_empty() {
@@ -157,6 +170,7 @@ impl Console {
         let shared = Shared {
             sealer: Sealer::new(hookd_core::portal::derive_key(master_key, "hookd console session v1")),
             portal,
+            opened,
             routes,
             // Validated origins and fixed text: always a valid header value.
             csp: HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'")),

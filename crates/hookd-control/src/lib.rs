@@ -21,6 +21,7 @@ mod lifecycle;
 mod metrics;
 pub mod notify;
 mod oauth;
+mod portal_links;
 mod recorder;
 mod replay;
 mod retention;
@@ -291,10 +292,14 @@ impl ControlPlane {
                     .add_service(credentials.clone())
                     .add_service(event_types.clone())
                     .add_service(access.clone());
+                let opened =
+                    portal_links::OpenedLinks::new(&self.jetstream, self.config.stream_replicas)
+                        .await?;
                 let console = hookd_console::Console::new(
                     self.config.console_settings(),
                     &self.config.master_key()?,
                     portal,
+                    Arc::new(opened),
                     routes,
                 );
                 let stopped = stopping.stopped();

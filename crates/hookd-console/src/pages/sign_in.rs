@@ -153,6 +153,28 @@ pub async fn portal(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
             );
         }
     };
+    match shared.opened.first_opening(claims.nonce.clone()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // Opened before: a reload of this page keeps the session it opened.
+            if jar.session(&Cookies::parse(&headers), now).is_some() {
+                return redirect("/webhooks");
+            }
+            tracing::info!(nonce = %claims.nonce, "portal link refused: already opened");
+            return refused(
+                "This link was already used",
+                "A portal link opens one session only, and this one has been opened already.",
+            );
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether a portal link was opened");
+            let failure = Failure::new(
+                tonic::Code::Unavailable,
+                "the console cannot check this link right now; try again in a moment",
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, Html(view::bare_failure(&failure))).into_response();
+        }
+    }
     let session_secs = i64::try_from(shared.settings.session.as_secs()).unwrap_or(i64::MAX / 2);
     let grant = shared.portal.sign_grant(&PortalClaims {
         expires_at: now + session_secs,
