@@ -299,6 +299,9 @@ impl Drop for HookdProcess {
     }
 }
 
+/// A stdout line's prefix and where the value after it is kept.
+type Announced<T> = (String, Arc<Mutex<Option<T>>>);
+
 /// Runs on its own thread until the child's stdout closes: reports the ready line, copies every
 /// other line to the log, and keeps draining so the child never blocks on a full pipe.
 fn read_stdout(
@@ -306,8 +309,8 @@ fn read_stdout(
     mut log: File,
     prefix: &str,
     ((metrics_prefix, metrics), (console_prefix, console)): (
-        &(String, Arc<Mutex<Option<SocketAddr>>>),
-        &(String, Arc<Mutex<Option<String>>>),
+        &Announced<SocketAddr>,
+        &Announced<String>,
     ),
     events: mpsc::Sender<StdoutEvent>,
 ) {

@@ -12,8 +12,8 @@ use std::sync::{
 };
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use browser::Browser;
+use bytes::Bytes;
 use hookd_proto::{convert::json_to_value, v1};
 use hookd_tests::{
     Cluster, OTHER_OWNER_TOKEN, OWNER_TOKEN, Receiver, Response, authed, responder, wait_until,
@@ -26,7 +26,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn console(cluster: &Cluster) -> anyhow::Result<String> {
-    cluster.control.console_url().ok_or_else(|| anyhow::anyhow!("the control plane printed no console address"))
+    cluster
+        .control
+        .console_url()
+        .ok_or_else(|| anyhow::anyhow!("the control plane printed no console address"))
 }
 
 /// A plain HTTP request to the console (what a forged or scripted request would be).
@@ -57,19 +60,32 @@ async fn sign_in(browser: &mut Browser, console: &str, token: &str) -> anyhow::R
     browser.goto(&format!("{console}/sign-in")).await?;
     browser.fill("#in-token", token).await?;
     browser.click_text("Sign in").await?;
-    anyhow::ensure!(browser.path().await? == "/webhooks", "sign-in ended at {}", browser.path().await?);
+    anyhow::ensure!(
+        browser.path().await? == "/webhooks",
+        "sign-in ended at {}",
+        browser.path().await?
+    );
     Ok(())
 }
 
 /// The hidden CSRF token of the page the browser shows.
 async fn page_csrf(browser: &Browser) -> anyhow::Result<String> {
-    let value = browser.client.execute("return document.querySelector('input[name=csrf]').value;", vec![]).await?;
+    let value = browser
+        .client
+        .execute("return document.querySelector('input[name=csrf]').value;", vec![])
+        .await?;
     value.as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no csrf input on the page"))
 }
 
 async fn webhook(cluster: &Cluster, token: &str, id: &str) -> anyhow::Result<v1::Webhook> {
-    let mut client = v1::webhook_service_client::WebhookServiceClient::new(cluster.authed(Some(token)).await?);
-    Ok(client.get_webhook(v1::GetWebhookRequest { id: id.into() }).await?.into_inner().webhook.unwrap_or_default())
+    let mut client =
+        v1::webhook_service_client::WebhookServiceClient::new(cluster.authed(Some(token)).await?);
+    Ok(client
+        .get_webhook(v1::GetWebhookRequest { id: id.into() })
+        .await?
+        .into_inner()
+        .webhook
+        .unwrap_or_default())
 }
 
 /// The id in a `/webhooks/<id>` path.
@@ -83,7 +99,8 @@ fn webhook_id(path: &str) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> anyhow::Result<()> {
     let _one = ONE_BROWSER.lock().await;
-    let receiver = Receiver::start(responder(|_, _| Response::ok().with_body("thanks from the receiver")))?;
+    let receiver =
+        Receiver::start(responder(|_, _| Response::ok().with_body("thanks from the receiver")))?;
     let cluster = Cluster::start(1, "")?;
     let console = console(&cluster)?;
     let mut b = Browser::start().await?;
@@ -142,7 +159,10 @@ async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> an
     let first = receiver.wait_for(1, DEADLINE).await?[0].clone();
     assert_eq!(first.header("x-tenant"), Some("acme"));
     assert_eq!(first.header("authorization"), Some("Basic aG9va2Q6czNjcmV0LXBhc3M="));
-    assert_eq!(first.json()?["data"], serde_json::json!({"contactId": "c-1", "email": "ada@example.com"}));
+    assert_eq!(
+        first.json()?["data"],
+        serde_json::json!({"contactId": "c-1", "email": "ada@example.com"})
+    );
     let list = b.wait_for_text("HTTP 200", DEADLINE).await?;
     assert!(list.contains("1 / 1 / 0"), "triggered / succeeded / failed: {list}");
     b.check_page().await?;
@@ -182,7 +202,8 @@ async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> an
 
     // The signing secret is revealed on request.
     b.click_text("Reveal secret").await?;
-    let secret = b.client.find(fantoccini::Locator::Css("#signing-secret")).await?.prop("value").await?;
+    let secret =
+        b.client.find(fantoccini::Locator::Css("#signing-secret")).await?.prop("value").await?;
     assert!(secret.is_some_and(|s| s.starts_with("whsec_")));
 
     // Duplicate: a new, inactive webhook with the same settings.
@@ -198,12 +219,16 @@ async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> an
     b.click_text("Save changes").await?;
     let error = b.client.find(fantoccini::Locator::Css("#field-url p.error")).await?.text().await?;
     assert!(!error.is_empty(), "no error at the URL field");
-    let invalid = b.client.find(fantoccini::Locator::Css("#in-url")).await?.attr("aria-invalid").await?;
+    let invalid =
+        b.client.find(fantoccini::Locator::Css("#in-url")).await?.attr("aria-invalid").await?;
     assert_eq!(invalid.as_deref(), Some("true"));
     b.check_page().await?;
     b.shot("webhook-form-error").await?;
     let unchanged = webhook(&cluster, OWNER_TOKEN, &id).await?;
-    assert_eq!((unchanged.url.as_str(), unchanged.description.as_str()), (receiver.url("/hook").as_str(), ""));
+    assert_eq!(
+        (unchanged.url.as_str(), unchanged.description.as_str()),
+        (receiver.url("/hook").as_str(), "")
+    );
 
     // Delete, after a confirmation page.
     b.goto(&format!("{console}/webhooks/{copy_id}")).await?;
@@ -214,22 +239,29 @@ async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> an
 
     // Nothing secret in any URL the browser was at.
     for url in &b.visited {
-        assert!(!url.contains(OWNER_TOKEN) && !url.contains("hkd_") && !url.contains("whsec_"), "{url}");
+        assert!(
+            !url.contains(OWNER_TOKEN) && !url.contains("hkd_") && !url.contains("whsec_"),
+            "{url}"
+        );
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_deactivated_by_the_system_is_reactivated_with_replay_in_the_browser() -> anyhow::Result<()> {
+async fn a_webhook_deactivated_by_the_system_is_reactivated_with_replay_in_the_browser()
+-> anyhow::Result<()> {
     let _one = ONE_BROWSER.lock().await;
     let healthy = Arc::new(AtomicBool::new(false));
     let receiver = Receiver::start(responder({
         let healthy = healthy.clone();
-        move |_, _| if healthy.load(Ordering::SeqCst) { Response::ok() } else { Response::status(410) }
+        move |_, _| {
+            if healthy.load(Ordering::SeqCst) { Response::ok() } else { Response::status(410) }
+        }
     }))?;
     let cluster = Cluster::start(1, "")?;
     let console = console(&cluster)?;
-    let hook = cluster.create_webhook("gone-then-back", receiver.url("/hook"), &["order-placed"]).await?;
+    let hook =
+        cluster.create_webhook("gone-then-back", receiver.url("/hook"), &["order-placed"]).await?;
     cluster.publish("order-placed", "evt-gone-1").await?;
     wait_until("410 deactivates the webhook", DEADLINE, || async {
         let w = webhook(&cluster, OWNER_TOKEN, &hook.id).await?;
@@ -260,8 +292,10 @@ async fn a_webhook_deactivated_by_the_system_is_reactivated_with_replay_in_the_b
     b.click_text("Activate").await?;
     assert!(b.text().await?.contains("2 kept events are being replayed"), "{}", b.text().await?);
     let all = receiver.wait_for(before + 2, DEADLINE).await?;
-    let replayed: Vec<String> =
-        all[before..].iter().map(|r| r.json().map(|j| j["meta"]["eventId"].to_string())).collect::<Result<_, _>>()?;
+    let replayed: Vec<String> = all[before..]
+        .iter()
+        .map(|r| r.json().map(|j| j["meta"]["eventId"].to_string()))
+        .collect::<Result<_, _>>()?;
     assert_eq!(replayed, ["\"evt-gone-2\"", "\"evt-gone-3\""], "in their original order");
     Ok(())
 }
@@ -284,12 +318,21 @@ async fn a_viewer_sees_no_edit_controls_and_its_forged_posts_are_refused() -> an
     let mut b = Browser::start().await?;
     sign_in(&mut b, &console, &viewer).await?;
     let list = b.text().await?;
-    assert!(list.contains("watched") && list.contains("read-only") || b.source().await?.contains("read-only"));
+    assert!(
+        list.contains("watched") && list.contains("read-only")
+            || b.source().await?.contains("read-only")
+    );
     assert!(!b.exists("a[href='/webhooks/new']").await?, "no create button");
     assert!(!b.exists("form[action$='/status']").await?, "no status switch");
     b.shot("viewer-webhooks").await?;
     b.goto(&format!("{console}/webhooks/{}", hook.id)).await?;
-    for control in ["a[href$='/edit']", "form[action$='/duplicate']", "a[href$='/delete']", "form[action$='/test']", "form[action$='/secret']"] {
+    for control in [
+        "a[href$='/edit']",
+        "form[action$='/duplicate']",
+        "a[href$='/delete']",
+        "form[action$='/test']",
+        "form[action$='/secret']",
+    ] {
         assert!(!b.exists(control).await?, "a viewer sees {control}");
     }
     b.check_page().await?;
@@ -311,15 +354,21 @@ async fn a_viewer_sees_no_edit_controls_and_its_forged_posts_are_refused() -> an
     assert!(webhook(&cluster, OWNER_TOKEN, &hook.id).await?.active, "nothing changed");
     let (status, _, _) = http("GET", &format!("{console}/webhooks/new"), Some(&cookie), "").await?;
     assert_eq!(status, 403);
-    let (status, _, _) =
-        http("POST", &format!("{console}/webhooks/{}/delete", hook.id), Some(&cookie), &format!("csrf={csrf}")).await?;
+    let (status, _, _) = http(
+        "POST",
+        &format!("{console}/webhooks/{}/delete", hook.id),
+        Some(&cookie),
+        &format!("csrf={csrf}"),
+    )
+    .await?;
     assert_eq!(status, 403);
     assert!(webhook(&cluster, OWNER_TOKEN, &hook.id).await.is_ok(), "not deleted");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widened_or_used_late() -> anyhow::Result<()> {
+async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widened_or_used_late()
+-> anyhow::Result<()> {
     let _one = ONE_BROWSER.lock().await;
     let receiver = Receiver::ok()?;
     // Pages that embed the console: one origin listed by the operator, one not.
@@ -335,7 +384,8 @@ async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widen
     let listed = Receiver::start(embed(link_cell.clone()))?;
     let unlisted = Receiver::start(embed(link_cell.clone()))?;
     let ancestors = format!("[\"http://{}\"]", listed.addr());
-    let cluster = Cluster::builder().control_env(&[("HOOKD_CONSOLE_FRAME_ANCESTORS", &ancestors)]).start()?;
+    let cluster =
+        Cluster::builder().control_env(&[("HOOKD_CONSOLE_FRAME_ANCESTORS", &ancestors)]).start()?;
     let console = console(&cluster)?;
     let create = |name: &'static str, app: &'static str| v1::CreateWebhookRequest {
         name: name.into(),
@@ -346,11 +396,14 @@ async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widen
     };
     let mine = cluster.create(create("shop-x-orders", "x")).await?;
     let others = cluster.create(create("shop-y-orders", "y")).await?;
-    let mut other_tenant = v1::webhook_service_client::WebhookServiceClient::new(cluster.authed(Some(OTHER_OWNER_TOKEN)).await?);
+    let mut other_tenant = v1::webhook_service_client::WebhookServiceClient::new(
+        cluster.authed(Some(OTHER_OWNER_TOKEN)).await?,
+    );
     other_tenant.create_webhook(create("tenant-b-orders", "x")).await?;
     let access = cluster.access().await?;
     let link = |app: &str, ttl: u32| {
-        let request = v1::CreatePortalLinkRequest { role: "owner".into(), app: app.into(), ttl_seconds: ttl };
+        let request =
+            v1::CreatePortalLinkRequest { role: "owner".into(), app: app.into(), ttl_seconds: ttl };
         let mut access = access.clone();
         async move { anyhow::Ok(access.create_portal_link(request).await?.into_inner().url) }
     };
@@ -360,7 +413,11 @@ async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widen
     let mut b = Browser::start().await?;
     b.goto(&url).await?;
     b.wait_for_text("shop-x-orders", DEADLINE).await?;
-    assert_eq!(b.client.current_url().await?.as_str(), format!("{console}/webhooks"), "a clean URL");
+    assert_eq!(
+        b.client.current_url().await?.as_str(),
+        format!("{console}/webhooks"),
+        "a clean URL"
+    );
     let page = b.text().await?;
     assert!(!page.contains("shop-y-orders") && !page.contains("tenant-b-orders"), "{page}");
     assert!(!b.exists("a[href='/credentials']").await? && !b.exists("a[href='/access']").await?);
@@ -420,7 +477,10 @@ async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widen
             assert!(!source.contains("shop-y-orders"));
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the listed origin's frame never showed the portal:\n{source}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the listed origin's frame never showed the portal:\n{source}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     framed.client.enter_parent_frame().await?;
@@ -435,7 +495,8 @@ async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forms_need_their_csrf_token_names_are_text_the_csp_is_strict_and_no_token_is_logged() -> anyhow::Result<()> {
+async fn forms_need_their_csrf_token_names_are_text_the_csp_is_strict_and_no_token_is_logged()
+-> anyhow::Result<()> {
     let _one = ONE_BROWSER.lock().await;
     let receiver = Receiver::ok()?;
     let cluster = Cluster::start(0, "")?;
@@ -456,27 +517,40 @@ async fn forms_need_their_csrf_token_names_are_text_the_csp_is_strict_and_no_tok
 
     // A state-changing request without the form's CSRF token is refused.
     let cookie = format!("hookd_session={}", b.cookie("hookd_session").await?);
-    let (status, _, body) = http("POST", &format!("{console}/webhooks/{id}/delete"), Some(&cookie), "").await?;
+    let (status, _, body) =
+        http("POST", &format!("{console}/webhooks/{id}/delete"), Some(&cookie), "").await?;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("CSRF"), "{body}");
     let (status, _, _) =
-        http("POST", &format!("{console}/webhooks/{id}/delete"), Some(&cookie), "csrf=guessed").await?;
+        http("POST", &format!("{console}/webhooks/{id}/delete"), Some(&cookie), "csrf=guessed")
+            .await?;
     assert_eq!(status, 403);
     assert!(webhook(&cluster, OWNER_TOKEN, &id).await.is_ok(), "still there");
     // Signing in needs the sign-in form's own token too (no login CSRF).
-    let (status, _, _) = http("POST", &format!("{console}/sign-in"), None, &format!("token={OWNER_TOKEN}")).await?;
+    let (status, _, _) =
+        http("POST", &format!("{console}/sign-in"), None, &format!("token={OWNER_TOKEN}")).await?;
     assert_eq!(status, 403);
 
     // The headers of every answer.
     let (_, headers, _) = http("GET", &format!("{console}/sign-in"), None, "").await?;
-    let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    for part in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'self'"] {
+    let csp =
+        headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
         assert!(csp.contains(part), "{csp}");
     }
     assert!(!csp.contains("unsafe"), "{csp}");
     assert_eq!(headers.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]));
     let set_cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
     let (_, headers, _) = http("GET", &format!("{console}/webhooks"), Some(&cookie), "").await?;
     assert_eq!(headers.get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]));
 
@@ -492,7 +566,10 @@ async fn forms_need_their_csrf_token_names_are_text_the_csp_is_strict_and_no_tok
     for secret in [OWNER_TOKEN, "hkdg_", "hkdl_"] {
         assert!(!log.contains(secret), "the control plane logged {secret}");
     }
-    assert!(log.contains("console request") || log.contains("console session started"), "the console logs requests");
+    assert!(
+        log.contains("console request") || log.contains("console session started"),
+        "the console logs requests"
+    );
     Ok(())
 }
 
@@ -507,7 +584,10 @@ async fn the_webhooks_page_stays_paged_and_fast_with_ten_thousand_webhooks() -> 
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..8 {
-        let mut client = v1::webhook_service_client::WebhookServiceClient::new(authed(channel.clone(), Some(OWNER_TOKEN)));
+        let mut client = v1::webhook_service_client::WebhookServiceClient::new(authed(
+            channel.clone(),
+            Some(OWNER_TOKEN),
+        ));
         tasks.spawn(async move {
             for i in (worker..WEBHOOKS).step_by(8) {
                 client
@@ -537,9 +617,18 @@ async fn the_webhooks_page_stays_paged_and_fast_with_ten_thousand_webhooks() -> 
         .and_then(|c| c.split(';').next())
         .unwrap_or_default()
         .to_owned();
-    let csrf = page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
-    let (status, headers, _) =
-        http("POST", &format!("{console}/sign-in"), Some(&sign_in_cookie), &format!("csrf={csrf}&token={OWNER_TOKEN}")).await?;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default();
+    let (status, headers, _) = http(
+        "POST",
+        &format!("{console}/sign-in"),
+        Some(&sign_in_cookie),
+        &format!("csrf={csrf}&token={OWNER_TOKEN}"),
+    )
+    .await?;
     assert_eq!(status, 303);
     let session = headers
         .get_all("set-cookie")
@@ -559,7 +648,8 @@ async fn the_webhooks_page_stays_paged_and_fast_with_ten_thousand_webhooks() -> 
         let mut body = String::new();
         for _ in 0..5 {
             let started = Instant::now();
-            let (status, _, page) = http("GET", &format!("{console}{path}"), Some(&session), "").await?;
+            let (status, _, page) =
+                http("GET", &format!("{console}{path}"), Some(&session), "").await?;
             times.push(started.elapsed());
             assert_eq!(status, 200);
             body = page;

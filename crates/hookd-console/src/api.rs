@@ -4,8 +4,7 @@
 //! the API's; the console adds none of its own.
 
 use hookd_proto::v1::{
-    access_service_client::AccessServiceClient,
-    credential_service_client::CredentialServiceClient,
+    access_service_client::AccessServiceClient, credential_service_client::CredentialServiceClient,
     delivery_service_client::DeliveryServiceClient,
     event_type_service_client::EventTypeServiceClient,
     webhook_service_client::WebhookServiceClient,
@@ -89,10 +88,9 @@ impl Failure {
     /// The message without the "invalid <field>: " prefix, for display next to the field.
     pub fn reason(&self) -> &str {
         match &self.field {
-            Some(field) => self
-                .message
-                .strip_prefix(&format!("invalid {field}: "))
-                .unwrap_or(&self.message),
+            Some(field) => {
+                self.message.strip_prefix(&format!("invalid {field}: ")).unwrap_or(&self.message)
+            }
             None => &self.message,
         }
     }
@@ -142,7 +140,10 @@ mod tests {
         let taken = Failure::from(Status::already_exists("name \"crm\" is already taken"));
         assert_eq!(taken.field.as_deref(), Some("name"));
         let denied = Failure::from(Status::permission_denied("permission denied: lacks x"));
-        assert_eq!((denied.field, denied.http_status()), (None, http::StatusCode::FORBIDDEN));
+        assert_eq!(
+            (denied.field.as_deref(), denied.http_status()),
+            (None, http::StatusCode::FORBIDDEN)
+        );
         let odd = Failure::from(Status::invalid_argument("invalid page_token: pass the next"));
         assert_eq!(odd.field.as_deref(), Some("page_token"));
     }

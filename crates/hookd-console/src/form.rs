@@ -50,7 +50,8 @@ mod tests {
 
     #[test]
     fn repeated_keys_keep_their_order_and_values_are_decoded() {
-        let form = Form::parse(b"event_types=a&event_types=b&name=+crm+&data=%7B%22x%22%3A1%7D&on=on");
+        let form =
+            Form::parse(b"event_types=a&event_types=b&name=+crm+&data=%7B%22x%22%3A1%7D&on=on");
         assert_eq!(form.all("event_types"), ["a", "b"]);
         assert_eq!(form.text("name"), "crm");
         assert_eq!(form.raw("name"), " crm ");

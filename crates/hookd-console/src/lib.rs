@@ -58,8 +58,9 @@ impl Settings {
     /// The checks that need no connection; the error names the setting and what is allowed.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !self.public_url.is_empty() {
-            let url = url::Url::parse(&self.public_url)
-                .map_err(|e| ("console_public_url", format!("{:?} is not a URL: {e}", self.public_url)))?;
+            let url = url::Url::parse(&self.public_url).map_err(|e| {
+                ("console_public_url", format!("{:?} is not a URL: {e}", self.public_url))
+            })?;
             if !matches!(url.scheme(), "http" | "https")
                 || url.host_str().is_none()
                 || url.query().is_some()
@@ -168,12 +169,16 @@ impl Console {
              connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}"
         );
         let shared = Shared {
-            sealer: Sealer::new(hookd_core::portal::derive_key(master_key, "hookd console session v1")),
+            sealer: Sealer::new(hookd_core::portal::derive_key(
+                master_key,
+                "hookd console session v1",
+            )),
             portal,
             opened,
             routes,
             // Validated origins and fixed text: always a valid header value.
-            csp: HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'")),
+            csp: HeaderValue::from_str(&csp)
+                .unwrap_or(HeaderValue::from_static("default-src 'none'")),
             settings,
         };
         Self { shared: Arc::new(shared) }
@@ -444,7 +449,10 @@ mod tests {
         settings().validate().expect("defaults");
         let ok = Settings {
             public_url: "https://hooks.example.com/".into(),
-            frame_ancestors: vec!["https://app.example.com".into(), "https://*.example.com:8443".into()],
+            frame_ancestors: vec![
+                "https://app.example.com".into(),
+                "https://*.example.com:8443".into(),
+            ],
             ..settings()
         };
         ok.validate().expect("valid");

@@ -111,18 +111,26 @@ pub fn csrf(ctx: &Ctx) -> Markup {
 /// A refused call, as a page.
 pub fn failure_page(ctx: &Ctx, failure: &Failure) -> Markup {
     let title = failure_title(failure);
-    page(ctx, Section::Webhooks, title, html! {
-        h1 { (title) }
-        div.notice.error role="alert" { (failure.message) }
-        p { a href="/webhooks" { "Back to the webhooks" } }
-    })
+    page(
+        ctx,
+        Section::Webhooks,
+        title,
+        html! {
+            h1 { (title) }
+            div.notice.error role="alert" { (failure.message) }
+            p { a href="/webhooks" { "Back to the webhooks" } }
+        },
+    )
 }
 
 pub fn bare_failure(failure: &Failure) -> String {
-    bare_page(failure_title(failure), html! {
-        h1 { (failure_title(failure)) }
-        div.notice.error role="alert" { (failure.message) }
-    })
+    bare_page(
+        failure_title(failure),
+        html! {
+            h1 { (failure_title(failure)) }
+            div.notice.error role="alert" { (failure.message) }
+        },
+    )
     .into_string()
 }
 
@@ -336,7 +344,7 @@ pub fn count(n: u64) -> Markup {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202f}');
         }
         out.push(c);

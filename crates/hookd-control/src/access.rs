@@ -7,11 +7,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use hookd_core::{
     InvalidField,
-    portal::{DEFAULT_LINK_TTL_SECS, MAX_LINK_TTL_SECS, PortalClaims, PortalKeys},
     access::{
         OWNER_ROLE, Permission, VIEWER_ROLE, builtin_role, parse_permissions, validate_role_name,
         validate_token_name,
     },
+    portal::{DEFAULT_LINK_TTL_SECS, MAX_LINK_TTL_SECS, PortalClaims, PortalKeys},
 };
 use hookd_proto::{
     convert::timestamp,

@@ -102,12 +102,15 @@ pub fn last_four(token: &str) -> String {
     chars[chars.len().saturating_sub(4)..].iter().collect()
 }
 
+/// (tenant, custom role name) → the role's permissions.
+type RolePermissions = HashMap<(String, String), Vec<Permission>>;
+
 /// Hash → caller, shared by every interceptor and the access service.
 #[derive(Clone, Default)]
 pub struct TokenTable {
     tokens: Arc<RwLock<HashMap<[u8; 32], Arc<Caller>>>>,
     /// (tenant, custom role) → permissions, for portal grants, which name a role.
-    roles: Arc<RwLock<HashMap<(String, String), Vec<Permission>>>>,
+    roles: Arc<RwLock<RolePermissions>>,
     /// Serialises reloads: a reload that read the database before a change committed must
     /// not overwrite the one that read it after.
     reloading: Arc<tokio::sync::Mutex<()>>,
@@ -123,7 +126,7 @@ impl TokenTable {
     /// Reads every token and role again and replaces the table.
     pub async fn reload(&self, store: &Store) -> Result<(), StorageError> {
         let _one_at_a_time = self.reloading.lock().await;
-        let roles: HashMap<(String, String), Vec<Permission>> = store
+        let roles: RolePermissions = store
             .all_roles()
             .await?
             .into_iter()

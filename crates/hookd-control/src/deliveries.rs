@@ -30,7 +30,11 @@ impl DeliveryApi {
 
     /// For a caller limited to one app label: the webhook must exist and carry the label,
     /// else it is NOT_FOUND (history of a deleted webhook is out of such a caller's reach).
-    async fn check_scope(&self, caller: &Caller, webhook_id: &WebhookId) -> Result<(), ControlError> {
+    async fn check_scope(
+        &self,
+        caller: &Caller,
+        webhook_id: &WebhookId,
+    ) -> Result<(), ControlError> {
         if caller.app.is_none() {
             return Ok(());
         }
@@ -204,7 +208,8 @@ impl DeliveryService for DeliveryApi {
             .get_delivery(tenant, &DeliveryId::from(id.as_str()))
             .await
             .map_err(ControlError::from)?;
-        let (delivery, attempts) = found.ok_or(ControlError::NotFound { what: "delivery", id: id.clone() })?;
+        let (delivery, attempts) =
+            found.ok_or(ControlError::NotFound { what: "delivery", id: id.clone() })?;
         if self.check_scope(&caller, &delivery.webhook_id).await.is_err() {
             return Err(ControlError::NotFound { what: "delivery", id }.into());
         }
@@ -261,7 +266,8 @@ impl DeliveryService for DeliveryApi {
         let webhook_id = WebhookId::from(r.webhook_id);
         // Resending needs the webhook (the dispatcher would drop jobs for a missing one), and
         // another tenant's must look missing.
-        let found = self.store.get_webhook(tenant, &webhook_id).await.map_err(ControlError::from)?;
+        let found =
+            self.store.get_webhook(tenant, &webhook_id).await.map_err(ControlError::from)?;
         if !found.is_some_and(|w| caller.reaches_app(&w.spec.app)) {
             return Err(
                 ControlError::NotFound { what: "webhook", id: webhook_id.into_string() }.into()

@@ -114,10 +114,12 @@ impl ControlPlane {
             })?;
         let console_listener = match config.console_listen()? {
             None => None,
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| ControlError::Config {
-                setting: "console_listen",
-                reason: format!("cannot listen on {addr}: {e}"),
-            })?),
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.map_err(|e| ControlError::Config {
+                    setting: "console_listen",
+                    reason: format!("cannot listen on {addr}: {e}"),
+                })?)
+            }
         };
         Ok(Self { config, store, jetstream, metrics_listener, console_listener, reconnected })
     }
@@ -275,7 +277,8 @@ impl ControlPlane {
 
         // The public services, each behind the token interceptor. The console calls these
         // very services in process, so it sees exactly what a gRPC client sees.
-        let webhooks = WebhookServiceServer::with_interceptor(webhook_service, authenticate.clone());
+        let webhooks =
+            WebhookServiceServer::with_interceptor(webhook_service, authenticate.clone());
         let events = EventServiceServer::with_interceptor(event_service, authenticate.clone());
         let deliveries =
             DeliveryServiceServer::with_interceptor(delivery_service, authenticate.clone());

@@ -8,7 +8,8 @@ use chrono::Utc;
 use hookd_core::access::Permission;
 use hookd_core::health::DeactivatedBy;
 use hookd_core::{
-    CredentialId, Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
+    CredentialId, Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec,
+    catalog,
     egress::EgressPolicy,
     signing::{SigningKeys, SigningSecret},
     webhook::ALL_EVENT_TYPES,
@@ -101,8 +102,11 @@ impl WebhookApi {
         if id.is_empty() {
             return Err(InvalidField::new("id", "must not be empty").into());
         }
-        let webhook =
-            self.store.get_webhook(&caller.tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)?;
+        let webhook = self
+            .store
+            .get_webhook(&caller.tenant, &WebhookId::from(id))
+            .await?
+            .ok_or_else(not_found)?;
         if !caller.reaches_app(&webhook.spec.app) {
             return Err(not_found());
         }
@@ -459,12 +463,8 @@ impl WebhookService for WebhookApi {
             }
             (Some(mine), _) => Some(mine.clone()),
         };
-        let filter = WebhookFilter {
-            name_contains: non_empty(r.name_contains),
-            app,
-            event_type,
-            active,
-        };
+        let filter =
+            WebhookFilter { name_contains: non_empty(r.name_contains), app, event_type, active };
         let limit = page_size(r.page_size);
         let mut page = self
             .store
@@ -474,7 +474,8 @@ impl WebhookService for WebhookApi {
         let next_page_token =
             crate::webhooks::finish_page(&mut page, limit, |(last, _)| last.id.to_string());
         let ids: Vec<&WebhookId> = page.iter().map(|(w, _)| &w.id).collect();
-        let health = self.store.get_webhooks_health(tenant, &ids).await.map_err(ControlError::from)?;
+        let health =
+            self.store.get_webhooks_health(tenant, &ids).await.map_err(ControlError::from)?;
         let mut webhooks = Vec::with_capacity(page.len());
         for (w, stats) in &page {
             let mut wire = webhook_to_proto(w, Secrets::Masked);
@@ -642,21 +643,21 @@ impl WebhookService for WebhookApi {
         let stream = subscription.filter_map(move |msg| {
             let (store, scope) = (store.clone(), scope.clone());
             async move {
-            let n: notify::Notification = serde_json::from_slice(&msg.payload).ok()?;
-            if scope.app.is_some() {
-                let id = WebhookId::from(n.webhook_id.as_str());
-                let webhook = store.get_webhook(&scope.tenant, &id).await.ok()??;
-                if !scope.reaches_app(&webhook.spec.app) {
-                    return None;
+                let n: notify::Notification = serde_json::from_slice(&msg.payload).ok()?;
+                if scope.app.is_some() {
+                    let id = WebhookId::from(n.webhook_id.as_str());
+                    let webhook = store.get_webhook(&scope.tenant, &id).await.ok()??;
+                    if !scope.reaches_app(&webhook.spec.app) {
+                        return None;
+                    }
                 }
-            }
-            Some(Ok(v1::WebhookNotification {
-                kind: n.kind,
-                webhook_id: n.webhook_id,
-                reason: n.reason,
-                last_error: n.last_error,
-                at: Some(timestamp(n.at)),
-            }))
+                Some(Ok(v1::WebhookNotification {
+                    kind: n.kind,
+                    webhook_id: n.webhook_id,
+                    reason: n.reason,
+                    last_error: n.last_error,
+                    at: Some(timestamp(n.at)),
+                }))
             }
         });
         Ok(Response::new(match &self.stopping {

@@ -166,7 +166,8 @@ mod tests {
         let link = keys().sign_link(&PortalClaims::new("acme", "viewer", "shop-7", 1_000));
         let (body, tag) = link.rsplit_once('.').expect("dot");
         // A wider link: the same signature over claims without the app label.
-        let wider = PortalClaims { app: String::new(), ..keys().verify_link(&link, 0).expect("ok") };
+        let wider =
+            PortalClaims { app: String::new(), ..keys().verify_link(&link, 0).expect("ok") };
         let forged_body =
             format!("{LINK_PREFIX}{}", B64.encode(serde_json::to_vec(&wider).expect("json")));
         assert_eq!(

@@ -135,9 +135,13 @@ impl Browser {
     }
 
     pub async fn fill(&self, css: &str, value: &str) -> anyhow::Result<()> {
-        let input = self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
+        let input =
+            self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
         self.client
-            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![serde_json::to_value(&input)?])
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center'});",
+                vec![serde_json::to_value(&input)?],
+            )
             .await?;
         input.clear().await?;
         input.send_keys(value).await?;
@@ -145,7 +149,8 @@ impl Browser {
     }
 
     pub async fn click(&mut self, css: &str) -> anyhow::Result<()> {
-        let element = self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
+        let element =
+            self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
         self.press(element).await
     }
 
@@ -153,7 +158,10 @@ impl Browser {
     /// covers it), as a person would.
     async fn press(&mut self, element: fantoccini::elements::Element) -> anyhow::Result<()> {
         self.client
-            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![serde_json::to_value(&element)?])
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center'});",
+                vec![serde_json::to_value(&element)?],
+            )
             .await?;
         element.click().await?;
         self.note_url().await
@@ -174,7 +182,11 @@ impl Browser {
     }
 
     /// Waits until the page's text contains `needle`, reloading it every half second.
-    pub async fn wait_for_text(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+    pub async fn wait_for_text(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let text = self.text().await.unwrap_or_default();
@@ -254,10 +266,14 @@ impl Drop for Browser {
 fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
         // "pid (comm) state ppid ...": comm may hold spaces, so split after its last ')'.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
         if let Some(ppid) = ppid {
             parent_of.push((pid, ppid));
         }

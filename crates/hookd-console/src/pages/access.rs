@@ -15,8 +15,7 @@ use maud::{Markup, html};
 use crate::{
     Ctx, Shared,
     api::Failure,
-    call,
-    try_page,
+    call, try_page,
     view::{self, Input, Section},
 };
 
@@ -44,9 +43,11 @@ pub async fn show(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
 
 async fn render(ctx: &Ctx, shown: Shown) -> Response {
     let roles = call!(ctx, ctx.api.access().list_roles(ctx.api.req(v1::ListRolesRequest {}))).roles;
-    let tokens = call!(ctx, ctx.api.access().list_tokens(ctx.api.req(v1::ListTokensRequest {}))).tokens;
+    let tokens =
+        call!(ctx, ctx.api.access().list_tokens(ctx.api.req(v1::ListTokensRequest {}))).tokens;
     let failure_of = |form: &str| shown.failure.as_ref().filter(|_| shown.form == form);
-    let role_options: Vec<(&str, &str)> = roles.iter().map(|r| (r.name.as_str(), r.name.as_str())).collect();
+    let role_options: Vec<(&str, &str)> =
+        roles.iter().map(|r| (r.name.as_str(), r.name.as_str())).collect();
     let status = shown.failure.as_ref().map_or(StatusCode::OK, Failure::http_status);
     let body = html! {
         h1 { "Access" }
@@ -163,7 +164,11 @@ fn permissions(form: &crate::form::Form) -> Vec<String> {
     form.all("permission").into_iter().map(str::to_owned).collect()
 }
 
-pub async fn create_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create_token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
     let request = v1::CreateTokenRequest { name: form.text("name"), role: form.text("role") };
     match ctx.api.access().create_token(ctx.api.req(request)).await {
@@ -177,7 +182,10 @@ pub async fn create_token(State(shared): State<Arc<Shared>>, headers: HeaderMap,
 }
 
 async fn form_failure(ctx: &Ctx, failure: Failure, form: &'static str) -> Response {
-    if matches!(failure.code, tonic::Code::InvalidArgument | tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition) {
+    if matches!(
+        failure.code,
+        tonic::Code::InvalidArgument | tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition
+    ) {
         render(ctx, Shown { failure: Some(failure), form, ..Shown::default() }).await
     } else {
         ctx.failure(&failure)
@@ -195,10 +203,20 @@ pub async fn revoke_token(
     ctx.redirect_with("/access", "Token revoked.")
 }
 
-pub async fn create_role(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create_role(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
-    let role = v1::Role { name: form.text("name"), permissions: permissions(&form), builtin: false };
-    match ctx.api.access().create_role(ctx.api.req(v1::CreateRoleRequest { role: Some(role) })).await {
+    let role =
+        v1::Role { name: form.text("name"), permissions: permissions(&form), builtin: false };
+    match ctx
+        .api
+        .access()
+        .create_role(ctx.api.req(v1::CreateRoleRequest { role: Some(role) }))
+        .await
+    {
         Ok(_) => ctx.redirect_with("/access", "Role created."),
         Err(status) => form_failure(&ctx, status.into(), "role").await,
     }
@@ -231,21 +249,37 @@ pub async fn delete_role(
     }
 }
 
-pub async fn create_portal_link(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create_portal_link(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
     let minutes = form.text("ttl_minutes");
     let ttl_seconds = match minutes.as_str() {
         "" => 0,
         m => match m.parse::<u32>() {
             Ok(m) => m.saturating_mul(60),
-            Err(_) => return form_failure(&ctx, Failure::invalid("ttl_seconds", "give the minutes as a whole number"), "portal").await,
+            Err(_) => {
+                return form_failure(
+                    &ctx,
+                    Failure::invalid("ttl_seconds", "give the minutes as a whole number"),
+                    "portal",
+                )
+                .await;
+            }
         },
     };
-    let request = v1::CreatePortalLinkRequest { role: form.text("role"), app: form.text("app"), ttl_seconds };
+    let request =
+        v1::CreatePortalLinkRequest { role: form.text("role"), app: form.text("app"), ttl_seconds };
     match ctx.api.access().create_portal_link(ctx.api.req(request)).await {
         Ok(answer) => {
             let answer = answer.into_inner();
-            render(&ctx, Shown { portal_link: Some((answer.url, answer.expires_at)), ..Shown::default() }).await
+            render(
+                &ctx,
+                Shown { portal_link: Some((answer.url, answer.expires_at)), ..Shown::default() },
+            )
+            .await
         }
         Err(status) => form_failure(&ctx, status.into(), "portal").await,
     }

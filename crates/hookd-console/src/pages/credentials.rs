@@ -44,7 +44,9 @@ pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     let ctx = try_page!(shared.ctx(&headers).await);
     let answer = call!(
         ctx,
-        ctx.api.credentials().list_credentials(ctx.api.req(v1::ListCredentialsRequest { page_size: 500, page_token: String::new() }))
+        ctx.api.credentials().list_credentials(
+            ctx.api.req(v1::ListCredentialsRequest { page_size: 500, page_token: String::new() })
+        )
     );
     let body = html! {
         div.titlebar {
@@ -74,11 +76,18 @@ pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     ctx.page(StatusCode::OK, view::page(&ctx, Section::Credentials, "OAuth2 credentials", body))
 }
 
-pub async fn show(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn show(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
-    let c = call!(ctx, ctx.api.credentials().get_credential(ctx.api.req(v1::GetCredentialRequest { id })))
-        .credential
-        .unwrap_or_default();
+    let c = call!(
+        ctx,
+        ctx.api.credentials().get_credential(ctx.api.req(v1::GetCredentialRequest { id }))
+    )
+    .credential
+    .unwrap_or_default();
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href="/credentials" { "OAuth2 credentials" } " / " span { (c.name) } }
         div.titlebar {
@@ -147,7 +156,12 @@ impl Draft {
             grant_type: grant_name(c.grant_type).into(),
             code: String::new(),
             scope: c.scope.clone(),
-            params: c.extra_params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n"),
+            params: c
+                .extra_params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
             masked_secret: c.client_secret.clone(),
         }
     }
@@ -155,15 +169,19 @@ impl Draft {
     fn credential(&self) -> Result<v1::Credential, Failure> {
         let mut extra_params = std::collections::HashMap::new();
         for line in self.params.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let (k, v) = line
-                .split_once('=')
-                .ok_or_else(|| Failure::invalid("extra_params", format!("{line:?} is not key=value")))?;
+            let (k, v) = line.split_once('=').ok_or_else(|| {
+                Failure::invalid("extra_params", format!("{line:?} is not key=value"))
+            })?;
             extra_params.insert(k.trim().to_owned(), v.trim().to_owned());
         }
         Ok(v1::Credential {
             name: self.name.clone(),
             token_url: self.token_url.clone(),
-            method: (if self.method == "get" { v1::TokenMethod::Get } else { v1::TokenMethod::Post }) as i32,
+            method: (if self.method == "get" {
+                v1::TokenMethod::Get
+            } else {
+                v1::TokenMethod::Post
+            }) as i32,
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
             grant_type: (if self.grant_type == "authorization_code" {
@@ -182,38 +200,52 @@ impl Draft {
 fn form_page(ctx: &Ctx, id: Option<&str>, d: &Draft, failure: Option<&Failure>) -> Markup {
     let title = if id.is_some() { "Edit credential" } else { "New OAuth2 credential" };
     let action = id.map_or("/credentials/new".to_owned(), |id| format!("/credentials/{id}/edit"));
-    let keep = if id.is_some() { "Write-only. Leave empty to keep the current value." } else { "Write-only: never shown again." };
-    view::page(ctx, Section::Credentials, title, html! {
-        nav.crumbs aria-label="Breadcrumb" { a href="/credentials" { "OAuth2 credentials" } }
-        h1 { (title) }
-        (view::form_error(failure))
-        form method="post" action=(action) novalidate {
-            (view::csrf(ctx))
-            (Input::new("name", "Name", &d.name).required().render(failure))
-            (Input::new("token_url", "Token URL", &d.token_url).kind("url").required().placeholder("https://auth.example.com/oauth/token").render(failure))
-            div.row {
-                (view::select("method", "Token request", &[("post", "POST, form body"), ("get", "GET, query string")], &d.method, "method", failure))
-                (view::select("grant_type", "Grant type", &[("client_credentials", "client_credentials"), ("authorization_code", "authorization_code")], &d.grant_type, "grant_type", failure))
-            }
-            div.row {
-                (Input::new("client_id", "Client id", &d.client_id).required().render(failure))
-                (Input::new("client_secret", "Client secret", "").kind("password")
-                    .hint(if d.masked_secret.is_empty() { keep } else { keep }).render(failure))
-            }
-            (Input::new("code", "Authorization code", "").kind("password").hint("authorization_code only: redeemed once. Write-only.").render(failure))
-            (Input::new("scope", "Scope", &d.scope).placeholder("contacts:write").hint("Space-separated; empty sends none.").render(failure))
-            (view::textarea("extra_params", "Extra parameters", &d.params, 3, Some("One key=value per line, sent with every token request."), "extra_params", failure))
-            div.actions {
-                button.primary type="submit" { (if id.is_some() { "Save changes" } else { "Create credential" }) }
-                a href="/credentials" { "Cancel" }
-            }
+    let keep = match (id, d.masked_secret.as_str()) {
+        (None, _) => "Write-only: never shown again.".to_owned(),
+        (Some(_), "") => "Write-only. Leave empty to keep the current value.".to_owned(),
+        (Some(_), masked) => {
+            format!("Write-only. Leave empty to keep the current value ({masked}).")
         }
-    })
+    };
+    view::page(
+        ctx,
+        Section::Credentials,
+        title,
+        html! {
+            nav.crumbs aria-label="Breadcrumb" { a href="/credentials" { "OAuth2 credentials" } }
+            h1 { (title) }
+            (view::form_error(failure))
+            form method="post" action=(action) novalidate {
+                (view::csrf(ctx))
+                (Input::new("name", "Name", &d.name).required().render(failure))
+                (Input::new("token_url", "Token URL", &d.token_url).kind("url").required().placeholder("https://auth.example.com/oauth/token").render(failure))
+                div.row {
+                    (view::select("method", "Token request", &[("post", "POST, form body"), ("get", "GET, query string")], &d.method, "method", failure))
+                    (view::select("grant_type", "Grant type", &[("client_credentials", "client_credentials"), ("authorization_code", "authorization_code")], &d.grant_type, "grant_type", failure))
+                }
+                div.row {
+                    (Input::new("client_id", "Client id", &d.client_id).required().render(failure))
+                    (Input::new("client_secret", "Client secret", "").kind("password")
+                        .hint(&keep).render(failure))
+                }
+                (Input::new("code", "Authorization code", "").kind("password").hint("authorization_code only: redeemed once. Write-only.").render(failure))
+                (Input::new("scope", "Scope", &d.scope).placeholder("contacts:write").hint("Space-separated; empty sends none.").render(failure))
+                (view::textarea("extra_params", "Extra parameters", &d.params, 3, Some("One key=value per line, sent with every token request."), "extra_params", failure))
+                div.actions {
+                    button.primary type="submit" { (if id.is_some() { "Save changes" } else { "Create credential" }) }
+                    a href="/credentials" { "Cancel" }
+                }
+            }
+        },
+    )
 }
 
 fn refuse(ctx: &Ctx) -> Option<Response> {
     (!ctx.can_manage()).then(|| {
-        ctx.failure(&Failure::new(tonic::Code::PermissionDenied, "permission denied: this role cannot change credentials (it lacks webhooks.manage)"))
+        ctx.failure(&Failure::new(
+            tonic::Code::PermissionDenied,
+            "permission denied: this role cannot change credentials (it lacks webhooks.manage)",
+        ))
     })
 }
 
@@ -222,11 +254,19 @@ pub async fn new_form(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     if let Some(r) = refuse(&ctx) {
         return r;
     }
-    let d = Draft { method: "post".into(), grant_type: "client_credentials".into(), ..Draft::default() };
+    let d = Draft {
+        method: "post".into(),
+        grant_type: "client_credentials".into(),
+        ..Draft::default()
+    };
     ctx.page(StatusCode::OK, form_page(&ctx, None, &d, None))
 }
 
-pub async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
     let d = Draft::from_form(&form);
     let result = match d.credential() {
@@ -248,14 +288,23 @@ pub async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
     }
 }
 
-pub async fn edit_form(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn edit_form(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     if let Some(r) = refuse(&ctx) {
         return r;
     }
-    let c = call!(ctx, ctx.api.credentials().get_credential(ctx.api.req(v1::GetCredentialRequest { id: id.clone() })))
-        .credential
-        .unwrap_or_default();
+    let c = call!(
+        ctx,
+        ctx.api
+            .credentials()
+            .get_credential(ctx.api.req(v1::GetCredentialRequest { id: id.clone() }))
+    )
+    .credential
+    .unwrap_or_default();
     ctx.page(StatusCode::OK, form_page(&ctx, Some(&id), &Draft::from_credential(&c), None))
 }
 
@@ -267,7 +316,8 @@ pub async fn update(
 ) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
     let d = Draft::from_form(&form);
-    let mut paths = vec!["name", "token_url", "method", "client_id", "grant_type", "scope", "extra_params"];
+    let mut paths =
+        vec!["name", "token_url", "method", "client_id", "grant_type", "scope", "extra_params"];
     if !d.client_secret.is_empty() {
         paths.push("client_secret");
     }
@@ -281,7 +331,9 @@ pub async fn update(
                 .credentials()
                 .update_credential(ctx.api.req(v1::UpdateCredentialRequest {
                     credential: Some(c),
-                    update_mask: Some(prost_types::FieldMask { paths: paths.into_iter().map(str::to_owned).collect() }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: paths.into_iter().map(str::to_owned).collect(),
+                    }),
                 }))
                 .await
                 .map(|_| ())
@@ -290,7 +342,10 @@ pub async fn update(
         Err(f) => Err(f),
     };
     match result {
-        Ok(()) => ctx.redirect_with(&format!("/credentials/{id}"), "Changes saved; the cached token was dropped."),
+        Ok(()) => ctx.redirect_with(
+            &format!("/credentials/{id}"),
+            "Changes saved; the cached token was dropped.",
+        ),
         Err(f) if matches!(f.code, tonic::Code::InvalidArgument | tonic::Code::AlreadyExists) => {
             ctx.page(f.http_status(), form_page(&ctx, Some(&id), &d, Some(&f)))
         }
@@ -298,7 +353,11 @@ pub async fn update(
     }
 }
 
-pub async fn confirm_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn confirm_delete(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     if let Some(r) = refuse(&ctx) {
         return r;
@@ -321,6 +380,9 @@ pub async fn delete(
     body: Bytes,
 ) -> Response {
     let (ctx, _) = try_page!(shared.post_ctx(&headers, &body).await);
-    call!(ctx, ctx.api.credentials().delete_credential(ctx.api.req(v1::DeleteCredentialRequest { id })));
+    call!(
+        ctx,
+        ctx.api.credentials().delete_credential(ctx.api.req(v1::DeleteCredentialRequest { id }))
+    );
     ctx.redirect_with("/credentials", "Credential deleted.")
 }

@@ -66,7 +66,10 @@ pub async fn list(
         text => match parse_local(text) {
             Some(t) => Some(timestamp(t)),
             None => {
-                return ctx.failure(&Failure::invalid("since", "write the time as YYYY-MM-DDTHH:MM (UTC)"));
+                return ctx.failure(&Failure::invalid(
+                    "since",
+                    "write the time as YYYY-MM-DDTHH:MM (UTC)",
+                ));
             }
         },
     };
@@ -76,9 +79,12 @@ pub async fn list(
         "failed" => v1::DeliveryStatus::Failed,
         _ => v1::DeliveryStatus::Unspecified,
     };
-    let webhook = call!(ctx, ctx.api.webhooks().get_webhook(ctx.api.req(v1::GetWebhookRequest { id: id.clone() })))
-        .webhook
-        .unwrap_or_default();
+    let webhook = call!(
+        ctx,
+        ctx.api.webhooks().get_webhook(ctx.api.req(v1::GetWebhookRequest { id: id.clone() }))
+    )
+    .webhook
+    .unwrap_or_default();
     let page_token = form.text("page");
     let answer = call!(
         ctx,
@@ -91,6 +97,7 @@ pub async fn list(
         }))
     );
     let filters = [("status", status.as_str()), ("since", since_text.as_str())];
+    let older = [filters[0], filters[1], ("page", answer.next_page_token.as_str())];
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" {
             a href="/webhooks" { "Webhooks" } " / " a href={ "/webhooks/" (id) } { (webhook.name) } " / " span { "Deliveries" }
@@ -140,9 +147,7 @@ pub async fn list(
         nav.pager aria-label="Pages" {
             @if !page_token.is_empty() { a.button.secondary href={ "/webhooks/" (id) "/deliveries?" (query(&filters)) } { "First page" } }
             @if !answer.next_page_token.is_empty() {
-                @let mut pairs = filters.to_vec();
-                @let _ = pairs.push(("page", answer.next_page_token.as_str()));
-                a.button.secondary href={ "/webhooks/" (id) "/deliveries?" (query(&pairs)) } rel="next" { "Older →" }
+                a.button.secondary href={ "/webhooks/" (id) "/deliveries?" (query(&older)) } rel="next" { "Older →" }
             }
         }
         @if ctx.can_manage() {
@@ -163,15 +168,24 @@ pub async fn list(
     ctx.page(StatusCode::OK, view::page(&ctx, Section::Webhooks, "Delivery history", body))
 }
 
-pub async fn show(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn show(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     render(&ctx, &id).await
 }
 
 async fn render(ctx: &Ctx, id: &str) -> Response {
-    let d = call!(ctx, ctx.api.deliveries().get_delivery(ctx.api.req(v1::GetDeliveryRequest { id: id.to_owned() })))
-        .delivery
-        .unwrap_or_default();
+    let d = call!(
+        ctx,
+        ctx.api
+            .deliveries()
+            .get_delivery(ctx.api.req(v1::GetDeliveryRequest { id: id.to_owned() }))
+    )
+    .delivery
+    .unwrap_or_default();
     let webhook_name = match ctx
         .api
         .webhooks()
@@ -237,8 +251,16 @@ pub async fn resend(
     body: Bytes,
 ) -> Response {
     let (ctx, _) = try_page!(shared.post_ctx(&headers, &body).await);
-    call!(ctx, ctx.api.deliveries().resend_delivery(ctx.api.req(v1::ResendDeliveryRequest { id: id.clone() })));
-    ctx.redirect_with(&format!("/deliveries/{id}"), "Resent: the new attempt shows here once it is made.")
+    call!(
+        ctx,
+        ctx.api
+            .deliveries()
+            .resend_delivery(ctx.api.req(v1::ResendDeliveryRequest { id: id.clone() }))
+    );
+    ctx.redirect_with(
+        &format!("/deliveries/{id}"),
+        "Resent: the new attempt shows here once it is made.",
+    )
 }
 
 pub async fn recover(
@@ -253,10 +275,12 @@ pub async fn recover(
     };
     let answer = call!(
         ctx,
-        ctx.api.deliveries().recover_failed_deliveries(ctx.api.req(v1::RecoverFailedDeliveriesRequest {
-            webhook_id: id.clone(),
-            since: Some(timestamp(since)),
-        }))
+        ctx.api.deliveries().recover_failed_deliveries(ctx.api.req(
+            v1::RecoverFailedDeliveriesRequest {
+                webhook_id: id.clone(),
+                since: Some(timestamp(since)),
+            }
+        ))
     );
     ctx.redirect_with(
         &format!("/webhooks/{id}/deliveries"),

@@ -28,7 +28,9 @@ fn schema_json(t: &v1::EventType) -> String {
     t.schema
         .clone()
         .map(|s| {
-            let value = value_to_json(prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(s)) });
+            let value = value_to_json(prost_types::Value {
+                kind: Some(prost_types::value::Kind::StructValue(s)),
+            });
             serde_json::to_string_pretty(&value).unwrap_or_default()
         })
         .unwrap_or_default()
@@ -51,7 +53,9 @@ pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     let ctx = try_page!(shared.ctx(&headers).await);
     let answer = call!(
         ctx,
-        ctx.api.event_types().list_event_types(ctx.api.req(v1::ListEventTypesRequest { page_size: 500, page_token: String::new() }))
+        ctx.api.event_types().list_event_types(
+            ctx.api.req(v1::ListEventTypesRequest { page_size: 500, page_token: String::new() })
+        )
     );
     let body = html! {
         div.titlebar {
@@ -81,11 +85,18 @@ pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     ctx.page(StatusCode::OK, view::page(&ctx, Section::EventTypes, "Event types", body))
 }
 
-pub async fn show(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+pub async fn show(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
-    let t = call!(ctx, ctx.api.event_types().get_event_type(ctx.api.req(v1::GetEventTypeRequest { name })))
-        .event_type
-        .unwrap_or_default();
+    let t = call!(
+        ctx,
+        ctx.api.event_types().get_event_type(ctx.api.req(v1::GetEventTypeRequest { name }))
+    )
+    .event_type
+    .unwrap_or_default();
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href="/event-types" { "Event types" } " / " span { (t.name) } }
         div.titlebar {
@@ -131,18 +142,26 @@ impl Draft {
         let schema = match self.schema.as_str() {
             "" => None,
             text => match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(serde_json::Value::Object(_)) => match json_to_value(serde_json::from_str(text).unwrap_or_default()).kind {
-                    Some(prost_types::value::Kind::StructValue(s)) => Some(s),
-                    _ => None,
-                },
-                Ok(_) => return Err(Failure::invalid("schema", "must be a JSON object (a JSON Schema)")),
+                Ok(serde_json::Value::Object(_)) => {
+                    match json_to_value(serde_json::from_str(text).unwrap_or_default()).kind {
+                        Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+                        _ => None,
+                    }
+                }
+                Ok(_) => {
+                    return Err(Failure::invalid(
+                        "schema",
+                        "must be a JSON object (a JSON Schema)",
+                    ));
+                }
                 Err(e) => return Err(Failure::invalid("schema", format!("is not JSON: {e}"))),
             },
         };
         let example = match self.example.as_str() {
             "" => None,
             text => Some(json_to_value(
-                serde_json::from_str(text).map_err(|e| Failure::invalid("example", format!("is not JSON: {e}")))?,
+                serde_json::from_str(text)
+                    .map_err(|e| Failure::invalid("example", format!("is not JSON: {e}")))?,
             )),
         };
         Ok(v1::EventType {
@@ -157,36 +176,45 @@ impl Draft {
 
 fn form_page(ctx: &Ctx, editing: Option<&str>, d: &Draft, failure: Option<&Failure>) -> Markup {
     let title = if editing.is_some() { "Edit event type" } else { "New event type" };
-    let action = editing.map_or("/event-types/new".to_owned(), |n| format!("/event-types/{n}/edit"));
-    view::page(ctx, Section::EventTypes, title, html! {
-        nav.crumbs aria-label="Breadcrumb" { a href="/event-types" { "Event types" } }
-        h1 { (title) }
-        (view::form_error(failure))
-        form method="post" action=(action) novalidate {
-            (view::csrf(ctx))
-            @if let Some(name) = editing {
-                p { "Name: " code { (name) } }
-                input type="hidden" name="name" value=(name);
-            } @else {
-                (Input::new("name", "Name", &d.name).required().placeholder("contact-created")
-                    .hint("Letters, digits, - and _, at most 128.").render(failure))
+    let action =
+        editing.map_or("/event-types/new".to_owned(), |n| format!("/event-types/{n}/edit"));
+    view::page(
+        ctx,
+        Section::EventTypes,
+        title,
+        html! {
+            nav.crumbs aria-label="Breadcrumb" { a href="/event-types" { "Event types" } }
+            h1 { (title) }
+            (view::form_error(failure))
+            form method="post" action=(action) novalidate {
+                (view::csrf(ctx))
+                @if let Some(name) = editing {
+                    p { "Name: " code { (name) } }
+                    input type="hidden" name="name" value=(name);
+                } @else {
+                    (Input::new("name", "Name", &d.name).required().placeholder("contact-created")
+                        .hint("Letters, digits, - and _, at most 128.").render(failure))
+                }
+                (view::textarea("description", "Description", &d.description, 2, None, "description", failure))
+                (view::textarea("schema", "JSON Schema of the data (optional)", &d.schema, 10,
+                    Some("Self-contained (remote $refs are not fetched). Events whose data does not satisfy it are refused."), "schema", failure))
+                (view::textarea("example", "Example data (optional)", &d.example, 6,
+                    Some("Used by test sends; must satisfy the schema."), "example", failure))
+                div.actions {
+                    button.primary type="submit" { (if editing.is_some() { "Save changes" } else { "Create event type" }) }
+                    a href="/event-types" { "Cancel" }
+                }
             }
-            (view::textarea("description", "Description", &d.description, 2, None, "description", failure))
-            (view::textarea("schema", "JSON Schema of the data (optional)", &d.schema, 10,
-                Some("Self-contained (remote $refs are not fetched). Events whose data does not satisfy it are refused."), "schema", failure))
-            (view::textarea("example", "Example data (optional)", &d.example, 6,
-                Some("Used by test sends; must satisfy the schema."), "example", failure))
-            div.actions {
-                button.primary type="submit" { (if editing.is_some() { "Save changes" } else { "Create event type" }) }
-                a href="/event-types" { "Cancel" }
-            }
-        }
-    })
+        },
+    )
 }
 
 fn refuse_changes(ctx: &Ctx) -> Option<Response> {
     (!can_change(ctx)).then(|| {
-        ctx.failure(&Failure::new(tonic::Code::PermissionDenied, "permission denied: this session cannot change the event-type catalog"))
+        ctx.failure(&Failure::new(
+            tonic::Code::PermissionDenied,
+            "permission denied: this session cannot change the event-type catalog",
+        ))
     })
 }
 
@@ -195,11 +223,20 @@ pub async fn new_form(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     if let Some(r) = refuse_changes(&ctx) {
         return r;
     }
-    let d = Draft { name: String::new(), description: String::new(), schema: String::new(), example: String::new() };
+    let d = Draft {
+        name: String::new(),
+        description: String::new(),
+        schema: String::new(),
+        example: String::new(),
+    };
     ctx.page(StatusCode::OK, form_page(&ctx, None, &d, None))
 }
 
-pub async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
     let d = Draft::from_form(&form);
     let result = match d.event_type() {
@@ -221,15 +258,29 @@ pub async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
     }
 }
 
-pub async fn edit_form(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+pub async fn edit_form(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     if let Some(r) = refuse_changes(&ctx) {
         return r;
     }
-    let t = call!(ctx, ctx.api.event_types().get_event_type(ctx.api.req(v1::GetEventTypeRequest { name: name.clone() })))
-        .event_type
-        .unwrap_or_default();
-    let d = Draft { name: t.name.clone(), description: t.description.clone(), schema: schema_json(&t), example: example_json(&t) };
+    let t = call!(
+        ctx,
+        ctx.api
+            .event_types()
+            .get_event_type(ctx.api.req(v1::GetEventTypeRequest { name: name.clone() }))
+    )
+    .event_type
+    .unwrap_or_default();
+    let d = Draft {
+        name: t.name.clone(),
+        description: t.description.clone(),
+        schema: schema_json(&t),
+        example: example_json(&t),
+    };
     ctx.page(StatusCode::OK, form_page(&ctx, Some(&name), &d, None))
 }
 
@@ -259,12 +310,18 @@ pub async fn update(
     };
     match result {
         Ok(()) => ctx.redirect_with(&format!("/event-types/{name}"), "Changes saved."),
-        Err(f) if f.code == tonic::Code::InvalidArgument => ctx.page(f.http_status(), form_page(&ctx, Some(&name), &d, Some(&f))),
+        Err(f) if f.code == tonic::Code::InvalidArgument => {
+            ctx.page(f.http_status(), form_page(&ctx, Some(&name), &d, Some(&f)))
+        }
         Err(f) => ctx.failure(&f),
     }
 }
 
-pub async fn confirm_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+pub async fn confirm_delete(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     if let Some(r) = refuse_changes(&ctx) {
         return r;
@@ -287,6 +344,9 @@ pub async fn delete(
     body: Bytes,
 ) -> Response {
     let (ctx, _) = try_page!(shared.post_ctx(&headers, &body).await);
-    call!(ctx, ctx.api.event_types().delete_event_type(ctx.api.req(v1::DeleteEventTypeRequest { name })));
+    call!(
+        ctx,
+        ctx.api.event_types().delete_event_type(ctx.api.req(v1::DeleteEventTypeRequest { name }))
+    );
     ctx.redirect_with("/event-types", "Event type deleted.")
 }

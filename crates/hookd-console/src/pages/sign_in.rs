@@ -30,26 +30,29 @@ fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String
 }
 
 fn sign_in_page(token: &str, message: Option<&str>, error: Option<&str>) -> Markup {
-    view::bare_page("Sign in", html! {
-        h1 { "Sign in to the console" }
-        @if let Some(message) = message { div.notice role="status" { (message) } }
-        form method="post" action="/sign-in" {
-            input type="hidden" name="csrf" value=(token);
-            div.field #field-token {
-                label for="in-token" { "API token" }
-                input #in-token type="password" name="token" required autocomplete="current-password"
-                    spellcheck="false" autofocus
-                    aria-invalid=[error.map(|_| "true")]
-                    aria-describedby={ "hint-token" @if error.is_some() { " err-token" } };
-                p.hint #hint-token {
-                    "An API token of your tenant (" code { "hkd_…" } "). It is kept in a sealed, "
-                    "HttpOnly session cookie and never shown again."
+    view::bare_page(
+        "Sign in",
+        html! {
+            h1 { "Sign in to the console" }
+            @if let Some(message) = message { div.notice role="status" { (message) } }
+            form method="post" action="/sign-in" {
+                input type="hidden" name="csrf" value=(token);
+                div.field #field-token {
+                    label for="in-token" { "API token" }
+                    input #in-token type="password" name="token" required autocomplete="current-password"
+                        spellcheck="false" autofocus
+                        aria-invalid=[error.map(|_| "true")]
+                        aria-describedby={ "hint-token" @if error.is_some() { " err-token" } };
+                    p.hint #hint-token {
+                        "An API token of your tenant (" code { "hkd_…" } "). It is kept in a sealed, "
+                        "HttpOnly session cookie and never shown again."
+                    }
+                    @if let Some(error) = error { p.error #err-token role="alert" { (error) } }
                 }
-                @if let Some(error) = error { p.error #err-token role="alert" { (error) } }
+                button.primary type="submit" { "Sign in" }
             }
-            button.primary type="submit" { "Sign in" }
-        }
-    })
+        },
+    )
 }
 
 pub async fn show(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -66,10 +69,17 @@ pub async fn show(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     if flash.is_some() {
         set_cookies.push(jar.clear_flash());
     }
-    with_cookies(Html(sign_in_page(&token, flash.as_deref(), None).into_string()).into_response(), set_cookies)
+    with_cookies(
+        Html(sign_in_page(&token, flash.as_deref(), None).into_string()).into_response(),
+        set_cookies,
+    )
 }
 
-pub async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn submit(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let secure = shared.is_secure(&headers);
     let jar = shared.jar(secure);
     let cookies = Cookies::parse(&headers);
@@ -110,13 +120,20 @@ pub async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
     let expires = now + i64::try_from(shared.settings.session.as_secs()).unwrap_or(i64::MAX / 2);
     let session = Session::new(token, expires);
     tracing::info!(tenant = %who.tenant, token_id = %who.token_id, "console session started");
-    with_cookies(redirect("/webhooks"), [jar.set_session(&session, now), jar.set_flash(&format!(
-        "Signed in to tenant {} as {}.",
-        who.tenant, who.role
-    ))])
+    with_cookies(
+        redirect("/webhooks"),
+        [
+            jar.set_session(&session, now),
+            jar.set_flash(&format!("Signed in to tenant {} as {}.", who.tenant, who.role)),
+        ],
+    )
 }
 
-pub async fn sign_out(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn sign_out(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (ctx, _) = crate::try_page!(shared.post_ctx(&headers, &body).await);
     tracing::info!(tenant = %ctx.me.tenant, "console session ended");
     signed_out(&shared, ctx.secure, "Signed out.")
@@ -132,11 +149,14 @@ pub async fn portal(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
     let link = Form::from_query(&uri).text("link");
     let now = chrono::Utc::now().timestamp();
     let refused = |title: &str, why: &str| {
-        let page = view::bare_page(title, html! {
-            h1 { (title) }
-            div.notice.error role="alert" { (why) }
-            p { "Ask the platform that sent you here for a new link." }
-        });
+        let page = view::bare_page(
+            title,
+            html! {
+                h1 { (title) }
+                div.notice.error role="alert" { (why) }
+                p { "Ask the platform that sent you here for a new link." }
+            },
+        );
         (StatusCode::FORBIDDEN, Html(page.into_string())).into_response()
     };
     let claims = match shared.portal.verify_link(&link, now) {
@@ -172,14 +192,14 @@ pub async fn portal(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
                 tonic::Code::Unavailable,
                 "the console cannot check this link right now; try again in a moment",
             );
-            return (StatusCode::SERVICE_UNAVAILABLE, Html(view::bare_failure(&failure))).into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, Html(view::bare_failure(&failure)))
+                .into_response();
         }
     }
     let session_secs = i64::try_from(shared.settings.session.as_secs()).unwrap_or(i64::MAX / 2);
-    let grant = shared.portal.sign_grant(&PortalClaims {
-        expires_at: now + session_secs,
-        ..claims.clone()
-    });
+    let grant = shared
+        .portal
+        .sign_grant(&PortalClaims { expires_at: now + session_secs, ..claims.clone() });
     let session = Session::new(grant, now + session_secs);
     tracing::info!(tenant = %claims.tenant, role = %claims.role, app = %claims.app, nonce = %claims.nonce, "portal link opened");
     let page = view::bare_page_to(

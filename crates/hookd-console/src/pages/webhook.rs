@@ -22,8 +22,13 @@ use crate::{
     view::{self, Input, Section},
 };
 
-const METHODS: [(&str, &str); 5] =
-    [("post", "POST"), ("put", "PUT"), ("patch", "PATCH"), ("get", "GET (no body)"), ("delete", "DELETE (no body)")];
+const METHODS: [(&str, &str); 5] = [
+    ("post", "POST"),
+    ("put", "PUT"),
+    ("patch", "PATCH"),
+    ("get", "GET (no body)"),
+    ("delete", "DELETE (no body)"),
+];
 const FORMATS: [(&str, &str); 3] = [
     ("envelope", "Envelope: {\"meta\": {…}, \"data\": …}"),
     ("flat", "Flat: {event_time, event_type, current_context, data}"),
@@ -114,7 +119,11 @@ impl Draft {
                 .as_ref()
                 .map(|p| p.delay_seconds.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default(),
-            timeout_ms: if w.attempt_timeout_ms == 0 { String::new() } else { w.attempt_timeout_ms.to_string() },
+            timeout_ms: if w.attempt_timeout_ms == 0 {
+                String::new()
+            } else {
+                w.attempt_timeout_ms.to_string()
+            },
             max_failures: w
                 .health_policy
                 .and_then(|p| p.max_failures)
@@ -159,8 +168,12 @@ impl Draft {
     fn from_form(form: &Form) -> Self {
         let names = form.all("header_name");
         let values = form.all("header_value");
-        let mut event_types: Vec<String> =
-            form.all("event_types").into_iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        let mut event_types: Vec<String> = form
+            .all("event_types")
+            .into_iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
         event_types.extend(
             form.text("event_types_text")
                 .split([',', ' ', '\n'])
@@ -233,7 +246,12 @@ impl Draft {
                 password: self.basic_password.clone(),
             }),
             "bearer" => Kind::Bearer(v1::BearerAuth { token: self.bearer_token.clone() }),
-            other => return Err(Failure::invalid("auth", format!("{other:?} is not an authentication mode"))),
+            other => {
+                return Err(Failure::invalid(
+                    "auth",
+                    format!("{other:?} is not an authentication mode"),
+                ));
+            }
         };
         Ok(Some(v1::EndpointAuth { kind: Some(kind) }))
     }
@@ -245,7 +263,12 @@ impl Draft {
             "patch" => v1::HttpMethod::Patch,
             "get" => v1::HttpMethod::Get,
             "delete" => v1::HttpMethod::Delete,
-            other => return Err(Failure::invalid("method", format!("{other:?} is not one of post, put, patch, get, delete"))),
+            other => {
+                return Err(Failure::invalid(
+                    "method",
+                    format!("{other:?} is not one of post, put, patch, get, delete"),
+                ));
+            }
         };
         Ok(method as i32)
     }
@@ -271,7 +294,10 @@ impl Draft {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|_| Failure::invalid("retry_schedule", "write the delays as whole seconds separated by commas, such as 15, 60, 225"))?;
                 if delays.is_empty() {
-                    return Err(Failure::invalid("retry_schedule", "give at least one delay, or choose no retries"));
+                    return Err(Failure::invalid(
+                        "retry_schedule",
+                        "give at least one delay, or choose no retries",
+                    ));
                 }
                 Ok(Some(v1::RetryPolicy { delay_seconds: delays }))
             }
@@ -283,19 +309,29 @@ impl Draft {
         if self.timeout_ms.is_empty() {
             return Ok(0);
         }
-        self.timeout_ms
-            .parse()
-            .map_err(|_| Failure::invalid("attempt_timeout_ms", "must be a whole number of milliseconds, 1 to 30000"))
+        self.timeout_ms.parse().map_err(|_| {
+            Failure::invalid(
+                "attempt_timeout_ms",
+                "must be a whole number of milliseconds, 1 to 30000",
+            )
+        })
     }
 
     fn health_policy(&self) -> Result<Option<v1::HealthPolicy>, Failure> {
         let max_failures = match self.max_failures.as_str() {
             "" => None,
-            n => Some(n.parse::<u32>().map_err(|_| Failure::invalid("health_policy", "consecutive failures must be a whole number (0 turns the rule off)"))?),
+            n => Some(n.parse::<u32>().map_err(|_| {
+                Failure::invalid(
+                    "health_policy",
+                    "consecutive failures must be a whole number (0 turns the rule off)",
+                )
+            })?),
         };
         let no_success_secs = match self.no_success_secs.as_str() {
             "" => None,
-            n => Some(n.parse::<u64>().map_err(|_| Failure::invalid("health_policy", "seconds without success must be a whole number"))?),
+            n => Some(n.parse::<u64>().map_err(|_| {
+                Failure::invalid("health_policy", "seconds without success must be a whole number")
+            })?),
         };
         Ok((max_failures.is_some() || no_success_secs.is_some())
             .then_some(v1::HealthPolicy { max_failures, no_success_secs }))
@@ -309,7 +345,10 @@ impl Draft {
     }
 
     fn headers(&self) -> Vec<v1::HttpHeader> {
-        self.headers.iter().map(|(n, v)| v1::HttpHeader { name: n.clone(), value: v.clone() }).collect()
+        self.headers
+            .iter()
+            .map(|(n, v)| v1::HttpHeader { name: n.clone(), value: v.clone() })
+            .collect()
     }
 
     fn create_request(&self) -> Result<v1::CreateWebhookRequest, Failure> {
@@ -335,10 +374,24 @@ impl Draft {
     /// The update of every option on the form. Authentication changes only when its mode
     /// changed or a new secret was typed: reads show secrets masked, so an untouched form
     /// must not overwrite them with the mask.
-    fn update_request(&self, id: &str, before: &Draft, scoped: bool) -> Result<v1::UpdateWebhookRequest, Failure> {
+    fn update_request(
+        &self,
+        id: &str,
+        before: &Draft,
+        scoped: bool,
+    ) -> Result<v1::UpdateWebhookRequest, Failure> {
         let mut paths = vec![
-            "name", "url", "event_types", "description", "attempt_timeout_ms", "retry_policy",
-            "method", "headers", "fields", "format", "health_policy",
+            "name",
+            "url",
+            "event_types",
+            "description",
+            "attempt_timeout_ms",
+            "retry_policy",
+            "method",
+            "headers",
+            "fields",
+            "format",
+            "health_policy",
         ];
         if !scoped {
             paths.extend(["app", "credential_id"]);
@@ -346,7 +399,10 @@ impl Draft {
         if self.auth != before.auth || self.secret_given() {
             paths.push("auth");
         } else if self.auth == "header" && self.auth_header_name != before.auth_header_name {
-            return Err(Failure::invalid("auth", "type the header's value again to change its name"));
+            return Err(Failure::invalid(
+                "auth",
+                "type the header's value again to change its name",
+            ));
         }
         let webhook = v1::Webhook {
             id: id.to_owned(),
@@ -368,7 +424,9 @@ impl Draft {
         };
         Ok(v1::UpdateWebhookRequest {
             webhook: Some(webhook),
-            update_mask: Some(prost_types::FieldMask { paths: paths.into_iter().map(str::to_owned).collect() }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.into_iter().map(str::to_owned).collect(),
+            }),
         })
     }
 }
@@ -386,7 +444,10 @@ async fn choices(ctx: &Ctx) -> Choices {
         match ctx
             .api
             .credentials()
-            .list_credentials(ctx.api.req(v1::ListCredentialsRequest { page_size: 500, page_token: String::new() }))
+            .list_credentials(
+                ctx.api
+                    .req(v1::ListCredentialsRequest { page_size: 500, page_token: String::new() }),
+            )
             .await
         {
             Ok(a) => a.into_inner().credentials.into_iter().map(|c| (c.id, c.name)).collect(),
@@ -411,6 +472,9 @@ fn form_page(
     } else {
         "Write-only: never shown again once saved.".to_owned()
     };
+    let credential_options: Vec<(&str, &str)> = std::iter::once(("", "None"))
+        .chain(choices.credentials.iter().map(|(id, name)| (id.as_str(), name.as_str())))
+        .collect();
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" {
             a href="/webhooks" { "Webhooks" }
@@ -456,9 +520,7 @@ fn form_page(
                 legend { "Authentication" }
                 (auth_editor(draft, &secret_hint, failure))
                 @if ctx.me.app.is_none() {
-                    @let mut options = vec![("", "None")];
-                    @for (id, name) in &choices.credentials { @let _ = options.push((id.as_str(), name.as_str())); }
-                    (view::select("credential_id", "OAuth2 credential", &options, &draft.credential_id, "credential_id", failure))
+                                        (view::select("credential_id", "OAuth2 credential", &credential_options, &draft.credential_id, "credential_id", failure))
                     p.hint { "Sends " code { "Authorization: Bearer <access token>" } " from the credential. "
                         a href="/credentials" { "Manage credentials" } }
                 }
@@ -508,7 +570,11 @@ fn form_page(
     view::page(ctx, Section::Webhooks, title, body)
 }
 
-fn event_type_picker(draft: &Draft, catalog: &[(String, String)], failure: Option<&Failure>) -> Markup {
+fn event_type_picker(
+    draft: &Draft,
+    catalog: &[(String, String)],
+    failure: Option<&Failure>,
+) -> Markup {
     let error = view::field_error(failure, "event_types");
     let extra: Vec<&String> = draft
         .event_types
@@ -554,7 +620,8 @@ fn event_type_picker(draft: &Draft, catalog: &[(String, String)], failure: Optio
 fn headers_editor(draft: &Draft, failure: Option<&Failure>) -> Markup {
     let error = view::field_error(failure, "headers");
     // Two empty rows to fill in without the script; the script adds more on demand.
-    let rows = draft.headers.iter().cloned().chain(std::iter::repeat_n((String::new(), String::new()), 2));
+    let rows =
+        draft.headers.iter().cloned().chain(std::iter::repeat_n((String::new(), String::new()), 2));
     html! {
         div.field #field-headers {
             span.label #headers-label { "Custom headers" }
@@ -638,17 +705,26 @@ pub async fn new_form(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     ctx.page(StatusCode::OK, form_page(&ctx, None, &draft, &choices, None))
 }
 
-pub async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
     let draft = Draft::from_form(&form);
     let result = match draft.create_request() {
-        Ok(request) => ctx.api.webhooks().create_webhook(ctx.api.req(request)).await.map_err(Failure::from),
+        Ok(request) => {
+            ctx.api.webhooks().create_webhook(ctx.api.req(request)).await.map_err(Failure::from)
+        }
         Err(failure) => Err(failure),
     };
     match result {
         Ok(answer) => {
             let webhook = answer.into_inner().webhook.unwrap_or_default();
-            ctx.redirect_with(&format!("/webhooks/{}", webhook.id), &format!("Webhook {} created.", webhook.name))
+            ctx.redirect_with(
+                &format!("/webhooks/{}", webhook.id),
+                &format!("Webhook {} created.", webhook.name),
+            )
         }
         Err(failure) if is_form_error(&failure) => {
             let choices = choices(&ctx).await;
@@ -663,20 +739,32 @@ fn is_form_error(failure: &Failure) -> bool {
 }
 
 async fn get(ctx: &Ctx, id: &str) -> Result<v1::Webhook, Response> {
-    match ctx.api.webhooks().get_webhook(ctx.api.req(v1::GetWebhookRequest { id: id.to_owned() })).await {
+    match ctx
+        .api
+        .webhooks()
+        .get_webhook(ctx.api.req(v1::GetWebhookRequest { id: id.to_owned() }))
+        .await
+    {
         Ok(answer) => Ok(answer.into_inner().webhook.unwrap_or_default()),
         Err(status) => Err(ctx.failure(&Failure::from(status))),
     }
 }
 
-pub async fn edit_form(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn edit_form(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     if let Some(denied) = forbidden_unless_manage(&ctx) {
         return denied;
     }
     let webhook = try_page!(get(&ctx, &id).await);
     let choices = choices(&ctx).await;
-    ctx.page(StatusCode::OK, form_page(&ctx, Some(&id), &Draft::from_webhook(&webhook), &choices, None))
+    ctx.page(
+        StatusCode::OK,
+        form_page(&ctx, Some(&id), &Draft::from_webhook(&webhook), &choices, None),
+    )
 }
 
 pub async fn update(
@@ -690,14 +778,19 @@ pub async fn update(
     let mut draft = Draft::from_form(&form);
     draft.masked.clone_from(&before.masked);
     let result = match draft.update_request(&id, &before, ctx.me.app.is_some()) {
-        Ok(request) => ctx.api.webhooks().update_webhook(ctx.api.req(request)).await.map_err(Failure::from),
+        Ok(request) => {
+            ctx.api.webhooks().update_webhook(ctx.api.req(request)).await.map_err(Failure::from)
+        }
         Err(failure) => Err(failure),
     };
     match result {
         Ok(_) => ctx.redirect_with(&format!("/webhooks/{id}"), "Changes saved."),
         Err(failure) if is_form_error(&failure) => {
             let choices = choices(&ctx).await;
-            ctx.page(failure.http_status(), form_page(&ctx, Some(&id), &draft, &choices, Some(&failure)))
+            ctx.page(
+                failure.http_status(),
+                form_page(&ctx, Some(&id), &draft, &choices, Some(&failure)),
+            )
         }
         Err(failure) => ctx.failure(&failure),
     }
@@ -714,14 +807,22 @@ pub async fn set_status(
     let back = safe_back(form.raw("back"), &format!("/webhooks/{id}"));
     let webhooks = ctx.api.webhooks();
     let (result, done) = if form.text("active") == "true" {
-        let r = webhooks.clone().activate_webhook(ctx.api.req(v1::ActivateWebhookRequest { id, replay: false })).await;
+        let r = webhooks
+            .clone()
+            .activate_webhook(ctx.api.req(v1::ActivateWebhookRequest { id, replay: false }))
+            .await;
         (r.map(|a| a.into_inner().webhook), "activated")
     } else {
-        let r = webhooks.clone().deactivate_webhook(ctx.api.req(v1::DeactivateWebhookRequest { id })).await;
+        let r = webhooks
+            .clone()
+            .deactivate_webhook(ctx.api.req(v1::DeactivateWebhookRequest { id }))
+            .await;
         (r.map(|a| a.into_inner().webhook), "deactivated")
     };
     match result {
-        Ok(w) => ctx.redirect_with(&back, &format!("Webhook {} {done}.", w.unwrap_or_default().name)),
+        Ok(w) => {
+            ctx.redirect_with(&back, &format!("Webhook {} {done}.", w.unwrap_or_default().name))
+        }
         Err(status) => ctx.failure(&Failure::from(status)),
     }
 }
@@ -743,7 +844,12 @@ pub async fn activate(
 ) -> Response {
     let (ctx, form) = try_page!(shared.post_ctx(&headers, &body).await);
     let replay = form.text("replay") == "yes";
-    let answer = call!(ctx, ctx.api.webhooks().activate_webhook(ctx.api.req(v1::ActivateWebhookRequest { id: id.clone(), replay })));
+    let answer = call!(
+        ctx,
+        ctx.api
+            .webhooks()
+            .activate_webhook(ctx.api.req(v1::ActivateWebhookRequest { id: id.clone(), replay }))
+    );
     let message = if replay {
         format!("Webhook activated; {} kept events are being replayed in order.", answer.replayed)
     } else if answer.discarded > 0 {
@@ -761,7 +867,10 @@ pub async fn duplicate(
     body: Bytes,
 ) -> Response {
     let (ctx, _) = try_page!(shared.post_ctx(&headers, &body).await);
-    let answer = call!(ctx, ctx.api.webhooks().duplicate_webhook(ctx.api.req(v1::DuplicateWebhookRequest { id })));
+    let answer = call!(
+        ctx,
+        ctx.api.webhooks().duplicate_webhook(ctx.api.req(v1::DuplicateWebhookRequest { id }))
+    );
     let copy = answer.webhook.unwrap_or_default();
     ctx.redirect_with(
         &format!("/webhooks/{}", copy.id),
@@ -769,7 +878,11 @@ pub async fn duplicate(
     )
 }
 
-pub async fn confirm_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn confirm_delete(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     if let Some(denied) = forbidden_unless_manage(&ctx) {
         return denied;
@@ -812,7 +925,11 @@ struct Extras {
     test_data: String,
 }
 
-pub async fn show(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn show(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let ctx = try_page!(shared.ctx(&headers).await);
     render(&ctx, &id, Extras::default(), StatusCode::OK).await
 }
@@ -824,8 +941,14 @@ pub async fn reveal_secret(
     body: Bytes,
 ) -> Response {
     let (ctx, _) = try_page!(shared.post_ctx(&headers, &body).await);
-    let answer = call!(ctx, ctx.api.webhooks().get_webhook_secret(ctx.api.req(v1::GetWebhookSecretRequest { id: id.clone() })));
-    let extras = Extras { secret: Some((answer.signing_secret, "Signing secret")), ..Extras::default() };
+    let answer = call!(
+        ctx,
+        ctx.api
+            .webhooks()
+            .get_webhook_secret(ctx.api.req(v1::GetWebhookSecretRequest { id: id.clone() }))
+    );
+    let extras =
+        Extras { secret: Some((answer.signing_secret, "Signing secret")), ..Extras::default() };
     render(&ctx, &id, extras, StatusCode::OK).await
 }
 
@@ -844,7 +967,11 @@ pub async fn rotate_secret(
     };
     let answer = call!(
         ctx,
-        ctx.api.webhooks().rotate_webhook_secret(ctx.api.req(v1::RotateWebhookSecretRequest { id: id.clone(), grace_seconds, expire_now }))
+        ctx.api.webhooks().rotate_webhook_secret(ctx.api.req(v1::RotateWebhookSecretRequest {
+            id: id.clone(),
+            grace_seconds,
+            expire_now
+        }))
     );
     let extras = Extras {
         secret: Some((answer.signing_secret, "New signing secret")),
@@ -874,25 +1001,37 @@ pub async fn test_send(
         Ok(data) => ctx
             .api
             .webhooks()
-            .test_webhook(ctx.api.req(v1::TestWebhookRequest { id: id.clone(), event_type: event_type.clone(), data }))
+            .test_webhook(ctx.api.req(v1::TestWebhookRequest {
+                id: id.clone(),
+                event_type: event_type.clone(),
+                data,
+            }))
             .await
             .map(tonic::Response::into_inner)
             .map_err(Failure::from),
         Err(failure) => Err(failure),
     };
     if let Err(failure) = &result
-        && matches!(failure.code, tonic::Code::PermissionDenied | tonic::Code::NotFound | tonic::Code::Unauthenticated)
+        && matches!(
+            failure.code,
+            tonic::Code::PermissionDenied | tonic::Code::NotFound | tonic::Code::Unauthenticated
+        )
     {
         return ctx.failure(failure);
     }
-    let extras = Extras { test: Some(result), test_event_type: event_type, test_data: data_text, ..Extras::default() };
+    let extras = Extras {
+        test: Some(result),
+        test_event_type: event_type,
+        test_data: data_text,
+        ..Extras::default()
+    };
     render(&ctx, &id, extras, StatusCode::OK).await
 }
 
 async fn render(ctx: &Ctx, id: &str, extras: Extras, status: StatusCode) -> Response {
     let webhook = try_page!(get(ctx, id).await);
     let catalog = catalog_names(ctx).await;
-    let stats = webhook.stats.clone().unwrap_or_default();
+    let stats = webhook.stats.unwrap_or_default();
     let health = webhook.health.clone().unwrap_or_default();
     let by_system = health.deactivated_by == v1::DeactivatedBy::System as i32;
     let manage = ctx.can_manage();
@@ -1104,24 +1243,50 @@ mod tests {
         assert_eq!(r.fields, ["/a", "/b"]);
         assert_eq!(r.retry_policy.expect("custom").delay_seconds, [10, 60]);
         assert_eq!(r.attempt_timeout_ms, 5000);
-        assert_eq!(r.health_policy, Some(v1::HealthPolicy { max_failures: Some(3), no_success_secs: None }));
-        let Some(v1::endpoint_auth::Kind::Basic(basic)) = r.auth.and_then(|a| a.kind) else { panic!("basic") };
+        assert_eq!(
+            r.health_policy,
+            Some(v1::HealthPolicy { max_failures: Some(3), no_success_secs: None })
+        );
+        let Some(v1::endpoint_auth::Kind::Basic(basic)) = r.auth.and_then(|a| a.kind) else {
+            panic!("basic")
+        };
         assert_eq!(basic.password, "p w");
     }
 
     #[test]
     fn an_edit_keeps_masked_secrets_unless_a_new_one_is_typed() {
-        let before = Draft { auth: "bearer".into(), masked: "****wxyz".into(), ..Draft::new_webhook(None) };
+        let before =
+            Draft { auth: "bearer".into(), masked: "****wxyz".into(), ..Draft::new_webhook(None) };
         let same = Draft { auth: "bearer".into(), ..Draft::new_webhook(None) };
-        let paths = same.update_request("wh_1", &before, false).expect("ok").update_mask.expect("mask").paths;
+        let paths = same
+            .update_request("wh_1", &before, false)
+            .expect("ok")
+            .update_mask
+            .expect("mask")
+            .paths;
         assert!(!paths.contains(&"auth".to_owned()) && paths.contains(&"url".to_owned()));
         let typed = Draft { bearer_token: "new".into(), ..same.clone() };
-        let paths = typed.update_request("wh_1", &before, false).expect("ok").update_mask.expect("mask").paths;
+        let paths = typed
+            .update_request("wh_1", &before, false)
+            .expect("ok")
+            .update_mask
+            .expect("mask")
+            .paths;
         assert!(paths.contains(&"auth".to_owned()));
-        let scoped = same.update_request("wh_1", &before, true).expect("ok").update_mask.expect("mask").paths;
-        assert!(!scoped.contains(&"credential_id".to_owned()) && !scoped.contains(&"app".to_owned()));
+        let scoped = same
+            .update_request("wh_1", &before, true)
+            .expect("ok")
+            .update_mask
+            .expect("mask")
+            .paths;
+        assert!(
+            !scoped.contains(&"credential_id".to_owned()) && !scoped.contains(&"app".to_owned())
+        );
         let bad = Draft { retry: "custom".into(), retry_schedule: "ten".into(), ..same };
-        assert_eq!(bad.update_request("wh_1", &before, false).expect_err("bad").field.as_deref(), Some("retry_schedule"));
+        assert_eq!(
+            bad.update_request("wh_1", &before, false).expect_err("bad").field.as_deref(),
+            Some("retry_schedule")
+        );
     }
 
     #[test]

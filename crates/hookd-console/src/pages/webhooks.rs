@@ -71,12 +71,8 @@ pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Ur
     let form = Form::from_query(&uri);
     let filters = Filters::from(&form);
     let page_token = form.text("page");
-    let trail: Vec<String> = form
-        .text("trail")
-        .split(',')
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let trail: Vec<String> =
+        form.text("trail").split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
     let answer = call!(
         ctx,
         ctx.api.webhooks().list_webhooks(ctx.api.req(v1::ListWebhooksRequest {
@@ -160,15 +156,14 @@ pub async fn catalog_names(ctx: &Ctx) -> Vec<(String, String)> {
     match ctx
         .api
         .event_types()
-        .list_event_types(ctx.api.req(v1::ListEventTypesRequest { page_size: 500, page_token: String::new() }))
+        .list_event_types(
+            ctx.api.req(v1::ListEventTypesRequest { page_size: 500, page_token: String::new() }),
+        )
         .await
     {
-        Ok(answer) => answer
-            .into_inner()
-            .event_types
-            .into_iter()
-            .map(|t| (t.name, t.description))
-            .collect(),
+        Ok(answer) => {
+            answer.into_inner().event_types.into_iter().map(|t| (t.name, t.description)).collect()
+        }
         Err(_) => Vec::new(),
     }
 }
@@ -216,7 +211,7 @@ fn filter_form(ctx: &Ctx, f: &Filters, event_types: &[(String, String)]) -> Mark
 }
 
 fn row(ctx: &Ctx, w: &v1::Webhook, back: &str) -> Markup {
-    let stats = w.stats.clone().unwrap_or_default();
+    let stats = w.stats.unwrap_or_default();
     let health = w.health.clone().unwrap_or_default();
     let by_system = health.deactivated_by == v1::DeactivatedBy::System as i32;
     html! {

@@ -104,7 +104,11 @@ pub async fn run(command: AccessCommand) -> anyhow::Result<()> {
         AccessCommand::PortalLink { role, app, ttl_secs, conn } => {
             let mut client = AccessServiceClient::new(connect(&conn).await?);
             let link = client
-                .create_portal_link(v1::CreatePortalLinkRequest { role, app, ttl_seconds: ttl_secs })
+                .create_portal_link(v1::CreatePortalLinkRequest {
+                    role,
+                    app,
+                    ttl_seconds: ttl_secs,
+                })
                 .await
                 .map_err(status_error)?
                 .into_inner();
