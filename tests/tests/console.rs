@@ -663,3 +663,102 @@ async fn the_webhooks_page_stays_paged_and_fast_with_ten_thousand_webhooks() -> 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_credential_and_access_pages_create_and_show_what_the_api_holds()
+-> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let cluster = Cluster::start(0, "")?;
+    let console = console(&cluster)?;
+    let mut b = Browser::start().await?;
+    sign_in(&mut b, &console, OWNER_TOKEN).await?;
+
+    // C6: a schema the API refuses is shown at the schema field; a good one is stored.
+    b.click_text("Event types").await?;
+    b.click_text("New event type").await?;
+    b.fill("#in-name", "contact-created").await?;
+    b.fill("#in-description", "A contact was added").await?;
+    b.fill("#in-schema", r#"{"type": "not-a-type"}"#).await?;
+    b.click_text("Create event type").await?;
+    let error =
+        b.client.find(fantoccini::Locator::Css("#field-schema p.error")).await?.text().await?;
+    assert!(!error.is_empty());
+    b.fill("#in-schema", r#"{"type": "object", "required": ["contactId"], "properties": {"contactId": {"type": "string"}}}"#).await?;
+    b.fill("#in-example", r#"{"contactId": "c-1"}"#).await?;
+    b.click_text("Create event type").await?;
+    assert_eq!(b.path().await?, "/event-types/contact-created");
+    let page = b.text().await?;
+    assert!(page.contains("\"required\"") && page.contains("c-1"), "{page}");
+    b.check_page().await?;
+    b.shot("event-type").await?;
+    b.click_text("Edit").await?;
+    b.fill("#in-example", r#"{"email": "no id"}"#).await?;
+    b.click_text("Save changes").await?;
+    assert!(
+        b.exists("#field-example p.error").await?,
+        "an example that breaks the schema is refused at its field"
+    );
+    b.goto(&format!("{console}/event-types")).await?;
+    assert!(b.text().await?.contains("A contact was added"));
+    b.check_page().await?;
+    b.shot("event-types").await?;
+    // The webhook form offers the catalog with descriptions.
+    b.goto(&format!("{console}/webhooks/new")).await?;
+    assert!(b.text().await?.contains("contact-created — A contact was added"));
+
+    // C7: the client secret is write-only.
+    b.goto(&format!("{console}/credentials/new")).await?;
+    b.fill("#in-name", "crm-oauth").await?;
+    b.fill("#in-token_url", "https://auth.example.com/oauth/token").await?;
+    b.fill("#in-client_id", "hookd").await?;
+    b.fill("#in-client_secret", "client-s3cret-value").await?;
+    b.fill("#in-scope", "contacts:write").await?;
+    b.fill("#in-extra_params", "audience=crm").await?;
+    b.click_text("Create credential").await?;
+    let page = b.text().await?;
+    assert!(
+        page.contains("crm-oauth")
+            && page.contains("audience=crm")
+            && page.contains("no token yet"),
+        "{page}"
+    );
+    assert!(!b.source().await?.contains("client-s3cret-value"), "the secret is never shown");
+    b.check_page().await?;
+    b.shot("credential").await?;
+    b.click_text("Edit").await?;
+    assert!(!b.source().await?.contains("client-s3cret-value"));
+    b.fill("#in-scope", "contacts:read").await?;
+    b.click_text("Save changes").await?;
+    assert!(b.text().await?.contains("contacts:read"));
+
+    // C8: a new token is shown once; roles; a portal link.
+    b.click_text("Access").await?;
+    b.fill("#in-name", "ci deploy").await?;
+    b.click_text("Create token").await?;
+    let token = b
+        .client
+        .find(fantoccini::Locator::Css("#new-token"))
+        .await?
+        .prop("value")
+        .await?
+        .unwrap_or_default();
+    assert!(token.starts_with("hkd_"), "{token}");
+    let mut who =
+        v1::access_service_client::AccessServiceClient::new(cluster.authed(Some(&token)).await?);
+    assert_eq!(who.who_am_i(v1::WhoAmIRequest {}).await?.into_inner().role, "viewer");
+    b.shot("access").await?;
+    b.goto(&format!("{console}/access")).await?;
+    assert!(!b.source().await?.contains(&token), "shown once");
+    assert!(b.text().await?.contains("ci deploy"));
+    b.click_text("Create link").await?;
+    let link = b
+        .client
+        .find(fantoccini::Locator::Css("#portal-link"))
+        .await?
+        .prop("value")
+        .await?
+        .unwrap_or_default();
+    assert!(link.starts_with(&format!("{console}/portal?link=hkdl_")), "{link}");
+    b.check_page().await?;
+    Ok(())
+}

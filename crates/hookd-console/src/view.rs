@@ -174,6 +174,8 @@ pub struct Input<'a> {
     pub placeholder: Option<&'a str>,
     /// The API field whose errors show here (often the same as `name`).
     pub field: &'a str,
+    /// Tells inputs of the same name apart on a page with several forms.
+    pub id_suffix: &'a str,
 }
 
 impl<'a> Input<'a> {
@@ -187,7 +189,13 @@ impl<'a> Input<'a> {
             required: false,
             placeholder: None,
             field: name,
+            id_suffix: "",
         }
+    }
+
+    pub fn id_suffix(mut self, suffix: &'a str) -> Self {
+        self.id_suffix = suffix;
+        self
     }
 
     pub fn kind(mut self, kind: &'a str) -> Self {
@@ -216,9 +224,10 @@ impl<'a> Input<'a> {
     }
 
     pub fn render(&self, failure: Option<&Failure>) -> Markup {
-        let id = format!("in-{}", self.name);
+        let key = format!("{}{}", self.name, self.id_suffix);
+        let id = format!("in-{key}");
         let error = field_error(failure, self.field);
-        let described = described_by(self.name, self.hint.is_some(), error.is_some());
+        let described = described_by(&key, self.hint.is_some(), error.is_some());
         html! {
             div.field #{ "field-" (self.field) } {
                 label for=(id) { (self.label) @if self.required { span.req aria-hidden="true" { " *" } } }
@@ -227,7 +236,7 @@ impl<'a> Input<'a> {
                     aria-invalid=[error.map(|_| "true")]
                     aria-describedby=[described.as_deref()]
                     autocomplete=[(self.kind == "password").then_some("new-password")];
-                (hint_and_error(self.name, self.hint, error))
+                (hint_and_error(&key, self.hint, error))
             }
         }
     }
@@ -283,7 +292,19 @@ pub fn select(
     field: &str,
     failure: Option<&Failure>,
 ) -> Markup {
-    let id = format!("in-{name}");
+    select_in(name, "", label, options, selected, (field, failure))
+}
+
+/// [`select`] with an id suffix, for a page with several forms.
+pub fn select_in(
+    name: &str,
+    suffix: &str,
+    label: &str,
+    options: &[(&str, &str)],
+    selected: &str,
+    (field, failure): (&str, Option<&Failure>),
+) -> Markup {
+    let id = format!("in-{name}{suffix}");
     let error = field_error(failure, field);
     html! {
         div.field #{ "field-" (field) } {

@@ -92,7 +92,7 @@ async fn render(ctx: &Ctx, shown: Shown) -> Response {
             form.inlineform method="post" action="/access/tokens" {
                 (view::csrf(ctx))
                 (Input::new("name", "Name", "").required().placeholder("ci deploy").render(failure_of("token")))
-                (view::select("role", "Role", &role_options, "viewer", "role", failure_of("token")))
+                (view::select_in("role", "", "Role", &role_options, "viewer", ("role", failure_of("token"))))
                 button.primary type="submit" { "Create token" }
             }
         }
@@ -103,7 +103,7 @@ async fn render(ctx: &Ctx, shown: Shown) -> Response {
             (view::form_error(failure_of("role")))
             form method="post" action="/access/roles" {
                 (view::csrf(ctx))
-                (Input::new("name", "Name", "").required().placeholder("support").hint("Lowercase letters, digits, - and _.").render(failure_of("role")))
+                (Input::new("name", "Name", "").id_suffix("-role").required().placeholder("support").hint("Lowercase letters, digits, - and _.").render(failure_of("role")))
                 (permission_boxes("new", &[]))
                 button.primary type="submit" { "Create role" }
             }
@@ -115,7 +115,7 @@ async fn render(ctx: &Ctx, shown: Shown) -> Response {
             (view::form_error(failure_of("portal")))
             form.inlineform method="post" action="/access/portal-links" {
                 (view::csrf(ctx))
-                (view::select("role", "Role", &role_options, "owner", "role", failure_of("portal")))
+                (view::select_in("role", "-portal", "Role", &role_options, "owner", ("role", failure_of("portal"))))
                 (Input::new("app", "App label (optional)", "").render(failure_of("portal")))
                 (Input::new("ttl_minutes", "Valid for (minutes)", "15").kind("number").field("ttl_seconds").render(failure_of("portal")))
                 button.primary type="submit" { "Create link" }
