@@ -3,8 +3,8 @@
 //! database sees a few large transactions instead of one per attempt, and a batch that
 //! arrives while a transaction is in flight rides along with the next one.
 
-use hookd_core::HealthRule;
-use hookd_storage::{AttemptRecord, Store};
+use hookd_core::{AttemptReport, HealthRule};
+use hookd_storage::Store;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -21,7 +21,7 @@ pub struct Recorded {
 
 struct Job {
     tenant: String,
-    records: Vec<AttemptRecord>,
+    records: Vec<AttemptReport>,
     done: oneshot::Sender<Result<Recorded, String>>,
 }
 
@@ -50,7 +50,7 @@ impl Recorder {
     pub async fn record(
         &self,
         tenant: String,
-        records: Vec<AttemptRecord>,
+        records: Vec<AttemptReport>,
     ) -> Result<Recorded, String> {
         let (done, result) = oneshot::channel();
         self.queue
@@ -92,7 +92,7 @@ async fn write_loop(
 }
 
 async fn commit(store: &Store, tenant: &str, group: Vec<Job>, health: &Health, metrics: &Metrics) {
-    let all: Vec<AttemptRecord> = group.iter().flat_map(|j| j.records.iter().cloned()).collect();
+    let all: Vec<AttemptReport> = group.iter().flat_map(|j| j.records.iter().cloned()).collect();
     let started = std::time::Instant::now();
     let rule = health.as_ref().map(|(rule, _)| rule);
     match store.record_attempts_checked(tenant, &all, rule).await {

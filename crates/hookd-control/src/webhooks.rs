@@ -726,7 +726,7 @@ impl WebhookService for WebhookApi {
         if !webhook.spec.subscribes_to(&event_type) {
             return Err(ControlError::from(InvalidField::new(
                 "event_type",
-                format!("webhook {} does not subscribe to {event_type:?}", webhook.id),
+                format!("webhook {} does not subscribe to \"{event_type}\"", webhook.id),
             ))
             .into());
         }
@@ -779,22 +779,13 @@ impl WebhookService for WebhookApi {
             })?;
         let reply: TestSendReply = serde_json::from_slice(&answer.payload)
             .map_err(|e| ControlError::Internal(format!("unreadable test-send reply: {e}")))?;
-        tracing::info!(status = ?reply.http_status, success = reply.success, "test send made");
+        tracing::info!(
+            http_status = reply.attempt.http_status,
+            success = reply.attempt.success,
+            "test send made"
+        );
         Ok(Response::new(v1::TestWebhookResponse {
-            attempt: Some(v1::Attempt {
-                number: 1,
-                started_at: Some(timestamp(reply.started_at)),
-                http_status: reply.http_status.map_or(0, u32::from),
-                latency_ms: reply.latency_ms,
-                error: reply.error,
-                response_body: reply.response_body,
-                success: reply.success,
-                request_headers: reply
-                    .request_headers
-                    .into_iter()
-                    .map(|(name, value)| v1::HttpHeader { name, value })
-                    .collect(),
-            }),
+            attempt: Some(reply.attempt.into()),
             payload: reply.payload,
             url: reply.url,
         }))
