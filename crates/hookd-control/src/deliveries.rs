@@ -12,6 +12,7 @@ use hookd_storage::{DeliveryCursor, DeliveryFilter, DeliveryRecord, Store};
 use serde_json::value::RawValue;
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{ControlError, auth::require, webhooks::page_size};
 
 pub struct DeliveryApi {
@@ -20,8 +21,8 @@ pub struct DeliveryApi {
 }
 
 impl DeliveryApi {
-    pub fn new(store: Store, jetstream: async_nats::jetstream::Context) -> Self {
-        Self { store, jetstream }
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self { store: shared.store.clone(), jetstream: shared.jetstream.clone() }
     }
 
     /// Makes a finished delivery pending again and queues its next attempt, now. The state

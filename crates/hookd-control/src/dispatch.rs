@@ -18,6 +18,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{
     ControlError,
     changes::{Change, Changes},
@@ -35,33 +36,21 @@ pub struct DispatchApi {
     recorder: Recorder,
     tokens: Tokens,
     snapshot_page_size: usize,
-    /// Ends the definitions watches at shutdown.
-    stopping: Option<Stopping>,
+    /// Ends every definitions watch when the control plane shuts down, so the dispatchers
+    /// reconnect elsewhere and the graceful shutdown is not held up by them.
+    stopping: Stopping,
 }
 
 impl DispatchApi {
-    pub fn new(
-        store: Store,
-        changes: Changes,
-        recorder: Recorder,
-        tokens: Tokens,
-        snapshot_page_size: usize,
-    ) -> Self {
+    pub(crate) fn new(shared: &Shared) -> Self {
         Self {
-            store,
-            changes,
-            recorder,
-            tokens,
-            snapshot_page_size: snapshot_page_size.max(1),
-            stopping: None,
+            store: shared.store.clone(),
+            changes: shared.changes.clone(),
+            recorder: shared.recorder.clone(),
+            tokens: shared.access_tokens.clone(),
+            snapshot_page_size: shared.config.snapshot_page_size.max(1),
+            stopping: shared.stopping.clone(),
         }
-    }
-
-    /// Ends every definitions watch when the control plane shuts down, so the dispatchers
-    /// reconnect elsewhere and the graceful shutdown is not held up by them.
-    pub fn ending_streams_on(mut self, stopping: Stopping) -> Self {
-        self.stopping = Some(stopping);
-        self
     }
 }
 
@@ -222,10 +211,7 @@ impl DispatchService for DispatchApi {
             }
         });
         let stream = ReceiverStream::new(stream);
-        Ok(Response::new(match &self.stopping {
-            Some(stopping) => Box::pin(stream.take_until(stopping.stopped())),
-            None => Box::pin(stream),
-        }))
+        Ok(Response::new(Box::pin(stream.take_until(self.stopping.stopped()))))
     }
 
     async fn ack_webhooks(
