@@ -232,7 +232,12 @@ mod tests {
     fn the_decision_table() {
         let failed = |error: &str| AttemptOutcome::Failed { error: error.into() };
         let cases = [
-            Case { name: "2xx", outcome: answered(200, None), position: 1, expected: Expected::Delivered },
+            Case {
+                name: "2xx",
+                outcome: answered(200, None),
+                position: 1,
+                expected: Expected::Delivered,
+            },
             Case {
                 name: "2xx on the last attempt",
                 outcome: answered(204, None),
@@ -279,13 +284,24 @@ mod tests {
         let now = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
         let schedule = RetrySchedule::default();
         for case in cases {
-            let decision =
-                decide(&case.outcome, case.position, &schedule, "dlv_t", now, Duration::from_secs(60));
+            let decision = decide(
+                &case.outcome,
+                case.position,
+                &schedule,
+                "dlv_t",
+                now,
+                Duration::from_secs(60),
+            );
             let got = match decision {
                 RetryDecision::Delivered => Expected::Delivered,
                 RetryDecision::Failed => Expected::Failed,
                 RetryDecision::Retry { delay, at, path } => {
-                    assert_eq!(at - now, chrono::Duration::from_std(delay).expect("delay"), "{}", case.name);
+                    assert_eq!(
+                        at - now,
+                        chrono::Duration::from_std(delay).expect("delay"),
+                        "{}",
+                        case.name
+                    );
                     let expected = match case.expected {
                         Expected::Retry { about_secs, .. } => Duration::from_secs(about_secs),
                         _ => delay,
