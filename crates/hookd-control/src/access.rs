@@ -20,6 +20,7 @@ use hookd_proto::{
 use hookd_storage::{ApiTokenRecord, RoleRecord, Store, access::RoleDeletion};
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{
     ControlError,
     auth::{
@@ -38,8 +39,13 @@ pub struct AccessApi {
 }
 
 impl AccessApi {
-    pub fn new(store: Store, table: TokenTable, changes: Changes) -> Self {
-        Self { store, table, changes, portal: None }
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self {
+            store: shared.store.clone(),
+            table: shared.token_table.clone(),
+            changes: shared.changes.clone(),
+            portal: None,
+        }
     }
 
     /// Portal links signed with `keys`, pointing at the console at `console_url`.

@@ -25,6 +25,7 @@ mod portal_links;
 mod recorder;
 mod replay;
 mod retention;
+mod shared;
 mod webhooks;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -41,6 +42,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::Config;
 pub use error::ControlError;
+use shared::Shared;
 
 /// At shutdown, after the calls have finished, the longest wait for the recorder to commit
 /// what it was given: the exit comes within `shutdown_grace_secs` plus this.
@@ -124,14 +126,14 @@ impl ControlPlane {
         Ok(Self { config, store, jetstream, metrics_listener, console_listener, reconnected })
     }
 
-    /// Where the web console is served (the bound address), `None` when it is off.
-    pub fn console_addr(&self) -> Option<SocketAddr> {
-        self.console_listener.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
     /// Where `/metrics` is served (the bound address, when `metrics_listen` has port 0).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.local_addr().ok()
+    }
+
+    /// Where the web console is served (the bound address), `None` when it is off.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
@@ -160,7 +162,6 @@ impl ControlPlane {
         changes.connect_peers(self.jetstream.client());
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
         let egress = std::sync::Arc::new(self.config.egress_policy()?);
-        let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
         let notifier = notify::Notifier {
             js: self.jetstream.clone(),
             changes: changes.clone(),
@@ -177,6 +178,7 @@ impl ControlPlane {
             self.store.clone(),
             self.config.replay_rate,
             self.config.stream_replicas,
+            recorder.watch().clone(),
         )
         .await?;
         let resumer = replays.resume_forever();
@@ -218,28 +220,28 @@ impl ControlPlane {
             .build_v1alpha()
             .map_err(|e| ControlError::Internal(e.to_string()))?;
 
-        let store = self.store.clone();
-        let webhook_service = webhooks::WebhookApi::new(
-            store.clone(),
-            changes.clone(),
-            catalog.clone(),
-            self.jetstream.client(),
+        let console_stopping = stopping.clone();
+        let shared = Shared {
+            config: Arc::new(self.config.clone()),
+            store: self.store.clone(),
+            jetstream: self.jetstream.clone(),
+            changes,
+            catalog,
+            token_table: table,
+            access_tokens: oauth::Tokens::new(self.store.clone(), egress.clone()),
             egress,
-            std::time::Duration::from_secs(self.config.signing_grace_secs),
-            (replays, notifier, metrics.clone()),
-        )
-        .ending_streams_on(stopping.clone());
-        let event_service = events::EventApi::new(
-            self.jetstream.clone(),
-            catalog.clone(),
-            self.config.max_event_bytes,
+            recorder,
+            replays,
+            notifier,
             metrics,
-        );
-        let credential_service = credentials::CredentialApi::new(store.clone(), tokens.clone());
-        let event_type_service =
-            event_types::EventTypeApi::new(store.clone(), changes.clone(), catalog);
-        let delivery_service = deliveries::DeliveryApi::new(store.clone(), self.jetstream.clone());
-        let mut access_service = access::AccessApi::new(store.clone(), table, changes.clone());
+            stopping,
+        };
+        let webhook_service = webhooks::WebhookApi::new(&shared);
+        let event_service = events::EventApi::new(&shared);
+        let credential_service = credentials::CredentialApi::new(&shared);
+        let event_type_service = event_types::EventTypeApi::new(&shared);
+        let delivery_service = deliveries::DeliveryApi::new(&shared);
+        let mut access_service = access::AccessApi::new(&shared);
         let console_url = self
             .console_listener
             .as_ref()
@@ -248,14 +250,10 @@ impl ControlPlane {
         if let Some(url) = &console_url {
             access_service = access_service.with_portal(portal.clone(), url.clone());
         }
-        let dispatch_service = dispatch::DispatchApi::new(
-            store,
-            changes,
-            recorder,
-            tokens,
-            self.config.snapshot_page_size,
-        )
-        .ending_streams_on(stopping.clone());
+        let dispatch_service = dispatch::DispatchApi::new(&shared);
+        // The services hold what they need; the recorder's last handles must go with them
+        // (so its write loop ends once they are dropped at shutdown).
+        drop(shared);
 
         // The shutdown, in order: NOT_SERVING first (probes and balancers stop sending new
         // calls), then the watch streams end (dispatchers reconnect elsewhere) and the server
@@ -305,7 +303,7 @@ impl ControlPlane {
                     Arc::new(opened),
                     routes,
                 );
-                let stopped = stopping.stopped();
+                let stopped = console_stopping.stopped();
                 Some(tokio::spawn(async move {
                     if let Err(error) = console.serve(listener, stopped).await {
                         tracing::error!(%error, "the console stopped");
@@ -351,7 +349,9 @@ impl ControlPlane {
         }
         drop(server);
         if let Some(console) = console {
+            // Its copies of the services go with it (and with them any recorder handle).
             console.abort();
+            let _ = console.await;
         }
         reloader.abort();
         resumer.abort();
