@@ -139,7 +139,7 @@ async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> an
     b.goto(&format!("{console}/webhooks")).await?;
     let row = b.text().await?;
     assert!(row.contains("crm") && row.contains("Inactive"), "{row}");
-    b.click("button[aria-label='Activate crm']").await?;
+    b.click_to("button[aria-label='Activate crm']").await?;
     assert!(b.text().await?.contains("Webhook crm activated."));
     assert!(webhook(&cluster, OWNER_TOKEN, &id).await?.active);
 
@@ -173,11 +173,11 @@ async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> an
     b.resize(1280, 900).await?;
 
     // The history shows the attempt; resending delivers again with the same webhook-id.
-    b.click(&format!("a[href='/webhooks/{id}/deliveries']")).await?;
+    b.click_to(&format!("a[href='/webhooks/{id}/deliveries']")).await?;
     let history = b.wait_for_text("delivered", DEADLINE).await?;
     assert!(history.contains("contact-created"), "{history}");
     b.check_page().await?;
-    b.click("table.deliveries a").await?;
+    b.click_to("table.deliveries a").await?;
     let delivery = b.text().await?;
     assert!(delivery.contains("Attempt 1") && delivery.contains("HTTP 200"), "{delivery}");
     assert!(delivery.contains("thanks from the receiver"), "{delivery}");
@@ -217,7 +217,14 @@ async fn an_owner_creates_activates_and_follows_a_webhook_in_the_browser() -> an
     b.fill("#in-url", "not a url").await?;
     b.fill("#in-description", "changed").await?;
     b.click_text("Save changes").await?;
-    let error = b.client.find(fantoccini::Locator::Css("#field-url p.error")).await?.text().await?;
+    let page = b.text().await?;
+    let error = b
+        .client
+        .find(fantoccini::Locator::Css("#field-url p.error"))
+        .await
+        .map_err(|e| anyhow::anyhow!("no error at the URL field ({e}); the page shows:\n{page}"))?
+        .text()
+        .await?;
     assert!(!error.is_empty(), "no error at the URL field");
     let invalid =
         b.client.find(fantoccini::Locator::Css("#in-url")).await?.attr("aria-invalid").await?;
@@ -438,7 +445,9 @@ async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widen
     b.fill("#in-url", &receiver.url("/refunds")).await?;
     b.fill("#in-event_types_text", "a").await?;
     b.click_text("Create webhook").await?;
-    let created = webhook(&cluster, OWNER_TOKEN, &webhook_id(&b.path().await?)?).await?;
+    let (path, page) = (b.path().await?, b.text().await?);
+    let id = webhook_id(&path).map_err(|e| anyhow::anyhow!("{e}; the page shows:\n{page}"))?;
+    let created = webhook(&cluster, OWNER_TOKEN, &id).await?;
     assert_eq!(created.app, "x");
     assert!(webhook(&cluster, OWNER_TOKEN, &mine.id).await.is_ok());
 

@@ -148,22 +148,58 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks what `css` finds, on this page (a radio button, a checkbox).
     pub async fn click(&mut self, css: &str) -> anyhow::Result<()> {
         let element =
             self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
-        self.press(element).await
+        self.press(element, false).await
+    }
+
+    /// Clicks the link or button `css` finds and waits for the page it leads to.
+    pub async fn click_to(&mut self, css: &str) -> anyhow::Result<()> {
+        let element =
+            self.client.find(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
+        self.press(element, true).await
     }
 
     /// Clicks `element` once it is scrolled to the middle of the window (where no sticky bar
-    /// covers it), as a person would.
-    async fn press(&mut self, element: fantoccini::elements::Element) -> anyhow::Result<()> {
+    /// covers it), as a person would; with `navigates`, waits until the next page has loaded
+    /// (a marker set on this page is gone and the new one is complete).
+    async fn press(
+        &mut self,
+        element: fantoccini::elements::Element,
+        navigates: bool,
+    ) -> anyhow::Result<()> {
         self.client
             .execute(
-                "arguments[0].scrollIntoView({block: 'center'});",
+                "arguments[0].scrollIntoView({block: 'center'}); window.__hookdOldPage = true;",
                 vec![serde_json::to_value(&element)?],
             )
             .await?;
         element.click().await?;
+        if navigates {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let loaded = self
+                    .client
+                    .execute(
+                        "return !window.__hookdOldPage && document.readyState === 'complete';",
+                        vec![],
+                    )
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                if loaded {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "the click led to no new page"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         self.note_url().await
     }
 
@@ -178,7 +214,7 @@ impl Browser {
             .find(Locator::XPath(&xpath))
             .await
             .with_context(|| format!("no button or link {text:?}"))?;
-        self.press(element).await
+        self.press(element, true).await
     }
 
     /// Waits until the page's text contains `needle`, reloading it every half second.
