@@ -414,8 +414,17 @@ async fn a_portal_link_shows_only_its_tenants_app_opens_once_and_cannot_be_widen
         let mut access = access.clone();
         async move { anyhow::Ok(access.create_portal_link(request).await?.into_inner().url) }
     };
-    let url = link("x", 300).await?;
+    // The first link comes from the CLI: `hookd access portal-link`.
+    let output = std::process::Command::new(hookd_tests::hookd_binary()?)
+        .args(["access", "portal-link", "--role", "owner", "--app", "x", "--ttl-secs", "300"])
+        .args(["--server", &cluster.control.grpc_url(), "--output", "json"])
+        .env("HOOKD_TOKEN", OWNER_TOKEN)
+        .output()?;
+    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let url = printed["url"].as_str().unwrap_or_default().to_owned();
     assert!(url.starts_with(&format!("{console}/portal?link=hkdl_")), "{url}");
+    assert!(printed["expires_at"].is_string(), "{printed}");
 
     let mut b = Browser::start().await?;
     b.goto(&url).await?;
@@ -511,7 +520,21 @@ async fn forms_need_their_csrf_token_names_are_text_the_csp_is_strict_and_no_tok
     let cluster = Cluster::start(0, "")?;
     let console = console(&cluster)?;
     let mut b = Browser::start().await?;
-    sign_in(&mut b, &console, OWNER_TOKEN).await?;
+    // By keyboard alone: the token field has the focus, Enter signs in; Tab then reaches the
+    // "Skip to content" link first.
+    b.goto(&format!("{console}/sign-in")).await?;
+    let focused = b.client.active_element().await?;
+    assert_eq!(
+        focused.attr("id").await?.as_deref(),
+        Some("in-token"),
+        "the token field has the focus"
+    );
+    focused.send_keys(&format!("{OWNER_TOKEN}\u{E007}")).await?;
+    b.wait_for_text("Webhooks", DEADLINE).await?;
+    assert_eq!(b.path().await?, "/webhooks");
+    b.client.find(fantoccini::Locator::Css("body")).await?.send_keys("\u{E004}").await?;
+    let first = b.client.active_element().await?;
+    assert_eq!(first.text().await?, "Skip to content");
     b.click_text("New webhook").await?;
     b.fill("#in-name", "<script>alert(1)</script>").await?;
     b.fill("#in-url", &receiver.url("/x")).await?;
