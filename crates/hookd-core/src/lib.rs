@@ -13,6 +13,7 @@ pub mod ids;
 pub mod payload;
 pub mod retry;
 pub mod signing;
+pub mod text;
 pub mod webhook;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus};
