@@ -1,7 +1,8 @@
-//! Micro-benchmark of the fan-out's first step: `Event::from_json` on events as producers
-//! publish them (small, medium, large). `cargo bench -p hookd-core --bench event_parse`
-//! prints the median time per event of several rounds; under `cargo test` it runs each case
-//! once, so the bench cannot rot.
+//! Micro-benchmark of the fan-out's first step, `Event::from_published` (the strict parse:
+//! duplicate keys, nesting), and of the delivery stage's `Event::from_json`, on events as
+//! producers publish them (small, medium, large). `cargo bench -p hookd-core --bench
+//! event_parse` prints the median time per event of several rounds; under `cargo test` it
+//! runs each case once, so the bench cannot rot.
 
 use std::{hint::black_box, time::Instant};
 
@@ -42,13 +43,20 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not: then one pass.
     let measure = std::env::args().any(|a| a == "--bench");
+    // Other arguments pick parsers by name (`-- from_published`); none runs both.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let now = Utc::now();
-    for (name, bytes) in cases() {
-        let parse = || Event::from_json(black_box(&bytes), now).map(|e| black_box(e).id);
+    type Parse = fn(&[u8], chrono::DateTime<Utc>) -> Result<Event, hookd_core::EventError>;
+    let parsers: [(&str, Parse); 2] =
+        [("from_published", Event::from_published), ("from_json", Event::from_json)];
+    for ((name, bytes), (parser, parse)) in
+        cases().into_iter().flat_map(|c| parsers.map(|p| (c.clone(), p)))
+    {
+        let parse = || parse(black_box(&bytes), now).map(|e| black_box(e).id);
         if let Err(e) = parse() {
             panic!("{name}: the bench event does not parse: {e}");
         }
-        if !measure {
+        if !measure || !(only.is_empty() || only.iter().any(|o| o == parser)) {
             continue;
         }
         let per_round = (BYTES_PER_ROUND / bytes.len()).max(1);
@@ -65,7 +73,7 @@ fn main() {
         let median = samples[ROUNDS / 2];
         let mib_s = bytes.len() as f64 / median * 1e9 / (1024.0 * 1024.0);
         println!(
-            "{name:>6}: {:>7} bytes  median {:>10.0} ns/event  ({mib_s:.0} MiB/s; min {:.0}, max {:.0})",
+            "{parser:>14} {name:>6}: {:>7} bytes  median {:>10.0} ns/event  ({mib_s:.0} MiB/s; min {:.0}, max {:.0})",
             bytes.len(),
             median,
             samples[0],
