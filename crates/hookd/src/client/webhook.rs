@@ -778,7 +778,7 @@ fn print_webhooks(output: Output, webhooks: &[v1::Webhook], next_page_token: &st
                     stats.triggered.to_string(),
                     stats.succeeded.to_string(),
                     stats.failed.to_string(),
-                    match ascii_url_if_different(&w) {
+                    match ascii_url_if_different(w) {
                         Some(ascii) => format!("{} ({ascii})", w.url),
                         None => w.url.clone(),
                     },
