@@ -2,7 +2,8 @@
 //! duplicate keys, nesting), and of the delivery stage's `Event::from_json`, on events as
 //! producers publish them (small, medium, large). `cargo bench -p hookd-core --bench
 //! event_parse` prints the median time per event of several rounds; under `cargo test` it
-//! runs each case once, so the bench cannot rot.
+//! runs each case once, so the bench cannot rot. It also times `webhook::ascii_url`, which
+//! every attempt now pays to request the URL in its ASCII form.
 
 use std::{hint::black_box, time::Instant};
 
@@ -76,6 +77,29 @@ fn main() {
             "{parser:>14} {name:>6}: {:>7} bytes  median {:>10.0} ns/event  ({mib_s:.0} MiB/s; min {:.0}, max {:.0})",
             bytes.len(),
             median,
+            samples[0],
+            samples[ROUNDS - 1]
+        );
+    }
+    let url = "https://crm.example.com/hooks/contact-created?source=hookd";
+    let ascii = || hookd_core::webhook::ascii_url(black_box(url));
+    assert_eq!(ascii().as_deref(), Some(url));
+    if measure && (only.is_empty() || only.iter().any(|o| o == "ascii_url")) {
+        const CALLS: u32 = 200_000;
+        let mut samples: Vec<f64> = (0..ROUNDS)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..CALLS {
+                    black_box(ascii());
+                }
+                started.elapsed().as_nanos() as f64 / f64::from(CALLS)
+            })
+            .collect();
+        samples.sort_by(f64::total_cmp);
+        println!(
+            "     ascii_url    url: {:>7} bytes  median {:>10.0} ns/call   (min {:.0}, max {:.0})",
+            url.len(),
+            samples[ROUNDS / 2],
             samples[0],
             samples[ROUNDS - 1]
         );
