@@ -90,6 +90,10 @@ test: tools lint deploy-check ## the whole test suite: unit tests and end-to-end
 	cargo build -p hookd
 	cargo test --workspace --all-targets
 
+.PHONY: install
+install: ## install the hookd binary (services and CLI) into ~/.cargo/bin, which rustup puts on PATH
+	cargo install --locked --path crates/hookd
+
 .PHONY: run
 run: tools ## build and start a local hookd with a demo receiver; Ctrl-C stops everything
 	cargo build -p hookd -p hookd-tests --bins

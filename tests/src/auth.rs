@@ -4,11 +4,8 @@
 //! isolation without any setup, and shares [`DISPATCHER_TOKEN`] with its dispatchers. These
 //! are test values, public on purpose; never use them anywhere real.
 
-use tonic::{
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+pub use hookd_proto::auth::Bearer;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 /// The shared secret between the test control planes and their dispatchers.
 pub const DISPATCHER_TOKEN: &str = "test-dispatcher-token-0123456789";
@@ -21,32 +18,10 @@ pub const OTHER_TENANT: &str = "other";
 /// The owner token of [`OTHER_TENANT`].
 pub const OTHER_OWNER_TOKEN: &str = "hkd_test-owner-other-0123456789";
 
-/// Sends `authorization: Bearer <token>` on every call, or nothing when built without one.
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Bearer {
-    /// A token that is not a valid header value is sent as nothing (and refused as missing).
-    pub fn new(token: Option<&str>) -> Self {
-        Self(token.and_then(|t| format!("Bearer {t}").parse().ok()))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
 /// What every client the runner hands out runs on: a channel that sends a token.
 pub type Authed = InterceptedService<Channel, Bearer>;
 
+/// A token that cannot be a header value is sent as nothing (and refused as missing).
 pub fn authed(channel: Channel, token: Option<&str>) -> Authed {
-    InterceptedService::new(channel, Bearer::new(token))
+    InterceptedService::new(channel, Bearer::new(token).unwrap_or_default())
 }

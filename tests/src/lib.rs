@@ -14,6 +14,7 @@
 mod auth;
 pub mod bench;
 mod cluster;
+pub mod contract;
 mod hookd;
 mod nats;
 mod otlp;

@@ -886,6 +886,12 @@ async fn test_send_works_on_an_inactive_webhook_and_records_nothing() -> anyhow:
             .await,
     );
     assert_eq!(refused.code(), Code::InvalidArgument);
+    // Named as the user wrote it, not as Rust's debug output of it.
+    assert!(
+        refused.message().ends_with("does not subscribe to \"basket-submitted\""),
+        "{}",
+        refused.message()
+    );
     Ok(())
 }
 

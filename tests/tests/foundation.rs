@@ -170,6 +170,10 @@ async fn bad_events_are_terminated_and_do_not_block_good_ones() -> anyhow::Resul
     })
     .await?;
     assert_eq!(receiver.count(), 1, "only the good event is delivered");
+    // The dispatcher logged the refusals, to a file: plain text, no terminal colour codes.
+    let log = std::fs::read_to_string(cluster.dispatchers[0].log_path())?;
+    assert!(log.contains("evt-no-type") || log.contains("lacks required field"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escape codes in a log file:\n{log}");
     Ok(())
 }
 

@@ -35,46 +35,17 @@ struct Ids {
     token: String,
 }
 
-/// Every RPC of the public services, by name.
-const RPCS: &[&str] = &[
-    "CreateWebhook",
-    "GetWebhook",
-    "ListWebhooks",
-    "UpdateWebhook",
-    "DeleteWebhook",
-    "ActivateWebhook",
-    "DeactivateWebhook",
-    "DuplicateWebhook",
-    "TestWebhook",
-    "ListDeliveries",
-    "GetDelivery",
-    "ResendDelivery",
-    "RecoverFailedDeliveries",
-    "CreateCredential",
-    "GetCredential",
-    "ListCredentials",
-    "UpdateCredential",
-    "DeleteCredential",
-    "CreateEventType",
-    "GetEventType",
-    "ListEventTypes",
-    "UpdateEventType",
-    "DeleteEventType",
-    "PublishEvent",
-    "CreateRole",
-    "ListRoles",
-    "UpdateRole",
-    "DeleteRole",
-    "CreateToken",
-    "ListTokens",
-    "RevokeToken",
-    "WhoAmI",
-];
+/// Every RPC of the public services, by name, from the compiled contract: an RPC without a
+/// case in [`call`] fails this test (and, before it, the architecture test).
+fn rpcs() -> Vec<String> {
+    hookd_tests::contract::public_rpcs().into_iter().map(|rpc| rpc.method).collect()
+}
 
 /// What a viewer (`webhooks.read` only) may call.
 const VIEWER_MAY: &[&str] = &[
     "GetWebhook",
     "ListWebhooks",
+    "WatchNotifications",
     "ListDeliveries",
     "GetDelivery",
     "GetCredential",
@@ -150,6 +121,34 @@ async fn call(rpc: &str, ch: Authed, ids: &Ids) -> Result<String, tonic::Status>
         }
         "DuplicateWebhook" => {
             format!("{:?}", webhooks.duplicate_webhook(v1::DuplicateWebhookRequest { id }).await?)
+        }
+        "GetWebhookSecret" => {
+            format!("{:?}", webhooks.get_webhook_secret(v1::GetWebhookSecretRequest { id }).await?)
+        }
+        "RotateWebhookSecret" => format!(
+            "{:?}",
+            webhooks
+                .rotate_webhook_secret(v1::RotateWebhookSecretRequest {
+                    id,
+                    grace_seconds: 0,
+                    expire_now: true,
+                })
+                .await?
+        ),
+        "WatchNotifications" => {
+            // What the watch carries in its first moments: nothing of another tenant's.
+            let mut stream =
+                webhooks.watch_notifications(v1::WatchNotificationsRequest {}).await?.into_inner();
+            let mut seen = Vec::new();
+            while let Ok(item) =
+                tokio::time::timeout(Duration::from_millis(300), stream.message()).await
+            {
+                match item? {
+                    Some(notification) => seen.push(notification),
+                    None => break,
+                }
+            }
+            format!("{seen:?}")
         }
         "TestWebhook" => format!(
             "{:?}",
@@ -432,6 +431,9 @@ async fn tenant_a(cluster: &Cluster, receiver: &Receiver) -> anyhow::Result<Ids>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_keeps_tenants_apart_and_enforces_roles() -> anyhow::Result<()> {
+    let known = rpcs();
+    let unknown: Vec<_> = VIEWER_MAY.iter().filter(|r| !known.iter().any(|k| k == *r)).collect();
+    assert!(unknown.is_empty(), "VIEWER_MAY names RPCs the contract lacks: {unknown:?}");
     let cluster = Cluster::start(1, "")?;
     let receiver = Receiver::ok()?;
     let ids = tenant_a(&cluster, &receiver).await?;
@@ -451,7 +453,7 @@ async fn every_rpc_keeps_tenants_apart_and_enforces_roles() -> anyhow::Result<()
         ("unknown token", Some("hkd_not-a-real-token-000000000000000")),
         ("dispatcher token", Some(DISPATCHER_TOKEN)),
     ] {
-        for rpc in RPCS {
+        for rpc in &rpcs() {
             match call(rpc, cluster.authed(token).await?, &ids).await {
                 Err(s) if s.code() == Code::Unauthenticated => {}
                 other => failures.push(format!("{who} {rpc}: {other:?}")),
@@ -461,9 +463,9 @@ async fn every_rpc_keeps_tenants_apart_and_enforces_roles() -> anyhow::Result<()
 
     // A viewer of tenant A: reads work, every change is PERMISSION_DENIED naming the
     // permission.
-    for rpc in RPCS {
+    for rpc in &rpcs() {
         let answer = call(rpc, cluster.authed(Some(&viewer)).await?, &ids).await;
-        match (VIEWER_MAY.contains(rpc), answer) {
+        match (VIEWER_MAY.contains(&rpc.as_str()), answer) {
             (true, Ok(_)) => {}
             (false, Err(s))
                 if s.code() == Code::PermissionDenied
@@ -477,16 +479,15 @@ async fn every_rpc_keeps_tenants_apart_and_enforces_roles() -> anyhow::Result<()
     // The owner of tenant B aiming at A's resources: NOT_FOUND as for a missing id; lists
     // and creations work but only ever show or touch B's own.
     let other = cluster.authed(Some(OTHER_OWNER_TOKEN)).await?;
-    for rpc in RPCS {
+    for rpc in &rpcs() {
         let answer = call(rpc, other.clone(), &ids).await;
-        let ok = match *rpc {
-            "ListWebhooks" | "ListCredentials" | "ListEventTypes" | "ListRoles" | "ListTokens" => {
-                answer.as_ref().is_ok_and(|text| {
-                    ![&ids.webhook, &ids.credential, &ids.event_type, &ids.role, &ids.token]
-                        .iter()
-                        .any(|id| text.contains(id.as_str()))
-                })
-            }
+        let ok = match rpc.as_str() {
+            "ListWebhooks" | "ListCredentials" | "ListEventTypes" | "ListRoles" | "ListTokens"
+            | "WatchNotifications" => answer.as_ref().is_ok_and(|text| {
+                ![&ids.webhook, &ids.credential, &ids.event_type, &ids.role, &ids.token]
+                    .iter()
+                    .any(|id| text.contains(id.as_str()))
+            }),
             "WhoAmI" => answer.as_ref().is_ok_and(|t| t.contains(&format!("{OTHER_TENANT:?}"))),
             // Creations land in B; those naming A's credential or role find none.
             "CreateWebhook" | "CreateToken" => answer

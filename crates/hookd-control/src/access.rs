@@ -17,6 +17,7 @@ use hookd_proto::{
 use hookd_storage::{ApiTokenRecord, RoleRecord, Store, access::RoleDeletion};
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{
     ControlError,
     auth::{
@@ -32,8 +33,12 @@ pub struct AccessApi {
 }
 
 impl AccessApi {
-    pub fn new(store: Store, table: TokenTable, changes: Changes) -> Self {
-        Self { store, table, changes }
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self {
+            store: shared.store.clone(),
+            table: shared.token_table.clone(),
+            changes: shared.changes.clone(),
+        }
     }
 
     /// Makes a change visible to the interceptors at once, here and on the other control

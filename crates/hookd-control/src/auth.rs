@@ -21,6 +21,7 @@ use std::{
 
 use base64::Engine as _;
 use hookd_core::access::{Permission, builtin_role};
+use hookd_proto::auth::{TokenError, bearer_token};
 use hookd_storage::{StorageError, Store};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status, service::Interceptor};
@@ -153,17 +154,14 @@ fn parse_hex(hex: &str) -> Option<[u8; 32]> {
 
 /// The token of `authorization: Bearer <token>`.
 fn bearer<T>(request: &Request<T>) -> Result<&str, ControlError> {
-    let value = request
-        .metadata()
-        .get("authorization")
-        .ok_or_else(|| ControlError::Unauthenticated("missing authorization: Bearer <token>"))?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ControlError::Unauthenticated("authorization must be `Bearer <token>`"))
+    bearer_token(request.metadata()).map_err(|e| match e {
+        TokenError::Missing => {
+            ControlError::Unauthenticated("missing authorization: Bearer <token>")
+        }
+        TokenError::Malformed => {
+            ControlError::Unauthenticated("authorization must be `Bearer <token>`")
+        }
+    })
 }
 
 /// The interceptor of the public services: a known API token, or UNAUTHENTICATED.

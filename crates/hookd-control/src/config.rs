@@ -170,6 +170,10 @@ impl Config {
         Duration::from_secs(self.readiness_interval_secs.max(1))
     }
 
+    pub(crate) fn signing_grace(&self) -> Duration {
+        Duration::from_secs(self.signing_grace_secs)
+    }
+
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }

@@ -15,6 +15,7 @@ use hookd_proto::{
 use hookd_storage::{Store, TokenState};
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{ControlError, auth::require, oauth::Tokens, webhooks::page_size};
 
 const UPDATABLE: &str =
@@ -26,8 +27,8 @@ pub struct CredentialApi {
 }
 
 impl CredentialApi {
-    pub fn new(store: Store, tokens: Tokens) -> Self {
-        Self { store, tokens }
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self { store: shared.store.clone(), tokens: shared.access_tokens.clone() }
     }
 
     async fn load(&self, tenant: &str, id: &str) -> Result<(Credential, TokenState), ControlError> {

@@ -2,16 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use hookd_core::access::Permission;
-use hookd_core::{DeliveryId, DeliveryStatus, InvalidField, WebhookId};
+use hookd_core::{AttemptRecord, DeliveryId, DeliveryStatus, InvalidField, WebhookId};
 use hookd_nats::DeliveryJob;
 use hookd_proto::{
     convert::{from_timestamp, timestamp},
     v1::{self, delivery_service_server::DeliveryService},
 };
-use hookd_storage::{DeliveryCursor, DeliveryFilter, DeliveryRecord, Store, StoredAttempt};
+use hookd_storage::{DeliveryCursor, DeliveryFilter, DeliveryRecord, Store};
 use serde_json::value::RawValue;
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{ControlError, auth::require, webhooks::page_size};
 
 pub struct DeliveryApi {
@@ -20,8 +21,8 @@ pub struct DeliveryApi {
 }
 
 impl DeliveryApi {
-    pub fn new(store: Store, jetstream: async_nats::jetstream::Context) -> Self {
-        Self { store, jetstream }
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self { store: shared.store.clone(), jetstream: shared.jetstream.clone() }
     }
 
     /// Makes a finished delivery pending again and queues its next attempt, now. The state
@@ -83,7 +84,7 @@ fn decode_cursor(token: &str) -> Result<Option<DeliveryCursor>, ControlError> {
     Ok(Some(DeliveryCursor { created_at, id: DeliveryId::from(id) }))
 }
 
-fn delivery_to_proto(d: DeliveryRecord, attempts: Vec<StoredAttempt>) -> v1::Delivery {
+fn delivery_to_proto(d: DeliveryRecord, attempts: Vec<AttemptRecord>) -> v1::Delivery {
     v1::Delivery {
         id: d.id.into_string(),
         webhook_id: d.webhook_id.into_string(),
@@ -96,24 +97,7 @@ fn delivery_to_proto(d: DeliveryRecord, attempts: Vec<StoredAttempt>) -> v1::Del
         last_attempt_at: d.last_attempt_at.map(timestamp),
         next_attempt_at: d.next_attempt_at.map(timestamp),
         payload: d.payload,
-        attempts: attempts.into_iter().map(attempt_to_proto).collect(),
-    }
-}
-
-fn attempt_to_proto(a: StoredAttempt) -> v1::Attempt {
-    v1::Attempt {
-        number: a.number,
-        started_at: Some(timestamp(a.started_at)),
-        http_status: a.http_status.map_or(0, u32::from),
-        latency_ms: a.latency_ms,
-        error: a.error,
-        response_body: a.response_body,
-        success: a.success,
-        request_headers: a
-            .request_headers
-            .into_iter()
-            .map(|(name, value)| v1::HttpHeader { name, value })
-            .collect(),
+        attempts: attempts.into_iter().map(v1::Attempt::from).collect(),
     }
 }
 

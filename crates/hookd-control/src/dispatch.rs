@@ -5,17 +5,20 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use hookd_core::{
-    CredentialId, DeliveryId, EventId, InvalidField, Webhook, WebhookId, catalog::EventTypeDef,
+    AttemptReport, CredentialId, InvalidField, Webhook, WebhookId, catalog::EventTypeDef,
 };
 use hookd_proto::{
-    convert::{Secrets, event_type_to_proto, from_timestamp, timestamp, webhook_to_proto},
+    convert::{
+        Secrets, attempt_report_from_proto, event_type_to_proto, timestamp, webhook_to_proto,
+    },
     v1::{self, dispatch_service_server::DispatchService, watch_webhooks_response::Change as Wire},
 };
-use hookd_storage::{AttemptRecord, Store, StoredAttempt};
+use hookd_storage::Store;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{
     ControlError,
     changes::{Change, Changes},
@@ -24,8 +27,6 @@ use crate::{
     recorder::Recorder,
 };
 
-/// Largest response body excerpt stored per attempt.
-const MAX_RESPONSE_BODY: usize = 16 * 1024;
 /// Most reports accepted in one call; dispatchers batch below this.
 const MAX_REPORTS_PER_CALL: usize = 10_000;
 
@@ -35,33 +36,21 @@ pub struct DispatchApi {
     recorder: Recorder,
     tokens: Tokens,
     snapshot_page_size: usize,
-    /// Ends the definitions watches at shutdown.
-    stopping: Option<Stopping>,
+    /// Ends every definitions watch when the control plane shuts down, so the dispatchers
+    /// reconnect elsewhere and the graceful shutdown is not held up by them.
+    stopping: Stopping,
 }
 
 impl DispatchApi {
-    pub fn new(
-        store: Store,
-        changes: Changes,
-        recorder: Recorder,
-        tokens: Tokens,
-        snapshot_page_size: usize,
-    ) -> Self {
+    pub(crate) fn new(shared: &Shared) -> Self {
         Self {
-            store,
-            changes,
-            recorder,
-            tokens,
-            snapshot_page_size: snapshot_page_size.max(1),
-            stopping: None,
+            store: shared.store.clone(),
+            changes: shared.changes.clone(),
+            recorder: shared.recorder.clone(),
+            tokens: shared.access_tokens.clone(),
+            snapshot_page_size: shared.config.snapshot_page_size.max(1),
+            stopping: shared.stopping.clone(),
         }
-    }
-
-    /// Ends every definitions watch when the control plane shuts down, so the dispatchers
-    /// reconnect elsewhere and the graceful shutdown is not held up by them.
-    pub fn ending_streams_on(mut self, stopping: Stopping) -> Self {
-        self.stopping = Some(stopping);
-        self
     }
 }
 
@@ -100,8 +89,11 @@ async fn send_snapshot(
         Ok(all) => all,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read definitions for a snapshot");
-            let _ =
-                out.send(Err(Status::unavailable(format!("cannot read definitions: {e}")))).await;
+            let _ = out
+                .send(
+                    Err(ControlError::Unavailable(format!("cannot read definitions: {e}")).into()),
+                )
+                .await;
             return false;
         }
     };
@@ -124,64 +116,6 @@ async fn send_snapshot(
     }
     tracing::debug!(webhooks = webhooks.len(), "snapshot sent");
     true
-}
-
-fn record_from_report(r: v1::AttemptReport) -> Result<AttemptRecord, InvalidField> {
-    for (field, value) in [
-        ("tenant", &r.tenant),
-        ("delivery_id", &r.delivery_id),
-        ("webhook_id", &r.webhook_id),
-        ("event_id", &r.event_id),
-    ] {
-        if value.is_empty() {
-            return Err(InvalidField::new(field, "is required"));
-        }
-    }
-    let attempt = r.attempt.ok_or_else(|| InvalidField::new("attempt", "is required"))?;
-    if attempt.number == 0 {
-        return Err(InvalidField::new("attempt.number", "starts at 1"));
-    }
-    let status = v1::DeliveryStatus::try_from(r.status)
-        .ok()
-        .and_then(v1::DeliveryStatus::to_domain)
-        .ok_or_else(|| InvalidField::new("status", "must be pending, delivered or failed"))?;
-    let started_at = attempt
-        .started_at
-        .as_ref()
-        .and_then(from_timestamp)
-        .ok_or_else(|| InvalidField::new("attempt.started_at", "is required"))?;
-    let mut response_body = attempt.response_body;
-    if response_body.len() > MAX_RESPONSE_BODY {
-        let mut end = MAX_RESPONSE_BODY;
-        while !response_body.is_char_boundary(end) {
-            end -= 1;
-        }
-        response_body.truncate(end);
-    }
-    Ok(AttemptRecord {
-        delivery_id: DeliveryId::from(r.delivery_id),
-        webhook_id: WebhookId::from(r.webhook_id),
-        event_id: EventId::from(r.event_id),
-        event_type: r.event_type,
-        payload: r.payload,
-        event: r.event,
-        attempt: StoredAttempt {
-            request_headers: attempt
-                .request_headers
-                .into_iter()
-                .map(|h| (h.name, h.value))
-                .collect(),
-            number: attempt.number,
-            started_at,
-            http_status: u16::try_from(attempt.http_status).ok().filter(|s| *s != 0),
-            latency_ms: attempt.latency_ms,
-            error: attempt.error,
-            response_body,
-            success: attempt.success,
-        },
-        status_after: status,
-        next_attempt_at: r.next_attempt_at.as_ref().and_then(from_timestamp),
-    })
 }
 
 /// A `record_attempt` span for each report that carries its attempt's trace context, a child
@@ -277,10 +211,7 @@ impl DispatchService for DispatchApi {
             }
         });
         let stream = ReceiverStream::new(stream);
-        Ok(Response::new(match &self.stopping {
-            Some(stopping) => Box::pin(stream.take_until(stopping.stopped())),
-            None => Box::pin(stream),
-        }))
+        Ok(Response::new(Box::pin(stream.take_until(self.stopping.stopped()))))
     }
 
     async fn ack_webhooks(
@@ -341,10 +272,9 @@ impl DispatchService for DispatchApi {
                 let error = hookd_core::text::bound_message(&x.error);
                 tracing::info!(event_type = %x.event_type, count = x.count, %error, "events refused by the fan-out");
             }
-            self.store
-                .add_rejected(&counts)
-                .await
-                .map_err(|e| Status::unavailable(format!("cannot store rejection counts: {e}")))?;
+            self.store.add_rejected(&counts).await.map_err(|e| {
+                ControlError::Unavailable(format!("cannot store rejection counts: {e}"))
+            })?;
         }
         if !r.kept.is_empty() {
             let kept: Vec<(String, WebhookId, u64)> = r
@@ -353,10 +283,9 @@ impl DispatchService for DispatchApi {
                 .filter(|k| !k.tenant.is_empty() && !k.webhook_id.is_empty())
                 .map(|k| (k.tenant.clone(), WebhookId::from(k.webhook_id.as_str()), k.count))
                 .collect();
-            self.store
-                .add_buffer_kept(&kept)
-                .await
-                .map_err(|e| Status::unavailable(format!("cannot store buffer counts: {e}")))?;
+            self.store.add_buffer_kept(&kept).await.map_err(|e| {
+                ControlError::Unavailable(format!("cannot store buffer counts: {e}"))
+            })?;
         }
         if reports.len() > MAX_REPORTS_PER_CALL {
             return Err(ControlError::from(InvalidField::new(
@@ -369,12 +298,10 @@ impl DispatchService for DispatchApi {
         // the child of the attempt it records. Dropped (ended) when this call returns.
         let _record_spans = record_spans(&reports);
         // Grouped by tenant: each tenant's results are recorded under it, in report order.
-        let mut by_tenant: Vec<(String, Vec<AttemptRecord>)> = Vec::new();
-        for (i, report) in reports.into_iter().enumerate() {
-            let tenant = report.tenant.clone();
-            let record = record_from_report(report).map_err(|e| {
-                Status::invalid_argument(format!("reports[{i}]: invalid {}: {}", e.field, e.reason))
-            })?;
+        let mut by_tenant: Vec<(String, Vec<AttemptReport>)> = Vec::new();
+        for (index, report) in reports.into_iter().enumerate() {
+            let (tenant, record) = attempt_report_from_proto(report)
+                .map_err(|invalid| ControlError::InvalidReport { index, invalid })?;
             match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
                 Some((_, records)) => records.push(record),
                 None => by_tenant.push((tenant, vec![record])),
@@ -382,10 +309,9 @@ impl DispatchService for DispatchApi {
         }
         let mut recorded = crate::recorder::Recorded::default();
         for (tenant, records) in by_tenant {
-            let stored =
-                self.recorder.record(tenant, records).await.map_err(|e| {
-                    Status::unavailable(format!("cannot store attempt results: {e}"))
-                })?;
+            let stored = self.recorder.record(tenant, records).await.map_err(|e| {
+                ControlError::Unavailable(format!("cannot store attempt results: {e}"))
+            })?;
             recorded.new += stored.new;
             recorded.duplicates += stored.duplicates;
         }

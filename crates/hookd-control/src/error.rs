@@ -23,6 +23,9 @@ use tonic::{Code, Status};
 pub enum ControlError {
     #[error(transparent)]
     Invalid(#[from] InvalidField),
+    /// One report of a `ReportAttempts` batch, named by its place in the batch.
+    #[error("reports[{index}]: {invalid}")]
+    InvalidReport { index: usize, invalid: InvalidField },
     #[error("{what} {id:?} not found")]
     NotFound { what: &'static str, id: String },
     #[error("name {name:?} is already taken")]
@@ -68,7 +71,9 @@ impl From<StorageError> for ControlError {
 impl From<ControlError> for Status {
     fn from(e: ControlError) -> Self {
         let code = match &e {
-            ControlError::Invalid(_) | ControlError::PageToken => Code::InvalidArgument,
+            ControlError::Invalid(_)
+            | ControlError::InvalidReport { .. }
+            | ControlError::PageToken => Code::InvalidArgument,
             ControlError::NotFound { .. } => Code::NotFound,
             ControlError::NameTaken { .. } | ControlError::AlreadyExists { .. } => {
                 Code::AlreadyExists

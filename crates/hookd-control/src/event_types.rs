@@ -14,6 +14,7 @@ use hookd_proto::{
 use hookd_storage::Store;
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{
     ControlError,
     auth::require,
@@ -32,8 +33,12 @@ pub struct EventTypeApi {
 }
 
 impl EventTypeApi {
-    pub fn new(store: Store, changes: Changes, catalog: Catalog) -> Self {
-        Self { store, changes, catalog }
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self {
+            store: shared.store.clone(),
+            changes: shared.changes.clone(),
+            catalog: shared.catalog.clone(),
+        }
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<EventTypeDef, ControlError> {

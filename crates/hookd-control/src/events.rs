@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use std::sync::Arc;
 
+use crate::shared::Shared;
 use crate::{ControlError, auth::require, catalog::Catalog, metrics::Metrics};
 
 pub struct EventApi {
@@ -31,13 +32,13 @@ pub struct EventApi {
 }
 
 impl EventApi {
-    pub fn new(
-        jetstream: async_nats::jetstream::Context,
-        catalog: Catalog,
-        max_event_bytes: usize,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self { jetstream, catalog, max_event_bytes, metrics }
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self {
+            jetstream: shared.jetstream.clone(),
+            catalog: shared.catalog.clone(),
+            max_event_bytes: shared.config.max_event_bytes,
+            metrics: shared.metrics.clone(),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ mod oauth;
 mod recorder;
 mod replay;
 mod retention;
+mod shared;
 mod webhooks;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -40,6 +41,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::Config;
 pub use error::ControlError;
+use shared::Shared;
 
 /// At shutdown, after the calls have finished, the longest wait for the recorder to commit
 /// what it was given: the exit comes within `shutdown_grace_secs` plus this.
@@ -143,7 +145,6 @@ impl ControlPlane {
         changes.connect_peers(self.jetstream.client());
         let catalog = catalog::Catalog::load(&self.store).await.map_err(ControlError::Storage)?;
         let egress = std::sync::Arc::new(self.config.egress_policy()?);
-        let tokens = oauth::Tokens::new(self.store.clone(), egress.clone());
         let notifier = notify::Notifier {
             js: self.jetstream.clone(),
             changes: changes.clone(),
@@ -160,6 +161,7 @@ impl ControlPlane {
             self.store.clone(),
             self.config.replay_rate,
             self.config.stream_replicas,
+            recorder.watch().clone(),
         )
         .await?;
         let resumer = replays.resume_forever();
@@ -200,36 +202,31 @@ impl ControlPlane {
             .build_v1alpha()
             .map_err(|e| ControlError::Internal(e.to_string()))?;
 
-        let store = self.store.clone();
-        let webhook_service = webhooks::WebhookApi::new(
-            store.clone(),
-            changes.clone(),
-            catalog.clone(),
-            self.jetstream.client(),
-            egress,
-            std::time::Duration::from_secs(self.config.signing_grace_secs),
-            (replays, notifier, metrics.clone()),
-        )
-        .ending_streams_on(stopping.clone());
-        let event_service = events::EventApi::new(
-            self.jetstream.clone(),
-            catalog.clone(),
-            self.config.max_event_bytes,
-            metrics,
-        );
-        let credential_service = credentials::CredentialApi::new(store.clone(), tokens.clone());
-        let event_type_service =
-            event_types::EventTypeApi::new(store.clone(), changes.clone(), catalog);
-        let delivery_service = deliveries::DeliveryApi::new(store.clone(), self.jetstream.clone());
-        let access_service = access::AccessApi::new(store.clone(), table, changes.clone());
-        let dispatch_service = dispatch::DispatchApi::new(
-            store,
+        let shared = Shared {
+            config: Arc::new(self.config.clone()),
+            store: self.store.clone(),
+            jetstream: self.jetstream.clone(),
             changes,
+            catalog,
+            token_table: table,
+            access_tokens: oauth::Tokens::new(self.store.clone(), egress.clone()),
+            egress,
             recorder,
-            tokens,
-            self.config.snapshot_page_size,
-        )
-        .ending_streams_on(stopping);
+            replays,
+            notifier,
+            metrics,
+            stopping,
+        };
+        let webhook_service = webhooks::WebhookApi::new(&shared);
+        let event_service = events::EventApi::new(&shared);
+        let credential_service = credentials::CredentialApi::new(&shared);
+        let event_type_service = event_types::EventTypeApi::new(&shared);
+        let delivery_service = deliveries::DeliveryApi::new(&shared);
+        let access_service = access::AccessApi::new(&shared);
+        let dispatch_service = dispatch::DispatchApi::new(&shared);
+        // The services hold what they need; the recorder's last handles must go with them
+        // (so its write loop ends once they are dropped at shutdown).
+        drop(shared);
 
         // The shutdown, in order: NOT_SERVING first (probes and balancers stop sending new
         // calls), then the watch streams end (dispatchers reconnect elsewhere) and the server

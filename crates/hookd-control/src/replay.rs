@@ -39,11 +39,14 @@ use hookd_nats::{BUFFER_STREAM, DeliveryJob, subject};
 use hookd_storage::Store;
 use tracing::Instrument;
 
-use crate::ControlError;
+use crate::{ControlError, recorder::AttemptWatch};
 
 /// Longest wait for a moved job's attempt before the next job is moved anyway, so a slow or
 /// failing endpoint delays the replay but never stops it.
 const ATTEMPT_WAIT: Duration = Duration::from_secs(30);
+/// How often a replay looks in the database for its job's attempt, which another control
+/// plane may have recorded (this one's recorder tells at once).
+const OTHER_REPLICA_POLL: Duration = Duration::from_millis(500);
 /// How long an empty buffer stays watched before the replay ends: jobs a dispatcher parked
 /// just before it learnt of the activation still arrive.
 const IDLE_END: Duration = Duration::from_secs(3);
@@ -74,6 +77,8 @@ pub struct Replays {
     tracked: Arc<Mutex<HashSet<String>>>,
     /// Jobs moved per second, at most.
     rate: f64,
+    /// Tells when this process records a moved job's attempt.
+    attempts: AttemptWatch,
 }
 
 fn nats_error(e: impl std::fmt::Display) -> ControlError {
@@ -98,6 +103,7 @@ impl Replays {
         store: Store,
         rate: f64,
         replicas: usize,
+        attempts: AttemptWatch,
     ) -> Result<Self, ControlError> {
         let leases = js
             .create_key_value(kv::Config {
@@ -117,6 +123,7 @@ impl Replays {
             owner: uuid::Uuid::now_v7().to_string().into(),
             tracked: Arc::default(),
             rate: rate.max(0.1),
+            attempts,
         })
     }
 
@@ -392,7 +399,9 @@ impl Replays {
     }
 
     /// Waits (up to [`ATTEMPT_WAIT`]) until the job's attempt is recorded, keeping the
-    /// `held` jobs alive meanwhile.
+    /// `held` jobs alive meanwhile. The recorder of this process says so at once; the
+    /// database is read first (the attempt may be recorded already) and then every
+    /// [`OTHER_REPLICA_POLL`], for a report that lands on another control plane.
     async fn wait_attempted(
         &self,
         tenant: &str,
@@ -400,6 +409,7 @@ impl Replays {
         held: &[Held],
         progressed: &mut tokio::time::Instant,
     ) {
+        let mut recorded_here = self.attempts.wait(&job.delivery_id, job.attempt);
         let deadline = tokio::time::Instant::now() + ATTEMPT_WAIT;
         while tokio::time::Instant::now() < deadline {
             keep_alive(held, progressed).await;
@@ -408,7 +418,11 @@ impl Replays {
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "cannot read the replayed delivery"),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let poll = tokio::time::Instant::now() + OTHER_REPLICA_POLL;
+            tokio::select! {
+                _ = &mut recorded_here => return,
+                () = tokio::time::sleep_until(poll.min(deadline)) => {}
+            }
         }
         tracing::info!(delivery_id = %job.delivery_id, "no attempt recorded yet; replay moves on");
     }

@@ -1,6 +1,10 @@
 //! `WebhookService`: webhook definitions (create, read, list with filters and counts,
-//! update, delete, activate, deactivate, duplicate) and test sends. Every change is announced
-//! on [`Changes`] so watching dispatchers pick it up at once.
+//! update, delete, duplicate, signing secrets). Every change is announced on [`Changes`] so
+//! watching dispatchers pick it up at once. Activation is in `activation`, test sends in
+//! `test_send`.
+
+mod activation;
+mod test_send;
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,24 +12,23 @@ use chrono::Utc;
 use hookd_core::access::Permission;
 use hookd_core::health::DeactivatedBy;
 use hookd_core::{
-    Event, EventId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec, catalog,
+    EventType, InvalidField, Webhook, WebhookId, WebhookSpec,
     egress::EgressPolicy,
     signing::{SigningKeys, SigningSecret},
     webhook::ALL_EVENT_TYPES,
 };
-use hookd_nats::test_send::{TEST_SEND_SUBJECT, TestSendReply, TestSendRequest};
 use hookd_proto::{
     convert::{
         Secrets, attempt_timeout_from_proto, auth_from_proto, credential_id_from_proto,
         format_from_proto, headers_from_proto, health_policy_from_proto, method_from_proto,
-        retry_policy_from_proto, spec_from_create, stats_to_proto, timestamp, value_to_json,
-        webhook_to_proto,
+        retry_policy_from_proto, spec_from_create, stats_to_proto, timestamp, webhook_to_proto,
     },
     v1::{self, webhook_service_server::WebhookService},
 };
 use hookd_storage::{StorageError, Store, WebhookFilter};
 use tonic::{Request, Response, Status};
 
+use crate::shared::Shared;
 use crate::{
     ControlError,
     auth::require,
@@ -41,13 +44,8 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 const UPDATABLE: &str = "name, url, event_types, active, description, attempt_timeout_ms, \
      retry_policy, app, method, headers, auth, credential_id, fields, format, health_policy";
 const MAX_PAGE_SIZE: u32 = 500;
-/// How long a test send may take beyond two HTTP tries (the second after an OAuth2 refresh):
-/// two token fetches of up to 10 s each and queueing at the dispatcher.
-const TEST_SEND_MARGIN: Duration = Duration::from_secs(25);
 /// The longest grace period a rotation may give the old signing secret.
 const MAX_SIGNING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The dispatcher's default attempt timeout, for webhooks without their own.
-const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct WebhookApi {
     store: Store,
@@ -61,38 +59,24 @@ pub struct WebhookApi {
     replays: Replays,
     notifier: Notifier,
     metrics: Arc<Metrics>,
-    /// Ends the notification watches at shutdown.
-    stopping: Option<Stopping>,
+    /// Ends every notification watch when the control plane shuts down.
+    stopping: Stopping,
 }
 
 impl WebhookApi {
-    pub fn new(
-        store: Store,
-        changes: Changes,
-        catalog: Catalog,
-        nats: async_nats::Client,
-        egress: Arc<EgressPolicy>,
-        signing_grace: Duration,
-        (replays, notifier, metrics): (Replays, Notifier, Arc<Metrics>),
-    ) -> Self {
+    pub(crate) fn new(shared: &Shared) -> Self {
         Self {
-            store,
-            changes,
-            catalog,
-            nats,
-            egress,
-            signing_grace,
-            replays,
-            notifier,
-            metrics,
-            stopping: None,
+            store: shared.store.clone(),
+            changes: shared.changes.clone(),
+            catalog: shared.catalog.clone(),
+            nats: shared.jetstream.client(),
+            egress: shared.egress.clone(),
+            signing_grace: shared.config.signing_grace(),
+            replays: shared.replays.clone(),
+            notifier: shared.notifier.clone(),
+            metrics: shared.metrics.clone(),
+            stopping: shared.stopping.clone(),
         }
-    }
-
-    /// Ends every notification watch when the control plane shuts down.
-    pub fn ending_streams_on(mut self, stopping: Stopping) -> Self {
-        self.stopping = Some(stopping);
-        self
     }
 
     async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
@@ -173,84 +157,6 @@ impl WebhookApi {
             }
         }
         Ok(())
-    }
-
-    /// Stores `webhook` with `active` set and tells the dispatchers; no-op when it already is.
-    async fn set_active(
-        &self,
-        tenant: &str,
-        id: &str,
-        active: bool,
-    ) -> Result<v1::Webhook, ControlError> {
-        let mut webhook = self.load(tenant, id).await?;
-        if webhook.spec.active != active {
-            webhook.spec.active = active;
-            webhook.updated_at = Utc::now();
-            if !self.store.update_webhook(tenant, &webhook).await? {
-                return Err(ControlError::NotFound { what: "webhook", id: id.to_owned() });
-            }
-            tracing::info!(active, "webhook status changed");
-            self.record_status_change(tenant, &webhook.id, active).await?;
-            self.changes
-                .publish(Change::Upserted {
-                    tenant: tenant.to_owned(),
-                    webhook: Box::new(webhook.clone()),
-                })
-                .await;
-        }
-        self.shown(tenant, &webhook).await
-    }
-
-    /// Records a user's activation or deactivation (call after storing `active`).
-    async fn record_status_change(
-        &self,
-        tenant: &str,
-        id: &WebhookId,
-        active: bool,
-    ) -> Result<(), ControlError> {
-        if !active {
-            self.metrics.webhooks_deactivated.with_label_values(&["user"]).inc();
-        }
-        let by = (!active).then_some((DeactivatedBy::User, "deactivated by a user"));
-        Ok(self.store.set_deactivation(tenant, id, by).await?)
-    }
-
-    /// Whether the system (the health rule), not a user, deactivated the webhook.
-    async fn deactivated_by_system(
-        &self,
-        tenant: &str,
-        id: &WebhookId,
-    ) -> Result<bool, ControlError> {
-        let health = self.store.get_webhook_health(tenant, id).await?;
-        Ok(health.is_some_and(|h| h.deactivated_by == Some(DeactivatedBy::System)))
-    }
-
-    /// What follows an activation, once the dispatchers applied it (so nothing more is kept
-    /// after the replay or the purge has looked): the kept events are replayed or discarded,
-    /// and the end of a system deactivation is announced, pairing with its
-    /// `webhook-deactivated` (a user's own off and on needs none). `(replayed, discarded)`.
-    async fn after_activation(
-        &self,
-        tenant: &str,
-        id: &WebhookId,
-        replay: bool,
-        by_system: bool,
-    ) -> Result<(u64, u64), ControlError> {
-        let (replayed, discarded) = if replay {
-            (self.replays.start(tenant, id).await?, 0)
-        } else {
-            (0, self.replays.discard(tenant, id).await?)
-        };
-        tracing::info!(replayed, discarded, "webhook reactivated");
-        if by_system {
-            let reason = if replay {
-                format!("reactivated; replaying {replayed} kept events")
-            } else {
-                format!("reactivated; discarded {discarded} kept events")
-            };
-            self.notifier.reactivated(tenant, id, reason).await;
-        }
-        Ok((replayed, discarded))
     }
 }
 
@@ -538,28 +444,8 @@ impl WebhookService for WebhookApi {
         request: Request<v1::ActivateWebhookRequest>,
     ) -> Result<Response<v1::ActivateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
-        let tenant = caller.tenant.as_str();
         let r = request.get_ref();
-        let current = self.load(tenant, &r.id).await?;
-        if current.spec.active {
-            // A no-op: nothing is buffered for an active webhook.
-            let webhook = self.shown(tenant, &current).await?;
-            return Ok(Response::new(v1::ActivateWebhookResponse {
-                webhook: Some(webhook),
-                replayed: 0,
-                discarded: 0,
-            }));
-        }
-        let by_system = self.deactivated_by_system(tenant, &current.id).await?;
-        // set_active returns once the dispatchers applied the activation.
-        let webhook = self.set_active(tenant, &r.id, true).await?;
-        let (replayed, discarded) =
-            self.after_activation(tenant, &current.id, r.replay, by_system).await?;
-        Ok(Response::new(v1::ActivateWebhookResponse {
-            webhook: Some(webhook),
-            replayed,
-            discarded,
-        }))
+        Ok(Response::new(self.activate(caller.tenant.as_str(), &r.id, r.replay).await?))
     }
 
     type WatchNotificationsStream = std::pin::Pin<
@@ -589,10 +475,7 @@ impl WebhookService for WebhookApi {
                 at: Some(timestamp(n.at)),
             }))
         });
-        Ok(Response::new(match &self.stopping {
-            Some(stopping) => Box::pin(stream.take_until(stopping.stopped())),
-            None => Box::pin(stream),
-        }))
+        Ok(Response::new(Box::pin(stream.take_until(self.stopping.stopped()))))
     }
 
     #[tracing::instrument(skip_all, fields(webhook_id = %request.get_ref().id))]
@@ -718,86 +601,7 @@ impl WebhookService for WebhookApi {
         request: Request<v1::TestWebhookRequest>,
     ) -> Result<Response<v1::TestWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
-        let tenant = caller.tenant.as_str();
-        let r = request.into_inner();
-        let webhook = self.load(tenant, &r.id).await?;
-        let event_type = EventType::parse(r.event_type.trim())
-            .map_err(|e| ControlError::from(InvalidField::new("event_type", e.reason)))?;
-        if !webhook.spec.subscribes_to(&event_type) {
-            return Err(ControlError::from(InvalidField::new(
-                "event_type",
-                format!("webhook {} does not subscribe to {event_type:?}", webhook.id),
-            ))
-            .into());
-        }
-        let catalogued = self
-            .store
-            .get_event_type(tenant, event_type.as_str())
-            .await
-            .map_err(ControlError::from)?;
-        let data = match (r.data.map(value_to_json), &catalogued) {
-            (Some(data), _) => data,
-            (None, Some(def)) => def.spec.sample_data(),
-            (None, None) => catalog::stock_sample(&event_type),
-        };
-        if let Some(schema) = self.catalog.schema(tenant, event_type.as_str()) {
-            schema.check(&data).map_err(|e| ControlError::from(InvalidField::new("data", e)))?;
-        }
-        let event = Event {
-            id: EventId::generate(),
-            event_type,
-            entity_id: "test".to_owned(),
-            timestamp: Utc::now(),
-            context: serde_json::json!({ "test": true }),
-            data,
-        };
-        let payload = serde_json::to_vec(&TestSendRequest {
-            tenant: tenant.to_owned(),
-            webhook_id: webhook.id.clone(),
-            event: serde_json::to_value(&event)
-                .map_err(|e| ControlError::Internal(e.to_string()))?,
-        })
-        .map_err(|e| ControlError::Internal(e.to_string()))?;
-        let timeout =
-            webhook.spec.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT) + TEST_SEND_MARGIN;
-        let answer = self
-            .nats
-            .send_request(
-                TEST_SEND_SUBJECT,
-                async_nats::Request::new().payload(payload.into()).timeout(Some(timeout)),
-            )
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => ControlError::Unavailable(
-                    "no dispatcher is running to make the test send".to_owned(),
-                ),
-                async_nats::RequestErrorKind::TimedOut => ControlError::Unavailable(format!(
-                    "no dispatcher answered the test send within {} s",
-                    timeout.as_secs()
-                )),
-                _ => ControlError::Unavailable(format!("cannot reach a dispatcher: {e}")),
-            })?;
-        let reply: TestSendReply = serde_json::from_slice(&answer.payload)
-            .map_err(|e| ControlError::Internal(format!("unreadable test-send reply: {e}")))?;
-        tracing::info!(status = ?reply.http_status, success = reply.success, "test send made");
-        Ok(Response::new(v1::TestWebhookResponse {
-            attempt: Some(v1::Attempt {
-                number: 1,
-                started_at: Some(timestamp(reply.started_at)),
-                http_status: reply.http_status.map_or(0, u32::from),
-                latency_ms: reply.latency_ms,
-                error: reply.error,
-                response_body: reply.response_body,
-                success: reply.success,
-                request_headers: reply
-                    .request_headers
-                    .into_iter()
-                    .map(|(name, value)| v1::HttpHeader { name, value })
-                    .collect(),
-            }),
-            payload: reply.payload,
-            url: reply.url,
-        }))
+        Ok(Response::new(self.test_send(caller.tenant.as_str(), request.into_inner()).await?))
     }
 }
 

@@ -1,8 +1,19 @@
 //! Deliveries (one event to one webhook) and the attempts made at them.
+//!
+//! [`AttemptRecord`] is the one shape of an attempt: a dispatcher builds it from the
+//! [`AttemptOutcome`] of its HTTP exchange, the history stores it, and every reader (the
+//! delivery API, test sends, the CLI) shows it. Wire and table forms convert from and to it
+//! (`hookd-proto`'s `convert`, `hookd-storage`'s `deliveries`), never to each other.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::{DeliveryId, EventId, WebhookId};
+
+/// The most of an endpoint's answer kept with an attempt; the rest is never read.
+pub const MAX_RESPONSE_EXCERPT: usize = 16 * 1024;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,6 +85,93 @@ impl AttemptOutcome {
     }
 }
 
+/// One HTTP attempt at a delivery (or a test send), as made, stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1-based. (Test-send replies of older dispatchers carry no number: theirs is 1.)
+    #[serde(default = "first_attempt")]
+    pub number: u32,
+    pub started_at: DateTime<Utc>,
+    /// The HTTP status of the answer; `None` when there was none.
+    pub http_status: Option<u16>,
+    /// From the start of the request to the end of the answer (or the failure), token
+    /// requests and a repeated exchange included.
+    pub latency_ms: u64,
+    /// Why the attempt failed; empty on success.
+    pub error: String,
+    /// The first bytes of the answer, at most [`MAX_RESPONSE_EXCERPT`].
+    pub response_body: String,
+    pub success: bool,
+    /// The request headers sent, secrets redacted.
+    pub request_headers: Vec<(String, String)>,
+}
+
+impl AttemptRecord {
+    /// The record of attempt `number`, started at `started_at`, that ended with `outcome`
+    /// after `latency`.
+    pub fn new(
+        number: u32,
+        started_at: DateTime<Utc>,
+        outcome: &AttemptOutcome,
+        latency: Duration,
+        request_headers: Vec<(String, String)>,
+    ) -> Self {
+        let response_body = match outcome {
+            AttemptOutcome::Answered { body_excerpt, .. } => excerpt(body_excerpt).to_owned(),
+            _ => String::new(),
+        };
+        Self {
+            number,
+            started_at,
+            http_status: outcome.http_status(),
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            error: outcome.error(),
+            response_body,
+            success: outcome.is_success(),
+            request_headers,
+        }
+    }
+
+    /// Cuts a response body that came from elsewhere (a report) to [`MAX_RESPONSE_EXCERPT`].
+    pub fn bound_response_body(&mut self) {
+        let end = excerpt(&self.response_body).len();
+        self.response_body.truncate(end);
+    }
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// The longest prefix of `body` within [`MAX_RESPONSE_EXCERPT`] that ends on a character.
+fn excerpt(body: &str) -> &str {
+    if body.len() <= MAX_RESPONSE_EXCERPT {
+        return body;
+    }
+    let mut end = MAX_RESPONSE_EXCERPT;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    &body[..end]
+}
+
+/// An attempt with the delivery it was made for and where that delivery stands after it:
+/// what a dispatcher reports and the history records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptReport {
+    pub delivery_id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub event_id: EventId,
+    pub event_type: String,
+    /// The body sent to the endpoint (empty for methods without one).
+    pub payload: String,
+    /// The event as the producer published it (JSON text), kept for resends.
+    pub event: String,
+    pub attempt: AttemptRecord,
+    pub status_after: DeliveryStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +190,36 @@ mod tests {
         assert!(!answered(500).is_success());
         assert!(!AttemptOutcome::TimedOut { after: Duration::from_secs(10) }.is_success());
         assert!(!AttemptOutcome::Failed { error: "refused".into() }.is_success());
+    }
+
+    #[test]
+    fn a_record_keeps_what_the_outcome_says() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let headers = vec![("x-a".to_owned(), "1".to_owned())];
+        let ok = AttemptRecord::new(2, at, &answered(204), Duration::from_millis(7), headers);
+        assert!(ok.success);
+        assert_eq!((ok.number, ok.http_status, ok.latency_ms), (2, Some(204), 7));
+        assert_eq!(ok.error, "");
+        assert_eq!(ok.request_headers.len(), 1);
+        let timed_out = AttemptOutcome::TimedOut { after: Duration::from_secs(10) };
+        let late = AttemptRecord::new(1, at, &timed_out, Duration::from_secs(10), Vec::new());
+        assert!(!late.success);
+        assert_eq!(late.http_status, None);
+        assert_eq!(late.error, "no answer within 10000 ms");
+    }
+
+    #[test]
+    fn response_excerpts_are_bounded_on_a_character() {
+        let long = "é".repeat(MAX_RESPONSE_EXCERPT);
+        let outcome =
+            AttemptOutcome::Answered { status: 500, body_excerpt: long.clone(), retry_after: None };
+        let made =
+            AttemptRecord::new(1, DateTime::<Utc>::UNIX_EPOCH, &outcome, Duration::ZERO, vec![]);
+        assert_eq!(made.response_body.len(), MAX_RESPONSE_EXCERPT);
+        let mut reported = AttemptRecord { response_body: format!("x{long}"), ..made };
+        reported.bound_response_body();
+        assert!(reported.response_body.len() <= MAX_RESPONSE_EXCERPT);
+        assert!(reported.response_body.len() > MAX_RESPONSE_EXCERPT - 2);
     }
 
     #[test]

@@ -16,11 +16,11 @@ pub mod signing;
 pub mod text;
 pub mod webhook;
 
-pub use delivery::{AttemptOutcome, DeliveryStatus};
+pub use delivery::{AttemptOutcome, AttemptRecord, AttemptReport, DeliveryStatus};
 pub use event::{Event, EventError, EventType};
 pub use health::{DeactivatedBy, HealthPolicy, HealthRule, HealthState};
 pub use ids::{CredentialId, DeliveryId, EventId, WebhookId};
-pub use retry::{RetrySchedule, next_delay};
+pub use retry::{RetryDecision, RetryPath, RetrySchedule, decide, next_delay};
 pub use webhook::{Webhook, WebhookSpec, WebhookStats};
 
 /// The tenant of a single-tenant setup (`make run`, the tests' first tenant); nothing in hookd

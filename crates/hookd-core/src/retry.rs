@@ -1,13 +1,18 @@
-//! When failed attempts are tried again.
+//! When failed attempts are tried again, and what becomes of a delivery after an attempt.
+//!
+//! [`decide`] is the whole retry decision as a pure function (outcome, position in the
+//! retry chain, schedule, now → delivered, retried when and how, or failed); the dispatcher
+//! only carries it out.
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
     time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::AttemptOutcome;
+use crate::{AttemptOutcome, DeliveryStatus};
 
 /// No retry is ever scheduled further out than this, whatever a schedule or an endpoint's
 /// `Retry-After` says.
@@ -66,6 +71,72 @@ pub fn next_delay(
         _ => base,
     };
     Some(jitter(delay, delivery_id, attempt).min(MAX_RETRY_DELAY))
+}
+
+/// How a retry waits for its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPath {
+    /// The message is NAKed with the delay: JetStream redelivers the same message, to the
+    /// millisecond. For near retries only, because a NAKed message stays pending on its
+    /// consumer and counts against `max_ack_pending`.
+    Nak,
+    /// A new message is stored as a JetStream message schedule due at the time, and the
+    /// current one is acknowledged: a far retry waits as a stored message, not a pending one.
+    Schedule,
+}
+
+/// What becomes of a delivery after one of its attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// The attempt failed and the schedule has another: tried again after `delay`, at `at`.
+    Retry { delay: Duration, at: DateTime<Utc>, path: RetryPath },
+    /// The attempt failed and was the schedule's last.
+    Failed,
+}
+
+impl RetryDecision {
+    /// Where the delivery stands.
+    pub fn status(&self) -> DeliveryStatus {
+        match self {
+            Self::Delivered => DeliveryStatus::Delivered,
+            Self::Retry { .. } => DeliveryStatus::Pending,
+            Self::Failed => DeliveryStatus::Failed,
+        }
+    }
+
+    /// When the next attempt is due, if there is one.
+    pub fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Retry { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+}
+
+/// What becomes of delivery `delivery_id` after the attempt at `position` (1-based, within
+/// its retry chain) ended with `outcome` at `now`: delivered on 2xx; otherwise retried after
+/// [`next_delay`], by NAK when that is at most `nak_max_delay` and as a schedule beyond; or
+/// failed when the schedule has no more attempts.
+pub fn decide(
+    outcome: &AttemptOutcome,
+    position: u32,
+    schedule: &RetrySchedule,
+    delivery_id: &str,
+    now: DateTime<Utc>,
+    nak_max_delay: Duration,
+) -> RetryDecision {
+    if outcome.is_success() {
+        return RetryDecision::Delivered;
+    }
+    let Some(delay) = next_delay(schedule, position, outcome, delivery_id) else {
+        return RetryDecision::Failed;
+    };
+    // `next_delay` is at most MAX_RETRY_DELAY, which chrono represents.
+    let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    let path = if delay <= nak_max_delay { RetryPath::Nak } else { RetryPath::Schedule };
+    RetryDecision::Retry { delay, at, path }
 }
 
 /// Up to ±5 % of `delay`, fixed per (delivery, attempt): retries of deliveries that failed
@@ -139,6 +210,123 @@ mod tests {
             assert!(within_jitter(j, d), "{j:?}");
             assert_eq!(j, jitter(d, "dlv_x", attempt));
         }
+    }
+
+    /// One row of the decision table: the outcome of the attempt at `position` of a chain
+    /// with the default schedule, and what must follow.
+    struct Case {
+        name: &'static str,
+        outcome: AttemptOutcome,
+        position: u32,
+        expected: Expected,
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Expected {
+        Delivered,
+        Retry { about_secs: u64, path: RetryPath },
+        Failed,
+    }
+
+    #[test]
+    fn the_decision_table() {
+        let failed = |error: &str| AttemptOutcome::Failed { error: error.into() };
+        let cases = [
+            Case {
+                name: "2xx",
+                outcome: answered(200, None),
+                position: 1,
+                expected: Expected::Delivered,
+            },
+            Case {
+                name: "2xx on the last attempt",
+                outcome: answered(204, None),
+                position: 6,
+                expected: Expected::Delivered,
+            },
+            Case {
+                name: "500 first: near, NAK",
+                outcome: answered(500, None),
+                position: 1,
+                expected: Expected::Retry { about_secs: 15, path: RetryPath::Nak },
+            },
+            Case {
+                name: "connect error second: 60 s is still a NAK",
+                outcome: failed("connection refused"),
+                position: 2,
+                expected: Expected::Retry { about_secs: 60, path: RetryPath::Nak },
+            },
+            Case {
+                name: "timeout third: far, schedule",
+                outcome: AttemptOutcome::TimedOut { after: Duration::from_secs(10) },
+                position: 3,
+                expected: Expected::Retry { about_secs: 225, path: RetryPath::Schedule },
+            },
+            Case {
+                name: "429 with Retry-After beyond the NAK bound moves to a schedule",
+                outcome: answered(429, Some(100)),
+                position: 2,
+                expected: Expected::Retry { about_secs: 100, path: RetryPath::Schedule },
+            },
+            Case {
+                name: "3xx is a failure",
+                outcome: answered(302, None),
+                position: 1,
+                expected: Expected::Retry { about_secs: 15, path: RetryPath::Nak },
+            },
+            Case {
+                name: "the last attempt fails the delivery",
+                outcome: answered(503, Some(10)),
+                position: 6,
+                expected: Expected::Failed,
+            },
+        ];
+        let now = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
+        let schedule = RetrySchedule::default();
+        for case in cases {
+            let decision = decide(
+                &case.outcome,
+                case.position,
+                &schedule,
+                "dlv_t",
+                now,
+                Duration::from_secs(60),
+            );
+            let got = match decision {
+                RetryDecision::Delivered => Expected::Delivered,
+                RetryDecision::Failed => Expected::Failed,
+                RetryDecision::Retry { delay, at, path } => {
+                    assert_eq!(
+                        at - now,
+                        chrono::Duration::from_std(delay).expect("delay"),
+                        "{}",
+                        case.name
+                    );
+                    let expected = match case.expected {
+                        Expected::Retry { about_secs, .. } => Duration::from_secs(about_secs),
+                        _ => delay,
+                    };
+                    assert!(within_jitter(delay, expected), "{}: {delay:?}", case.name);
+                    Expected::Retry { about_secs: expected.as_secs(), path }
+                }
+            };
+            assert_eq!(got, case.expected, "{}", case.name);
+            let status = match case.expected {
+                Expected::Delivered => DeliveryStatus::Delivered,
+                Expected::Retry { .. } => DeliveryStatus::Pending,
+                Expected::Failed => DeliveryStatus::Failed,
+            };
+            assert_eq!(decision.status(), status, "{}", case.name);
+            assert_eq!(decision.next_attempt_at().is_some(), status == DeliveryStatus::Pending);
+        }
+    }
+
+    #[test]
+    fn an_empty_schedule_fails_at_the_first_failure() {
+        let none = RetrySchedule::from_secs(&[]);
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let d = decide(&answered(500, None), 1, &none, "dlv_e", now, Duration::from_secs(60));
+        assert_eq!(d, RetryDecision::Failed);
     }
 
     #[test]

@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use hookd_core::{AttemptOutcome, Event, Webhook};
+use hookd_core::{AttemptOutcome, AttemptRecord, Event, Webhook};
 
 use crate::{
-    http::{AttemptResult, HttpClient},
+    http::{AttemptResult, HttpClient, recorded_headers},
     request::{Prepared, prepare},
     tokens::{TokenSource, Tokens},
 };
@@ -24,6 +24,20 @@ pub struct Attempter<S = crate::tokens::ControlTokens> {
 pub struct Attempt<'a> {
     pub prepared: Prepared<'a>,
     pub result: AttemptResult,
+}
+
+impl Attempt<'_> {
+    /// The record of this attempt as attempt `number` of its delivery, started at
+    /// `started_at`: what the history stores and a test send shows.
+    pub fn record(&self, number: u32, started_at: DateTime<Utc>) -> AttemptRecord {
+        AttemptRecord::new(
+            number,
+            started_at,
+            &self.result.outcome,
+            self.result.latency,
+            recorded_headers(&self.prepared.request),
+        )
+    }
 }
 
 impl<S: TokenSource> Attempter<S> {

@@ -1,6 +1,7 @@
 //! The delivery stage: one attempt per delivery job message, its result reported to the
-//! control plane, then the message is settled: acknowledged when delivered, terminated after
-//! the last retry, or put back for the next attempt. Near retries are NAK-delayed (precise,
+//! control plane, then the message is settled as the retry decision (`hookd_core::decide`)
+//! says: acknowledged when delivered, terminated after the last retry, or put back for the
+//! next attempt. Near retries are NAK-delayed (precise,
 //! the server redelivers the same message); far ones become JetStream message schedules, so
 //! they wait as stored messages and count against no consumer's `max_ack_pending`.
 
@@ -8,19 +9,19 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
-use hookd_core::{AttemptOutcome, DeliveryStatus, Event, RetrySchedule, next_delay};
-use hookd_nats::DeliveryJob;
-use hookd_proto::{
-    convert::timestamp,
-    v1::{self, AttemptReport},
+use hookd_core::{
+    AttemptOutcome, AttemptReport, Event, RetryDecision, RetryPath, RetrySchedule, decide,
 };
+use hookd_nats::DeliveryJob;
+use hookd_proto::{convert::attempt_report_to_proto, v1};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::{
     attempt::Attempter,
     definitions::Definitions,
-    endpoints::Endpoints,
-    http::recorded_headers,
+    endpoints::{Claim, Endpoints},
+    http::AttemptResult,
     metrics::{DeliveryOutcome, Metrics},
     reporter::{Reporter, Tallies},
 };
@@ -60,6 +61,19 @@ enum Settle {
     ScheduleAt(DateTime<Utc>),
 }
 
+impl Settle {
+    /// Carries out a retry decision: delivered and failed end the message, a near retry
+    /// NAKs it with its delay, a far one stores a schedule.
+    fn after(decision: RetryDecision) -> Self {
+        match decision {
+            RetryDecision::Delivered => Self::Ack,
+            RetryDecision::Failed => Self::Term,
+            RetryDecision::Retry { delay, path: RetryPath::Nak, .. } => Self::NakAfter(delay),
+            RetryDecision::Retry { at, path: RetryPath::Schedule, .. } => Self::ScheduleAt(at),
+        }
+    }
+}
+
 impl Deliverer {
     pub async fn deliver(self: Arc<Self>, msg: jetstream::Message) {
         self.metrics.in_flight.inc();
@@ -73,9 +87,7 @@ impl Deliverer {
             Ok(job) => job,
             Err(error) => {
                 tracing::error!(%error, "dropping malformed delivery job");
-                self.metrics.delivery(DeliveryOutcome::Dropped);
-                ack(&msg, AckKind::Term).await;
-                return;
+                return self.drop_job(&msg).await;
             }
         };
         let attempt = job.attempt_for(delivered);
@@ -95,114 +107,150 @@ impl Deliverer {
         self.attempt(msg, job, attempt).instrument(span).await;
     }
 
+    /// Attempt `attempt` of `job`: find its webhook (or park or drop the job), take a place
+    /// at its endpoint, make the HTTP exchange, decide what follows ([`decide`]), report
+    /// the result, and settle the message only once the result is stored.
     async fn attempt(&self, msg: jetstream::Message, job: DeliveryJob, attempt: u32) {
-        // The fan-out that wrote this job knew the webhook; if this dispatcher does not know
-        // it yet, the change is on its way (or the webhook was deleted).
-        let webhook = match self.definitions.get(&job.tenant, &job.webhook_id) {
-            Some(webhook) => Some(webhook),
-            None => self.definitions.wait_for(&job.tenant, &job.webhook_id, DEFINITIONS_WAIT).await,
-        };
-        let Some(webhook) = webhook else {
+        let Some(webhook) = self.webhook_of(&job).await else {
             tracing::info!("webhook no longer exists; dropping its delivery");
-            self.metrics.delivery(DeliveryOutcome::Dropped);
-            ack(&msg, AckKind::Term).await;
-            return;
+            return self.drop_job(&msg).await;
         };
         if !webhook.spec.active {
-            self.park(&msg, &job).await;
-            return;
+            return self.park(&msg, &job).await;
         }
         let Some(claim) = self.endpoints.claim(&webhook.spec.url) else {
             // Too many jobs already wait for this endpoint: put this one aside, unattempted.
-            self.put_back_unattempted(&msg, &job, attempt).await;
-            return;
+            return self.put_back_unattempted(&msg, &job, attempt).await;
         };
         let event = match Event::from_json(job.event.get().as_bytes(), Utc::now()) {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(%error, "dropping delivery job with a malformed event");
-                self.metrics.delivery(DeliveryOutcome::Dropped);
-                ack(&msg, AckKind::Term).await;
-                return;
+                return self.drop_job(&msg).await;
             }
         };
-        let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
-
-        let permit = match claim.try_acquire() {
-            Some(permit) => Some(permit),
-            None => {
-                // Waiting for the endpoint can take long: keep the message ours meanwhile,
-                // unless the dispatcher stops first.
-                let mut stopping = self.stopping.clone();
-                let acquire = claim.acquire();
-                tokio::pin!(acquire);
-                let mut progress = tokio::time::interval(self.ack_wait / 3);
-                progress.tick().await;
-                loop {
-                    tokio::select! {
-                        permit = &mut acquire => break permit,
-                        true = stopped(&mut stopping) => {
-                            tracing::debug!("dispatcher stopping; handing back a job that waited for its endpoint");
-                            self.settle(&msg, &job, attempt, Settle::ScheduleAt(hand_back_at())).await;
-                            return;
-                        }
-                        _ = progress.tick() => ack(&msg, AckKind::Progress).await,
-                    }
-                }
-            }
+        let Some(permit) = self.wait_for_endpoint(&msg, &job, attempt, &claim).await else {
+            return;
         };
         let started_at = Utc::now();
-        let delivery_id = job.delivery_id.as_str();
         // The endpoint and the result write both continue this attempt's trace.
         let span = tracing::Span::current();
         let traceparent = hookd_nats::trace::traceparent(&span);
-        let attempt_made = self.attempter.attempt(
+        let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
+        let made = self.attempter.attempt(
             &job.tenant,
             &webhook,
             &event,
-            delivery_id,
+            job.delivery_id.as_str(),
             started_at,
             timeout,
             traceparent.as_deref(),
         );
         let made = if webhook.spec.credential_id.is_some() {
             // Token requests (and a repeat after a 401) can outlast the ack wait.
-            with_progress(&msg, self.ack_wait, attempt_made).await
+            with_progress(&msg, self.ack_wait, made).await
         } else {
-            attempt_made.await
+            made.await
         };
         drop(permit);
         drop(claim);
-        let request_headers = recorded_headers(&made.prepared.request);
-        let payload = made.prepared.payload_text();
-        let result = made.result;
 
         let schedule = webhook.spec.retry_schedule.as_ref().unwrap_or(&self.default_schedule);
-        let success = result.outcome.is_success();
-        let retry_in = if success {
-            None
-        } else {
-            next_delay(
-                schedule,
-                job.position_in_chain(attempt),
-                &result.outcome,
-                job.delivery_id.as_str(),
-            )
+        let decision = decide(
+            &made.result.outcome,
+            job.position_in_chain(attempt),
+            schedule,
+            job.delivery_id.as_str(),
+            Utc::now(),
+            self.nak_max_delay,
+        );
+        self.observe(&made.result, decision, &span, traceparent.is_some());
+        let report = AttemptReport {
+            delivery_id: job.delivery_id.clone(),
+            webhook_id: job.webhook_id.clone(),
+            event_id: job.event_id.clone(),
+            event_type: event.event_type.to_string(),
+            payload: made.prepared.payload_text(),
+            event: job.event.get().to_owned(),
+            attempt: made.record(attempt, started_at),
+            status_after: decision.status(),
+            next_attempt_at: decision.next_attempt_at(),
         };
-        let (status, outcome) = match (success, retry_in) {
-            (true, _) => (DeliveryStatus::Delivered, DeliveryOutcome::Delivered),
-            (false, Some(_)) => (DeliveryStatus::Pending, DeliveryOutcome::Retrying),
-            (false, None) => (DeliveryStatus::Failed, DeliveryOutcome::Failed),
-        };
+        let report = attempt_report_to_proto(job.tenant.clone(), report, traceparent);
+        if self.store_result(&msg, report).await {
+            self.settle(&msg, &job, attempt + 1, Settle::after(decision)).await;
+        }
+    }
+
+    /// The job's webhook. The fan-out that wrote the job knew it; if this dispatcher does not
+    /// know it yet, the change is on its way (or the webhook was deleted).
+    async fn webhook_of(&self, job: &DeliveryJob) -> Option<Arc<hookd_core::Webhook>> {
+        match self.definitions.get(&job.tenant, &job.webhook_id) {
+            Some(webhook) => Some(webhook),
+            None => self.definitions.wait_for(&job.tenant, &job.webhook_id, DEFINITIONS_WAIT).await,
+        }
+    }
+
+    /// Terminates a job that can never be delivered.
+    async fn drop_job(&self, msg: &jetstream::Message) {
+        self.metrics.delivery(DeliveryOutcome::Dropped);
+        ack(msg, AckKind::Term).await;
+    }
+
+    /// A place at the job's endpoint, waiting for one if need be; `None` when the dispatcher
+    /// stopped first and the job was handed back. Waiting can take long: the message stays
+    /// ours meanwhile (progress acks).
+    async fn wait_for_endpoint(
+        &self,
+        msg: &jetstream::Message,
+        job: &DeliveryJob,
+        attempt: u32,
+        claim: &Claim<'_>,
+    ) -> Option<Option<OwnedSemaphorePermit>> {
+        if let Some(permit) = claim.try_acquire() {
+            return Some(Some(permit));
+        }
+        let mut stopping = self.stopping.clone();
+        let acquire = claim.acquire();
+        tokio::pin!(acquire);
+        let mut progress = tokio::time::interval(self.ack_wait / 3);
+        progress.tick().await;
+        loop {
+            tokio::select! {
+                permit = &mut acquire => return Some(permit),
+                true = stopped(&mut stopping) => {
+                    tracing::debug!("dispatcher stopping; handing back a job that waited for its endpoint");
+                    self.settle(msg, job, attempt, Settle::ScheduleAt(hand_back_at())).await;
+                    return None;
+                }
+                _ = progress.tick() => ack(msg, AckKind::Progress).await,
+            }
+        }
+    }
+
+    /// Metrics, the log line and, for exported traces, the span's result fields.
+    fn observe(
+        &self,
+        result: &AttemptResult,
+        decision: RetryDecision,
+        span: &tracing::Span,
+        traced: bool,
+    ) {
+        let success = decision == RetryDecision::Delivered;
+        let status = decision.status();
         self.metrics.attempt(success, result.latency);
-        self.metrics.delivery(outcome);
+        self.metrics.delivery(match decision {
+            RetryDecision::Delivered => DeliveryOutcome::Delivered,
+            RetryDecision::Retry { .. } => DeliveryOutcome::Retrying,
+            RetryDecision::Failed => DeliveryOutcome::Failed,
+        });
         let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
         // Successes are the bulk at high volume: debug. Failures are what operators look for.
-        match &result.outcome {
-            AttemptOutcome::Answered { status: code, .. } if success => {
+        match (&result.outcome, success) {
+            (AttemptOutcome::Answered { status: code, .. }, true) => {
                 tracing::debug!(http_status = code, latency_ms, "attempt made");
             }
-            AttemptOutcome::Answered { status: code, .. } => {
+            (AttemptOutcome::Answered { status: code, .. }, false) => {
                 tracing::info!(
                     http_status = code,
                     latency_ms,
@@ -210,74 +258,30 @@ impl Deliverer {
                     "attempt made"
                 );
             }
-            other => {
+            (other, _) => {
                 tracing::info!(error = %other.error(), latency_ms, outcome = status.as_str(), "attempt failed");
             }
         }
         // For the exported trace only: the line above already says it in the logs, and
         // recording re-formats the span's fields for them, which untraced deliveries skip.
-        if traceparent.is_some() {
+        if traced {
             if let Some(code) = result.outcome.http_status() {
                 span.record("http_status", code);
             }
             span.record("outcome", status.as_str());
         }
-        let next_attempt_at =
-            retry_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() + d);
-        let body_excerpt = match &result.outcome {
-            AttemptOutcome::Answered { body_excerpt, .. } => body_excerpt.clone(),
-            _ => String::new(),
-        };
-        let report = AttemptReport {
-            delivery_id: job.delivery_id.to_string(),
-            webhook_id: job.webhook_id.to_string(),
-            event_id: job.event_id.to_string(),
-            event_type: event.event_type.to_string(),
-            payload,
-            event: job.event.get().to_owned(),
-            tenant: job.tenant.clone(),
-            attempt: Some(v1::Attempt {
-                number: attempt,
-                started_at: Some(timestamp(started_at)),
-                http_status: result.outcome.http_status().map_or(0, u32::from),
-                latency_ms,
-                error: result.outcome.error(),
-                response_body: body_excerpt,
-                success,
-                request_headers: request_headers
-                    .into_iter()
-                    .map(|(name, value)| v1::HttpHeader { name, value })
-                    .collect(),
-            }),
-            status: v1::DeliveryStatus::from(status).into(),
-            next_attempt_at: next_attempt_at.map(timestamp),
-            traceparent: traceparent.unwrap_or_default(),
-        };
+    }
 
-        // Keep the message ours while the result is being stored, however long the control
-        // plane takes: a redelivery now would repeat the HTTP call.
-        let mut stored = self.reporter.submit(report).await;
-        let mut progress = tokio::time::interval(self.ack_wait / 3);
-        progress.tick().await;
-        loop {
-            tokio::select! {
-                result = &mut stored => {
-                    if result.is_err() {
-                        tracing::warn!("dispatcher stopping before the result was stored");
-                        return;
-                    }
-                    break;
-                }
-                _ = progress.tick() => ack(&msg, AckKind::Progress).await,
-            }
+    /// Hands the report to the reporter and waits until the control plane stored it, keeping
+    /// the message ours meanwhile however long that takes: a redelivery now would repeat the
+    /// HTTP call. False when the dispatcher stopped first (the message is left to JetStream).
+    async fn store_result(&self, msg: &jetstream::Message, report: v1::AttemptReport) -> bool {
+        let stored = self.reporter.submit(report).await;
+        if with_progress(msg, self.ack_wait, stored).await.is_err() {
+            tracing::warn!("dispatcher stopping before the result was stored");
+            return false;
         }
-        let settle = match (success, retry_in, next_attempt_at) {
-            (true, _, _) => Settle::Ack,
-            (false, Some(delay), _) if delay <= self.nak_max_delay => Settle::NakAfter(delay),
-            (false, Some(_), Some(at)) => Settle::ScheduleAt(at),
-            (false, _, _) => Settle::Term,
-        };
-        self.settle(&msg, &job, attempt + 1, settle).await;
+        true
     }
 
     /// Settles the message. A scheduled retry is stored first and only then is this message
@@ -403,5 +407,22 @@ async fn ack(msg: &jetstream::Message, kind: AckKind) {
     if let Err(error) = result {
         // The server redelivers after ack_wait; idempotency makes that harmless.
         tracing::warn!(%error, "cannot acknowledge message");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_decision_settles_its_own_way() {
+        let at = Utc::now();
+        let delay = Duration::from_secs(15);
+        assert_eq!(Settle::after(RetryDecision::Delivered), Settle::Ack);
+        assert_eq!(Settle::after(RetryDecision::Failed), Settle::Term);
+        let near = RetryDecision::Retry { delay, at, path: RetryPath::Nak };
+        assert_eq!(Settle::after(near), Settle::NakAfter(delay));
+        let far = RetryDecision::Retry { delay, at, path: RetryPath::Schedule };
+        assert_eq!(Settle::after(far), Settle::ScheduleAt(at));
     }
 }

@@ -38,11 +38,10 @@ use async_nats::{
     jetstream::{self, AckKind, consumer::PullConsumer},
 };
 use bytes::Bytes;
-use hookd_proto::v1::dispatch_service_client::DispatchServiceClient;
+use hookd_proto::{auth::Bearer, v1::dispatch_service_client::DispatchServiceClient};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tonic::{
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
+    service::interceptor::InterceptedService,
     transport::{Channel, Endpoint},
 };
 
@@ -76,35 +75,14 @@ pub enum DispatcherError {
     NoSnapshot { url: String, secs: u64 },
 }
 
-/// Adds the dispatcher token to every call to the control plane: `DispatchService` accepts
-/// nothing else.
-#[derive(Clone)]
-pub(crate) struct ControlToken(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for ControlToken {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// The dispatcher's client of the control plane.
-pub(crate) type ControlClient = DispatchServiceClient<InterceptedService<Channel, ControlToken>>;
+/// The dispatcher's client of the control plane: every call carries the dispatcher token,
+/// which is all `DispatchService` accepts.
+pub(crate) type ControlClient = DispatchServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A control-plane client sending `token`. [`Config::validate`] has checked that it fits a
 /// header; one that does not is left out, and the control plane answers UNAUTHENTICATED.
 pub(crate) fn control_client(channel: Channel, token: &str) -> ControlClient {
-    let value = format!("Bearer {token}").parse::<MetadataValue<Ascii>>().ok().map(|mut v| {
-        // Keeps the token out of any debug output of a request.
-        v.set_sensitive(true);
-        v
-    });
-    DispatchServiceClient::with_interceptor(channel, ControlToken(value))
+    DispatchServiceClient::with_interceptor(channel, Bearer::new(Some(token)).unwrap_or_default())
 }
 
 /// Beyond the grace period, how long the stages may take to NAK what they abandon (a publish

@@ -246,3 +246,118 @@ async fn send_batch(mut client: ControlClient, batch: Vec<Pending>, counts: Take
         let _ = stored.send(());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{pin::Pin, sync::atomic::AtomicUsize};
+
+    use hookd_proto::v1::{
+        self,
+        dispatch_service_server::{DispatchService, DispatchServiceServer},
+    };
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// A loopback control plane that records every `ReportAttempts` call and refuses the first
+    /// `fail_first` of them as unavailable (a database outage).
+    #[derive(Clone, Default)]
+    struct Control {
+        calls: Arc<Mutex<Vec<ReportAttemptsRequest>>>,
+        fail_first: usize,
+        answered: Arc<AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl DispatchService for Control {
+        type WatchWebhooksStream =
+            Pin<Box<dyn futures::Stream<Item = Result<v1::WatchWebhooksResponse, Status>> + Send>>;
+
+        async fn watch_webhooks(
+            &self,
+            _: Request<v1::WatchWebhooksRequest>,
+        ) -> Result<Response<Self::WatchWebhooksStream>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn ack_webhooks(
+            &self,
+            _: Request<v1::AckWebhooksRequest>,
+        ) -> Result<Response<v1::AckWebhooksResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn report_attempts(
+            &self,
+            request: Request<ReportAttemptsRequest>,
+        ) -> Result<Response<v1::ReportAttemptsResponse>, Status> {
+            let n = self.answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < self.fail_first {
+                return Err(Status::unavailable("database down"));
+            }
+            let request = request.into_inner();
+            let recorded = u32::try_from(request.reports.len()).unwrap_or(u32::MAX);
+            lock(&self.calls).push(request);
+            Ok(Response::new(v1::ReportAttemptsResponse { recorded, duplicates: 0 }))
+        }
+
+        async fn get_access_token(
+            &self,
+            _: Request<v1::GetAccessTokenRequest>,
+        ) -> Result<Response<v1::GetAccessTokenResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    async fn reporter(control: Control, batch_max: usize, tallies: Tallies) -> Reporter {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("bound address");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(DispatchServiceServer::new(control))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("valid url")
+            .connect_lazy();
+        let client = crate::control_client(channel, "test-dispatcher-token");
+        Reporter::spawn(client, batch_max, 1_000, tallies, Arc::new(Metrics::new())).0
+    }
+
+    fn report(n: usize) -> AttemptReport {
+        AttemptReport { delivery_id: format!("dlv_{n}"), ..Default::default() }
+    }
+
+    /// Reports submitted together go in batches of at most `batch_max`, each is confirmed only
+    /// after the control plane stored it, and a refused call is sent again until it is
+    /// stored: nothing is lost and every waiting delivery hears back.
+    #[tokio::test]
+    async fn reports_go_in_bounded_batches_and_are_retried_until_stored() {
+        let control = Control { fail_first: 2, ..Control::default() };
+        let tallies = Tallies::default();
+        tallies.count("acme", "contact-created", "data/email: missing");
+        tallies.kept("acme", "wh_1");
+        let reporter = reporter(control.clone(), 10, tallies).await;
+
+        let mut waiting = Vec::new();
+        for n in 0..45 {
+            waiting.push(reporter.submit(report(n)).await);
+        }
+        let all = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(waiting))
+            .await
+            .expect("every report is confirmed within 10 s");
+        assert!(all.iter().all(Result::is_ok), "every delivery hears that its result is stored");
+
+        let calls = lock(&control.calls).clone();
+        assert!(control.answered.load(std::sync::atomic::Ordering::SeqCst) >= calls.len() + 2);
+        assert!(calls.iter().all(|c| c.reports.len() <= 10), "batches of at most batch_max");
+        let mut ids: Vec<String> =
+            calls.iter().flat_map(|c| c.reports.iter().map(|r| r.delivery_id.clone())).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 45, "every report stored, none lost");
+        let rejected: u64 = calls.iter().flat_map(|c| &c.rejected).map(|r| r.count).sum();
+        let kept: u64 = calls.iter().flat_map(|c| &c.kept).map(|k| k.count).sum();
+        assert_eq!((rejected, kept), (1, 1), "the counts ride along once");
+    }
+}

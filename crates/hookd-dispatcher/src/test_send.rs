@@ -8,12 +8,12 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
-use hookd_core::{AttemptOutcome, Event};
+use hookd_core::{AttemptOutcome, AttemptRecord, Event};
 use hookd_nats::test_send::{TEST_SEND_QUEUE, TEST_SEND_SUBJECT, TestSendReply, TestSendRequest};
 use tokio::{sync::watch, task::JoinSet};
 use tracing::Instrument;
 
-use crate::{attempt::Attempter, definitions::Definitions, http::recorded_headers};
+use crate::{attempt::Attempter, definitions::Definitions};
 
 /// How long a test send waits for a webhook this dispatcher has not heard of yet.
 const DEFINITIONS_WAIT: Duration = Duration::from_secs(1);
@@ -134,16 +134,7 @@ impl TestSends {
             "test send made"
         );
         TestSendReply {
-            started_at,
-            http_status: outcome.http_status(),
-            success: outcome.is_success(),
-            latency_ms: u64::try_from(made.result.latency.as_millis()).unwrap_or(u64::MAX),
-            error: outcome.error(),
-            response_body: match outcome {
-                AttemptOutcome::Answered { body_excerpt, .. } => body_excerpt.clone(),
-                _ => String::new(),
-            },
-            request_headers: recorded_headers(&made.prepared.request),
+            attempt: made.record(1, started_at),
             payload: made.prepared.payload_text(),
             url: made.prepared.shown_url(),
         }
@@ -153,14 +144,9 @@ impl TestSends {
 /// A reply for a test send that could not be made.
 fn refusal(started_at: chrono::DateTime<Utc>, error: String) -> TestSendReply {
     tracing::info!(%error, "test send refused");
+    let outcome = AttemptOutcome::Failed { error };
     TestSendReply {
-        started_at,
-        http_status: None,
-        success: false,
-        latency_ms: 0,
-        error,
-        response_body: String::new(),
-        request_headers: Vec::new(),
+        attempt: AttemptRecord::new(1, started_at, &outcome, Duration::ZERO, Vec::new()),
         payload: String::new(),
         url: String::new(),
     }
@@ -235,13 +221,13 @@ mod tests {
         assert_eq!(seen.target, "/hook?n=2&key=s3cret");
         assert!(seen.header("webhook-id").is_some_and(|id| id.starts_with("test_")));
         assert!(server.idle(), "exactly one request");
-        assert!(reply.success, "{reply:?}");
-        assert_eq!(reply.http_status, Some(202));
-        assert_eq!(reply.response_body, "ok");
-        assert_eq!(reply.error, "");
+        assert!(reply.attempt.success, "{reply:?}");
+        assert_eq!(reply.attempt.http_status, Some(202));
+        assert_eq!(reply.attempt.response_body, "ok");
+        assert_eq!(reply.attempt.error, "");
         assert_eq!(reply.payload, "");
         assert_eq!(reply.url, format!("{}/hook?n=2&key=[redacted]", server.base));
-        assert!(reply.request_headers.contains(&("hookd-event-id".into(), "e1".into())));
+        assert!(reply.attempt.request_headers.contains(&("hookd-event-id".into(), "e1".into())));
         assert!(!serde_json::to_string(&reply).expect("json").contains("s3cret"));
     }
 
@@ -252,9 +238,9 @@ mod tests {
         let reply = test_sends(vec![w]).answer(&request("wh_1")).await;
         server.next().await;
         assert!(server.idle());
-        assert!(!reply.success);
-        assert_eq!(reply.http_status, Some(500));
-        assert_eq!(reply.error, "endpoint answered 500");
+        assert!(!reply.attempt.success);
+        assert_eq!(reply.attempt.http_status, Some(500));
+        assert_eq!(reply.attempt.error, "endpoint answered 500");
         assert!(reply.payload.contains("\"eventId\":\"e1\""), "{}", reply.payload);
     }
 
@@ -262,16 +248,24 @@ mod tests {
     async fn unknown_webhooks_and_malformed_requests_get_an_error_reply() {
         let sends = test_sends(vec![]);
         let reply = sends.answer(&request("wh_nope")).await;
-        assert!(!reply.success);
-        assert_eq!(reply.error, "webhook wh_nope is not known to this dispatcher");
+        assert!(!reply.attempt.success);
+        assert_eq!(reply.attempt.error, "webhook wh_nope is not known to this dispatcher");
         let reply = sends.answer(b"{not json").await;
-        assert!(reply.error.starts_with("malformed test-send request"), "{}", reply.error);
+        assert!(
+            reply.attempt.error.starts_with("malformed test-send request"),
+            "{}",
+            reply.attempt.error
+        );
         let w = webhook("http://127.0.0.1:9/".into(), HttpMethod::Post);
         let bad_event = serde_json::to_vec(&serde_json::json!({
             "tenant": "default", "webhook_id": WebhookId::from("wh_1"), "event": {"type": "x"},
         }))
         .expect("json");
         let reply = test_sends(vec![w]).answer(&bad_event).await;
-        assert!(reply.error.starts_with("the test event is not valid"), "{}", reply.error);
+        assert!(
+            reply.attempt.error.starts_with("the test event is not valid"),
+            "{}",
+            reply.attempt.error
+        );
     }
 }

@@ -1,8 +1,7 @@
 //! Test sends: the control plane asks any one dispatcher (NATS request-reply to a queue
 //! group) to make one attempt right now through its real HTTP path, and gets the outcome back.
 
-use chrono::{DateTime, Utc};
-use hookd_core::WebhookId;
+use hookd_core::{AttemptRecord, WebhookId};
 use serde::{Deserialize, Serialize};
 
 /// Subject of test-send requests; dispatchers subscribe in [`TEST_SEND_QUEUE`], so exactly one
@@ -19,20 +18,14 @@ pub struct TestSendRequest {
     pub event: serde_json::Value,
 }
 
-/// How the attempt went.
+/// How the attempt went: the attempt as the history would show it (number 1), with the
+/// request body and URL, which a test send shows and the history does not.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestSendReply {
-    pub started_at: DateTime<Utc>,
-    /// The HTTP status of the answer; `None` when there was none.
-    pub http_status: Option<u16>,
-    pub success: bool,
-    pub latency_ms: u64,
-    /// Why the attempt failed (or why it could not be made); empty on success.
-    pub error: String,
-    /// The first bytes of the answer.
-    pub response_body: String,
-    /// Request headers as sent, secrets redacted.
-    pub request_headers: Vec<(String, String)>,
+    /// Flattened, so the reply keeps the field names it had before attempts had one shape:
+    /// control planes and dispatchers of either version understand each other in a rollout.
+    #[serde(flatten)]
+    pub attempt: AttemptRecord,
     /// The request body; empty for methods without one.
     pub payload: String,
     /// The URL requested, query included, API keys in it redacted.

@@ -1,12 +1,13 @@
 //! Conversions between wire types and domain types: timestamps, JSON values, webhooks,
-//! credentials and event types. Secrets leave as masks unless [`Secrets::Revealed`] is asked
-//! for, which only the internal dispatch stream does.
+//! credentials, event types, attempts and their reports. Secrets leave as masks unless
+//! [`Secrets::Revealed`] is asked for, which only the internal dispatch stream does.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use hookd_core::{
-    CredentialId, HealthPolicy, InvalidField, RetrySchedule, Webhook, WebhookSpec, WebhookStats,
+    AttemptRecord, AttemptReport, CredentialId, DeliveryId, EventId, HealthPolicy, InvalidField,
+    RetrySchedule, Webhook, WebhookId, WebhookSpec, WebhookStats,
     catalog::{EventTypeDef, EventTypeSpec},
     credential::{Credential, CredentialSpec, GrantType, TokenMethod},
     endpoint::{ApiKeyLocation, EndpointAuth, Header, HttpMethod, Secret},
@@ -461,9 +462,158 @@ impl v1::DeliveryStatus {
     }
 }
 
+impl From<AttemptRecord> for v1::Attempt {
+    fn from(a: AttemptRecord) -> Self {
+        v1::Attempt {
+            number: a.number,
+            started_at: Some(timestamp(a.started_at)),
+            http_status: a.http_status.map_or(0, u32::from),
+            latency_ms: a.latency_ms,
+            error: a.error,
+            response_body: a.response_body,
+            success: a.success,
+            request_headers: a
+                .request_headers
+                .into_iter()
+                .map(|(name, value)| v1::HttpHeader { name, value })
+                .collect(),
+        }
+    }
+}
+
+/// An attempt as a dispatcher reported it, checked: numbered from 1, with a start time, its
+/// response excerpt within [`hookd_core::delivery::MAX_RESPONSE_EXCERPT`].
+pub fn attempt_from_proto(a: v1::Attempt) -> Result<AttemptRecord, InvalidField> {
+    if a.number == 0 {
+        return Err(InvalidField::new("attempt.number", "starts at 1"));
+    }
+    let started_at = a
+        .started_at
+        .as_ref()
+        .and_then(from_timestamp)
+        .ok_or_else(|| InvalidField::new("attempt.started_at", "is required"))?;
+    let mut record = AttemptRecord {
+        number: a.number,
+        started_at,
+        http_status: u16::try_from(a.http_status).ok().filter(|s| *s != 0),
+        latency_ms: a.latency_ms,
+        error: a.error,
+        response_body: a.response_body,
+        success: a.success,
+        request_headers: a.request_headers.into_iter().map(|h| (h.name, h.value)).collect(),
+    };
+    record.bound_response_body();
+    Ok(record)
+}
+
+/// A dispatcher's report of an attempt, recorded under `tenant`; `traceparent` continues the
+/// attempt's trace in the control plane's result write.
+pub fn attempt_report_to_proto(
+    tenant: String,
+    report: AttemptReport,
+    traceparent: Option<String>,
+) -> v1::AttemptReport {
+    v1::AttemptReport {
+        delivery_id: report.delivery_id.into_string(),
+        webhook_id: report.webhook_id.into_string(),
+        event_id: report.event_id.into_string(),
+        event_type: report.event_type,
+        payload: report.payload,
+        event: report.event,
+        tenant,
+        attempt: Some(report.attempt.into()),
+        status: v1::DeliveryStatus::from(report.status_after).into(),
+        next_attempt_at: report.next_attempt_at.map(timestamp),
+        traceparent: traceparent.unwrap_or_default(),
+    }
+}
+
+/// The tenant and the report of an attempt report, checked field by field.
+pub fn attempt_report_from_proto(
+    r: v1::AttemptReport,
+) -> Result<(String, AttemptReport), InvalidField> {
+    for (field, value) in [
+        ("tenant", &r.tenant),
+        ("delivery_id", &r.delivery_id),
+        ("webhook_id", &r.webhook_id),
+        ("event_id", &r.event_id),
+    ] {
+        if value.is_empty() {
+            return Err(InvalidField::new(field, "is required"));
+        }
+    }
+    let attempt =
+        attempt_from_proto(r.attempt.ok_or_else(|| InvalidField::new("attempt", "is required"))?)?;
+    let status_after = v1::DeliveryStatus::try_from(r.status)
+        .ok()
+        .and_then(v1::DeliveryStatus::to_domain)
+        .ok_or_else(|| InvalidField::new("status", "must be pending, delivered or failed"))?;
+    let report = AttemptReport {
+        delivery_id: DeliveryId::from(r.delivery_id),
+        webhook_id: WebhookId::from(r.webhook_id),
+        event_id: EventId::from(r.event_id),
+        event_type: r.event_type,
+        payload: r.payload,
+        event: r.event,
+        attempt,
+        status_after,
+        next_attempt_at: r.next_attempt_at.as_ref().and_then(from_timestamp),
+    };
+    Ok((r.tenant, report))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_reports_round_trip_and_are_checked() {
+        let at = DateTime::from_timestamp(1_700_000_000, 5_000).expect("valid time");
+        let report = AttemptReport {
+            delivery_id: "dlv_1".into(),
+            webhook_id: "wh_1".into(),
+            event_id: "evt_1".into(),
+            event_type: "contact-created".into(),
+            payload: "{}".into(),
+            event: "{\"id\":\"evt_1\"}".into(),
+            attempt: AttemptRecord {
+                number: 3,
+                started_at: at,
+                http_status: Some(503),
+                latency_ms: 12,
+                error: "endpoint answered 503".into(),
+                response_body: "busy".into(),
+                success: false,
+                request_headers: vec![("webhook-id".into(), "dlv_1".into())],
+            },
+            status_after: hookd_core::DeliveryStatus::Pending,
+            next_attempt_at: Some(at),
+        };
+        let wire = attempt_report_to_proto("acme".into(), report.clone(), None);
+        assert_eq!(attempt_report_from_proto(wire.clone()), Ok(("acme".to_owned(), report)));
+
+        let no_tenant = v1::AttemptReport { tenant: String::new(), ..wire.clone() };
+        let field = |r| attempt_report_from_proto(r).map(|_| ()).expect_err("refused").field;
+        assert_eq!(field(no_tenant), "tenant");
+        let mut zeroth = wire.clone();
+        zeroth.attempt.as_mut().expect("attempt").number = 0;
+        assert_eq!(field(zeroth), "attempt.number");
+        let unknown_status = v1::AttemptReport { status: 0, ..wire };
+        assert_eq!(field(unknown_status), "status");
+    }
+
+    #[test]
+    fn a_reported_response_excerpt_is_bounded() {
+        let long = "x".repeat(hookd_core::delivery::MAX_RESPONSE_EXCERPT + 10);
+        let attempt = v1::Attempt {
+            number: 1,
+            started_at: Some(timestamp(DateTime::<Utc>::UNIX_EPOCH)),
+            response_body: long,
+            ..Default::default()
+        };
+        let record = attempt_from_proto(attempt).expect("valid");
+        assert_eq!(record.response_body.len(), hookd_core::delivery::MAX_RESPONSE_EXCERPT);
+    }
 
     #[test]
     fn json_survives_a_round_trip_through_protobuf_value() {

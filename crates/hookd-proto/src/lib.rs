@@ -1,6 +1,8 @@
 //! The `hookd.v1` gRPC contract: code generated from `proto/hookd/v1`, the encoded file
-//! descriptor set for reflection, and conversions between wire and domain types.
+//! descriptor set for reflection, conversions between wire and domain types, and the bearer
+//! token every call carries.
 
+pub mod auth;
 pub mod convert;
 
 /// Generated messages, clients and servers of package `hookd.v1`.

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use hookd_core::{DeliveryId, DeliveryStatus, EventId, WebhookId};
+use hookd_core::{AttemptRecord, AttemptReport, DeliveryId, DeliveryStatus, EventId, WebhookId};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -18,37 +18,6 @@ use crate::{StorageError, Store, db_time};
 /// Rows per multi-row insert, keeping the bound parameters (8 or 12 per row) far below the
 /// limits of SQLite (32766) and Postgres (65535).
 const ROWS_PER_INSERT: usize = 500;
-
-/// One attempt report from a dispatcher, with what the delivery looks like after it.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    pub delivery_id: DeliveryId,
-    pub webhook_id: WebhookId,
-    pub event_id: EventId,
-    pub event_type: String,
-    /// The JSON body sent to the endpoint.
-    pub payload: String,
-    /// The event as the producer published it (JSON text), kept for resends.
-    pub event: String,
-    pub attempt: StoredAttempt,
-    pub status_after: DeliveryStatus,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-}
-
-/// One HTTP attempt at a delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredAttempt {
-    /// 1-based.
-    pub number: u32,
-    pub started_at: DateTime<Utc>,
-    pub http_status: Option<u16>,
-    pub latency_ms: u64,
-    pub error: String,
-    pub response_body: String,
-    pub success: bool,
-    /// The request headers sent, secrets redacted.
-    pub request_headers: Vec<(String, String)>,
-}
 
 /// A delivery as stored: its latest known state.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +68,7 @@ pub struct RecordSummary {
 
 /// An attempt report converted to column values, checked before the transaction starts.
 struct Row<'a> {
-    report: &'a AttemptRecord,
+    report: &'a AttemptReport,
     number: i32,
     latency_ms: i64,
     started_at: DateTime<Utc>,
@@ -121,7 +90,7 @@ impl Store {
     pub async fn record_attempts(
         &self,
         tenant: &str,
-        reports: &[AttemptRecord],
+        reports: &[AttemptReport],
     ) -> Result<RecordSummary, StorageError> {
         let stored = self.record_attempts_each(tenant, reports).await?;
         let recorded = count(stored.iter().filter(|new| **new).count());
@@ -134,7 +103,7 @@ impl Store {
     pub async fn record_attempts_each(
         &self,
         tenant: &str,
-        reports: &[AttemptRecord],
+        reports: &[AttemptReport],
     ) -> Result<Vec<bool>, StorageError> {
         Ok(self.record_attempts_checked(tenant, reports, None).await?.0)
     }
@@ -145,7 +114,7 @@ impl Store {
     pub async fn record_attempts_checked(
         &self,
         tenant: &str,
-        reports: &[AttemptRecord],
+        reports: &[AttemptReport],
         rule: Option<&hookd_core::HealthRule>,
     ) -> Result<(Vec<bool>, Vec<SystemDeactivation>), StorageError> {
         let mut seen = HashSet::new();
@@ -376,7 +345,7 @@ impl Store {
         &self,
         tenant: &str,
         id: &DeliveryId,
-    ) -> Result<Option<(DeliveryRecord, Vec<StoredAttempt>)>, StorageError> {
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>, StorageError> {
         let Some(row) = delivery::Entity::find_by_id(id.as_str())
             .filter(delivery::Column::Tenant.eq(tenant))
             .one(&self.db)
@@ -633,7 +602,7 @@ async fn insert_deliveries(
     Ok(created)
 }
 
-fn to_row(report: &AttemptRecord) -> Result<Row<'_>, StorageError> {
+fn to_row(report: &AttemptReport) -> Result<Row<'_>, StorageError> {
     let number = i32::try_from(report.attempt.number).map_err(|_| StorageError::OutOfRange {
         field: "attempt number",
         reason: format!("{} does not fit a 32-bit signed integer", report.attempt.number),
@@ -692,7 +661,7 @@ fn to_delivery(row: delivery::Model) -> Result<DeliveryRecord, StorageError> {
     })
 }
 
-fn to_attempt(row: attempt::Model) -> Result<StoredAttempt, StorageError> {
+fn to_attempt(row: attempt::Model) -> Result<AttemptRecord, StorageError> {
     let bad =
         |what: String| corrupt("attempts", format!("{} #{}: {what}", row.delivery_id, row.number));
     let number = u32::try_from(row.number).map_err(|_| bad("negative number".to_owned()))?;
@@ -704,7 +673,7 @@ fn to_attempt(row: attempt::Model) -> Result<StoredAttempt, StorageError> {
         u64::try_from(row.latency_ms).map_err(|_| bad(format!("latency_ms {}", row.latency_ms)))?;
     let request_headers = serde_json::from_str(&row.request_headers)
         .map_err(|e| bad(format!("request_headers is not a list of pairs: {e}")))?;
-    Ok(StoredAttempt {
+    Ok(AttemptRecord {
         request_headers,
         number,
         started_at: row.started_at,

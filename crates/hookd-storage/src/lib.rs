@@ -22,9 +22,7 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-pub use deliveries::{
-    AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StoredAttempt,
-};
+pub use deliveries::{DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary};
 
 pub use access::{ApiTokenRecord, RoleRecord};
 pub use credentials::TokenState;

@@ -4,12 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use hookd_core::{DeliveryId, DeliveryStatus, EventId, Webhook, WebhookId, WebhookSpec};
+use hookd_core::{
+    AttemptRecord, AttemptReport, DeliveryId, DeliveryStatus, EventId, Webhook, WebhookId,
+    WebhookSpec,
+};
 use tempfile::TempDir;
 
 use crate::{
-    AttemptRecord, DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StorageError,
-    Store, StoredAttempt, WebhookFilter,
+    DeliveryCursor, DeliveryFilter, DeliveryRecord, RecordSummary, StorageError, Store,
+    WebhookFilter,
 };
 
 const TENANT: &str = "default";
@@ -92,17 +95,17 @@ fn webhook(name: &str) -> Webhook {
     }
 }
 
-fn report(webhook: &WebhookId, event: &str, number: u32, started: DateTime<Utc>) -> AttemptRecord {
+fn report(webhook: &WebhookId, event: &str, number: u32, started: DateTime<Utc>) -> AttemptReport {
     let event_id = EventId::from(event);
     let success = number >= 3;
-    AttemptRecord {
+    AttemptReport {
         delivery_id: DeliveryId::for_event(&event_id, webhook),
         webhook_id: webhook.clone(),
         event_id,
         event_type: "contact-created".to_owned(),
         payload: format!(r#"{{"event":"{event}"}}"#),
         event: format!(r#"{{"id":"{event}","type":"contact-created"}}"#),
-        attempt: StoredAttempt {
+        attempt: AttemptRecord {
             request_headers: vec![("webhook-id".to_owned(), "dlv".to_owned())],
             number,
             started_at: started,
@@ -127,7 +130,7 @@ async fn delivery(
     store: &Store,
     tenant: &str,
     id: &DeliveryId,
-) -> (DeliveryRecord, Vec<StoredAttempt>) {
+) -> (DeliveryRecord, Vec<AttemptRecord>) {
     store.get_delivery(tenant, id).await.unwrap().expect("delivery should exist")
 }
 

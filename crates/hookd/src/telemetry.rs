@@ -9,6 +9,7 @@
 //! (`hookd_nats::trace`). Without an endpoint no OpenTelemetry layer is installed at all, so
 //! spans have no trace context, nothing is propagated and nothing tries to connect.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -44,7 +45,9 @@ fn export_requested(var: impl Fn(&str) -> Option<String>) -> bool {
 pub fn init(service: &'static str) -> anyhow::Result<Telemetry> {
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: files, pipes and log collectors get plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colour);
     let log = if json { log.json().boxed() } else { log.boxed() };
     let log = log.with_filter(log_filter);
 

@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    println!("(hookd is at $CARGO_TARGET_DIR/debug/hookd.) Press Ctrl-C to stop everything.");
+    println!("Press Ctrl-C to stop everything.");
     stop.await;
     println!("\nstopping ...");
     drop(demo);
@@ -223,18 +223,22 @@ impl Demo {
             );
         }
         let server = cluster.control.grpc_url();
+        // The binary this demo runs, by its real path: these commands work as printed, with
+        // nothing installed (`make install` puts `hookd` on PATH for good).
+        let hookd = hookd_tests::hookd_binary()?;
+        let hookd = hookd.display();
         println!("\nhookd is running. Every call needs an API token; this demo's owner token");
         println!("of tenant {TENANT:?} (bootstrap_tokens in the control plane's settings) is:");
         println!("  {OWNER_TOKEN}");
-        println!("Try, in another terminal:");
-        println!("  export HOOKD_TOKEN={OWNER_TOKEN}");
-        println!("  hookd access whoami --server {server}");
-        println!("  hookd webhook list --server {server}");
-        println!("  hookd event-type list --server {server}");
+        println!("Try, in another terminal (or `make install` first, then plain `hookd ...`):");
+        println!("  export HOOKD_TOKEN={OWNER_TOKEN} HOOKD_SERVER={server}");
+        println!("  {hookd} access whoami");
+        println!("  {hookd} webhook list");
+        println!("  {hookd} event-type list");
         println!(
-            "  hookd event publish --server {server} --type contact-created --data '{{\"contactId\":\"contact-43\",\"email\":\"grace@example.com\",\"firstName\":\"Grace\"}}'"
+            "  {hookd} event publish --type contact-created --data '{{\"contactId\":\"contact-43\",\"email\":\"grace@example.com\",\"firstName\":\"Grace\"}}'"
         );
-        println!("  hookd delivery list --server {server} --webhook {}", webhook.id);
+        println!("  {hookd} delivery list --webhook {}", webhook.id);
         println!("  grpcurl -plaintext {} list", cluster.control.addr());
         Ok(Demo { _cluster: cluster, _receiver: receiver })
     }

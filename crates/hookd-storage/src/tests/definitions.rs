@@ -10,12 +10,13 @@ use hookd_core::credential::{Credential, CredentialSpec, GrantType, TokenMethod}
 use hookd_core::endpoint::{ApiKeyLocation, EndpointAuth, Header, HttpMethod, Secret};
 use hookd_core::payload::PayloadFormat;
 use hookd_core::{
-    CredentialId, DeliveryId, DeliveryStatus, EventId, EventType, Webhook, WebhookId, WebhookStats,
+    AttemptReport, CredentialId, DeliveryId, DeliveryStatus, EventId, EventType, Webhook,
+    WebhookId, WebhookStats,
 };
 use serde_json::json;
 
 use super::{Backend, TENANT, at, empty_database, report, webhook};
-use crate::{AttemptRecord, StorageError, Store, TokenState, WebhookFilter};
+use crate::{StorageError, Store, TokenState, WebhookFilter};
 
 /// A second tenant, distinct per run like `tenant`.
 fn other_tenant(tenant: &str) -> String {
@@ -202,7 +203,7 @@ fn outcome(
     number: u32,
     started: DateTime<Utc>,
     status: DeliveryStatus,
-) -> AttemptRecord {
+) -> AttemptReport {
     let mut r = report(hook, event, number, started);
     let success = status == DeliveryStatus::Delivered;
     r.attempt.success = success;

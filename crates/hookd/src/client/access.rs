@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use hookd_proto::v1::{self, access_service_client::AccessServiceClient};
 
-use super::{Connection, Output, connect, status_error, table::Table, time_json};
+use super::{Connection, Output, connect, output::time_json, status_error, table::Table};
 
 #[derive(Subcommand)]
 pub enum AccessCommand {
@@ -150,10 +150,7 @@ async fn role(command: RoleCommand) -> anyhow::Result<()> {
                 .delete_role(v1::DeleteRoleRequest { name: name.clone() })
                 .await
                 .map_err(status_error)?;
-            match conn.output {
-                Output::Text => println!("deleted role {name}"),
-                Output::Json => println!("{}", serde_json::json!({ "deleted": name })),
-            }
+            conn.output.done("deleted", "role", &name);
         }
     }
     Ok(())
@@ -217,10 +214,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .revoke_token(v1::RevokeTokenRequest { id: id.clone() })
                 .await
                 .map_err(status_error)?;
-            match conn.output {
-                Output::Text => println!("revoked {id}"),
-                Output::Json => println!("{}", serde_json::json!({ "revoked": id })),
-            }
+            conn.output.done("revoked", "", &id);
         }
     }
     Ok(())

@@ -13,9 +13,10 @@ use hookd_proto::{
 use super::{
     Connection, Output, Paging,
     args::{self, GrantTypeArg, TokenMethodArg},
-    connect, status_error,
+    connect,
+    output::{UpdateMask, time_json},
+    status_error,
     table::Table,
-    time_json,
 };
 
 #[derive(Subcommand)]
@@ -100,8 +101,8 @@ pub struct CredentialArgs {
 }
 
 impl CredentialArgs {
-    fn apply(self, c: &mut v1::Credential, paths: &mut Vec<String>) -> anyhow::Result<()> {
-        let mut set = |path: &str| paths.push(path.to_owned());
+    fn apply(self, c: &mut v1::Credential, mask: &mut UpdateMask) -> anyhow::Result<()> {
+        let mut set = |path: &str| mask.set(path);
         if let Some(method) = self.method {
             c.method = v1::TokenMethod::from(method).into();
             set("method");
@@ -137,7 +138,7 @@ pub async fn run(command: CredentialCommand) -> anyhow::Result<()> {
         CredentialCommand::Create { name, token_url, client_id, options, conn } => {
             let mut credential =
                 v1::Credential { name, token_url, client_id, ..Default::default() };
-            options.apply(&mut credential, &mut Vec::new())?;
+            options.apply(&mut credential, &mut UpdateMask::default())?;
             let mut client = CredentialServiceClient::new(connect(&conn).await?);
             let response = client
                 .create_credential(v1::CreateCredentialRequest { credential: Some(credential) })
@@ -166,33 +167,29 @@ pub async fn run(command: CredentialCommand) -> anyhow::Result<()> {
             print_credential(conn.output, response.into_inner().credential)?;
         }
         CredentialCommand::Update { id, name, token_url, client_id, options, no_params, conn } => {
-            let mut paths = Vec::new();
+            let mut mask = UpdateMask::default();
             let mut changes = v1::Credential { id, ..Default::default() };
             if let Some(name) = name {
                 changes.name = name;
-                paths.push("name".to_owned());
+                mask.set("name");
             }
             if let Some(url) = token_url {
                 changes.token_url = url;
-                paths.push("token_url".to_owned());
+                mask.set("token_url");
             }
             if let Some(client_id) = client_id {
                 changes.client_id = client_id;
-                paths.push("client_id".to_owned());
+                mask.set("client_id");
             }
-            options.apply(&mut changes, &mut paths)?;
-            if no_params {
-                // Masked and empty: the parameters are cleared.
-                paths.push("extra_params".to_owned());
-            }
-            if paths.is_empty() {
-                anyhow::bail!("nothing to change: pass at least one field to change (see --help)");
-            }
+            options.apply(&mut changes, &mut mask)?;
+            // Masked and empty: the parameters are cleared.
+            mask.set_if(no_params, "extra_params");
+            let update_mask = Some(mask.finish()?);
             let mut client = CredentialServiceClient::new(connect(&conn).await?);
             let response = client
                 .update_credential(v1::UpdateCredentialRequest {
                     credential: Some(changes),
-                    update_mask: Some(prost_types::FieldMask { paths }),
+                    update_mask,
                 })
                 .await
                 .map_err(status_error)?;
@@ -204,10 +201,7 @@ pub async fn run(command: CredentialCommand) -> anyhow::Result<()> {
                 .delete_credential(v1::DeleteCredentialRequest { id: id.clone() })
                 .await
                 .map_err(status_error)?;
-            match conn.output {
-                Output::Text => println!("deleted {id}"),
-                Output::Json => println!("{}", serde_json::json!({ "deleted": id })),
-            }
+            conn.output.done("deleted", "", &id);
         }
     }
     Ok(())

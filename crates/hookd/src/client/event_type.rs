@@ -9,7 +9,12 @@ use hookd_proto::{
 };
 use prost_types::value::Kind;
 
-use super::{Connection, Output, Paging, args, connect, status_error, table::Table, time_json};
+use super::{
+    Connection, Output, Paging, args, connect,
+    output::{UpdateMask, time_json},
+    status_error,
+    table::Table,
+};
 
 #[derive(Subcommand)]
 pub enum EventTypeCommand {
@@ -127,32 +132,30 @@ pub async fn run(command: EventTypeCommand) -> anyhow::Result<()> {
             no_example,
             conn,
         } => {
-            let mut paths = Vec::new();
+            let mut mask = UpdateMask::default();
             let mut changes = v1::EventType { name, ..Default::default() };
             if let Some(description) = description {
                 changes.description = description;
-                paths.push("description".to_owned());
+                mask.set("description");
             }
             if let Some(schema) = schema {
                 changes.schema = Some(schema_struct(&schema)?);
-                paths.push("schema".to_owned());
-            } else if no_schema {
-                paths.push("schema".to_owned());
+                mask.set("schema");
+            } else {
+                mask.set_if(no_schema, "schema");
             }
             if let Some(example) = example {
                 changes.example = Some(json_to_value(args::json("--example", &example)?));
-                paths.push("example".to_owned());
-            } else if no_example {
-                paths.push("example".to_owned());
+                mask.set("example");
+            } else {
+                mask.set_if(no_example, "example");
             }
-            if paths.is_empty() {
-                anyhow::bail!("nothing to change: pass at least one field to change (see --help)");
-            }
+            let update_mask = Some(mask.finish()?);
             let mut client = EventTypeServiceClient::new(connect(&conn).await?);
             let response = client
                 .update_event_type(v1::UpdateEventTypeRequest {
                     event_type: Some(changes),
-                    update_mask: Some(prost_types::FieldMask { paths }),
+                    update_mask,
                 })
                 .await
                 .map_err(status_error)?;
@@ -164,10 +167,7 @@ pub async fn run(command: EventTypeCommand) -> anyhow::Result<()> {
                 .delete_event_type(v1::DeleteEventTypeRequest { name: name.clone() })
                 .await
                 .map_err(status_error)?;
-            match conn.output {
-                Output::Text => println!("deleted {name}"),
-                Output::Json => println!("{}", serde_json::json!({ "deleted": name })),
-            }
+            conn.output.done("deleted", "", &name);
         }
     }
     Ok(())
