@@ -100,8 +100,8 @@ fn webhook_json(w: &v1::Webhook) -> serde_json::Value {
 /// The URL as requested (punycode host, percent-encoded path) when it reads differently
 /// from the URL as typed, beyond a trailing slash: what the egress policy checks.
 fn ascii_url_if_different(w: &v1::Webhook) -> Option<&str> {
-    let differs = !w.url_ascii.is_empty()
-        && w.url_ascii.trim_end_matches('/') != w.url.trim_end_matches('/');
+    let differs =
+        !w.url_ascii.is_empty() && w.url_ascii.trim_end_matches('/') != w.url.trim_end_matches('/');
     differs.then_some(w.url_ascii.as_str())
 }
 
