@@ -269,7 +269,8 @@ impl DispatchService for DispatchApi {
                 .map(|x| (x.tenant.clone(), x.event_type.clone(), x.count))
                 .collect();
             for x in &r.rejected {
-                tracing::info!(event_type = %x.event_type, count = x.count, error = %x.error, "events rejected by their schema");
+                let error = hookd_core::text::bound_message(&x.error);
+                tracing::info!(event_type = %x.event_type, count = x.count, %error, "events refused by the fan-out");
             }
             self.store.add_rejected(&counts).await.map_err(|e| {
                 ControlError::Unavailable(format!("cannot store rejection counts: {e}"))

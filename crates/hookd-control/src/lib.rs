@@ -277,7 +277,11 @@ impl ControlPlane {
         // very services in process, so it sees exactly what a gRPC client sees.
         let webhooks =
             WebhookServiceServer::with_interceptor(webhook_service, authenticate.clone());
-        let events = EventServiceServer::with_interceptor(event_service, authenticate.clone());
+        let events = tonic::service::interceptor::InterceptedService::new(
+            EventServiceServer::new(event_service)
+                .max_decoding_message_size(events::request_limit(self.config.max_event_bytes)),
+            authenticate.clone(),
+        );
         let deliveries =
             DeliveryServiceServer::with_interceptor(delivery_service, authenticate.clone());
         let credentials =
@@ -319,6 +323,9 @@ impl ControlPlane {
             // changes stop waiting for them.
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
+            // tonic's own refusals (too large, undecodable) answered like hookd's, and every
+            // error message bounded.
+            .layer(error::ClientErrorsLayer { max_event_bytes: self.config.max_event_bytes })
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

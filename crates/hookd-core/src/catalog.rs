@@ -30,7 +30,8 @@ pub struct EventTypeDef {
     pub spec: EventTypeSpec,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Events of this type refused because their data did not satisfy the schema.
+    /// Events published under this type (by their subject) that the fan-out refused: data
+    /// not satisfying the schema, or any other reason an event is refused.
     pub rejected: u64,
 }
 

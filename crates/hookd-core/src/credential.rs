@@ -150,6 +150,7 @@ impl CredentialSpec {
 }
 
 fn validate_token_url(raw: &str) -> Result<(), InvalidField> {
+    crate::webhook::check_url_characters("token_url", raw)?;
     let url = Url::parse(raw).map_err(|e| {
         InvalidField::new("token_url", format!("{raw:?} is not an absolute URL ({e})"))
     })?;

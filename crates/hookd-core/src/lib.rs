@@ -14,6 +14,7 @@ pub mod payload;
 pub mod portal;
 pub mod retry;
 pub mod signing;
+pub mod text;
 pub mod webhook;
 
 pub use delivery::{AttemptOutcome, AttemptRecord, AttemptReport, DeliveryStatus};

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -186,6 +188,12 @@ impl WebhookSpec {
         Self { auth: self.auth.masked(), signing: SigningKeys::default(), ..self.clone() }
     }
 
+    /// The URL as deliveries request it: [`ascii_url`] of `url`, or `url` itself if it does
+    /// not parse (it was validated when stored, so it does).
+    pub fn ascii_url(&self) -> Cow<'_, str> {
+        ascii_url(&self.url).map_or(Cow::Borrowed(self.url.as_str()), Cow::Owned)
+    }
+
     /// Whether an event of type `event_type` goes to this webhook (ignoring `active`).
     pub fn subscribes_to(&self, event_type: &EventType) -> bool {
         self.event_types.iter().any(|t| t == ALL_EVENT_TYPES || t == event_type.as_str())
@@ -216,6 +224,36 @@ pub(crate) fn validate_name(name: &str) -> Result<String, InvalidField> {
     Ok(name.to_owned())
 }
 
+/// `raw` as requests go to it: the WHATWG serialisation, with the host in ASCII (an
+/// internationalised name as punycode, `bücher.example` → `xn--bcher-kva.example`; an IPv4
+/// address in dotted decimal, `2130706433` → `127.0.0.1`) and the path percent-encoded. This
+/// host is the one the egress policy checks, so reads show it beside the URL as typed.
+/// `None` if `raw` is not a URL.
+pub fn ascii_url(raw: &str) -> Option<String> {
+    Url::parse(raw).ok().map(String::from)
+}
+
+/// Refuses control characters (CR and LF would split the request line; URL parsers drop tabs
+/// and newlines silently, so what is stored would not be what is requested), invisible and
+/// direction-changing format characters (they make a URL read as another), and leading or
+/// trailing spaces.
+pub(crate) fn check_url_characters(field: &'static str, raw: &str) -> Result<(), InvalidField> {
+    let invisible = |c: char| matches!(c, '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
+    if let Some((at, c)) = raw.char_indices().find(|(_, c)| c.is_control() || invisible(*c)) {
+        return Err(InvalidField::new(
+            field,
+            format!(
+                "contains U+{:04X} at byte {at}; control and invisible characters (CR, LF, tab, …) are not allowed: remove or percent-encode them",
+                u32::from(c)
+            ),
+        ));
+    }
+    if raw.trim() != raw {
+        return Err(InvalidField::new(field, "must not start or end with spaces"));
+    }
+    Ok(())
+}
+
 fn validate_url(raw: &str) -> Result<(), InvalidField> {
     if raw.is_empty() {
         return Err(InvalidField::new("url", "must not be empty"));
@@ -223,6 +261,7 @@ fn validate_url(raw: &str) -> Result<(), InvalidField> {
     if raw.len() > MAX_URL_LEN {
         return Err(InvalidField::new("url", format!("must be at most {MAX_URL_LEN} characters")));
     }
+    check_url_characters("url", raw)?;
     let url = Url::parse(raw).map_err(|e| {
         InvalidField::new(
             "url",
@@ -340,6 +379,39 @@ mod tests {
             rejected_field(WebhookSpec { event_types: vec!["a.b".into()], ..spec() }),
             "event_types"
         );
+    }
+
+    #[test]
+    fn urls_with_control_or_invisible_characters_are_refused() {
+        for url in [
+            "https://example.com/hooks\r\nx-injected: 1",
+            "https://example.com/a\tb",
+            "https://example.com/\u{0}",
+            "https://example.com/\u{85}",
+            "https://example.com/\u{202E}kcah",
+            " https://example.com/",
+            "https://example.com/\n",
+        ] {
+            let err = WebhookSpec { url: url.into(), ..spec() }.validate().expect_err(url);
+            assert_eq!(err.field, "url", "{url:?}");
+        }
+        let err = WebhookSpec { url: "https://example.com/a\r\nb".into(), ..spec() }
+            .validate()
+            .expect_err("CR");
+        assert_eq!(
+            err.reason,
+            "contains U+000D at byte 21; control and invisible characters (CR, LF, tab, …) are not allowed: remove or percent-encode them"
+        );
+    }
+
+    #[test]
+    fn the_ascii_url_is_what_requests_go_to() {
+        let idn = WebhookSpec { url: "https://Bücher.example/wä hook?q=ü".into(), ..spec() };
+        let idn = idn.validate().expect("an IDN host is valid");
+        assert_eq!(idn.url, "https://Bücher.example/wä hook?q=ü", "stored as typed");
+        assert_eq!(idn.ascii_url(), "https://xn--bcher-kva.example/w%C3%A4%20hook?q=%C3%BC");
+        assert_eq!(ascii_url("http://2130706433:8080").as_deref(), Some("http://127.0.0.1:8080/"));
+        assert_eq!(spec().ascii_url(), "https://example.com/hooks");
     }
 
     #[test]

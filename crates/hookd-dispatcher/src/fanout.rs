@@ -3,10 +3,13 @@
 //! a fan-out repeated after a crash creates no second job, because each job's
 //! `Nats-Msg-Id` is `<event id>.<webhook id>`.
 //!
-//! An event whose type has a schema in the catalog and whose data does not satisfy it is
-//! terminated here: never delivered, never retried, and counted for the control plane. So is
-//! an event larger than `max_event_bytes` (a producer publishing to NATS directly skips
-//! `PublishEvent`'s size check); it is not even parsed.
+//! An event the fan-out refuses is terminated here: never delivered, never retried, and
+//! counted for the control plane under the tenant and type its subject names. Refused: an
+//! event larger than `max_event_bytes` (a producer publishing to NATS directly skips
+//! `PublishEvent`'s checks; it is not even parsed), one that is not a valid event (see
+//! `Event::from_published`: duplicate top-level keys, nesting), one whose `type` is not its
+//! subject's or whose `id` is not its `Nats-Msg-Id`, and one whose data does not satisfy its
+//! type's schema.
 //!
 //! Each event's `fan_out` span continues the producer's trace (the message's `traceparent`
 //! header), and every job it writes carries the span's own `traceparent`, so the attempts are
@@ -51,25 +54,32 @@ async fn fan_out_one(
     msg: jetstream::Message,
 ) -> (EventOutcome, usize) {
     let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-    if let Err(error) = check_size(tallies, &msg.subject, msg.payload.len(), max_event_bytes) {
-        tracing::warn!(%error, subject = %msg.subject, sequence, "dropping an oversized event");
+    // The tenant and the type are the subject's: NATS permissions decide who may publish
+    // under it, so the body must agree with it, not the other way round.
+    let Some((tenant, subject_type)) = subject::parts_of_event(&msg.subject) else {
+        tracing::warn!(subject = %msg.subject, sequence, "dropping an event without a tenant and type in its subject");
         settle_event(&msg, AckKind::Term).await;
         return (EventOutcome::Rejected, 0);
-    }
-    let event = match Event::from_json(&msg.payload, Utc::now()) {
+    };
+    let msg_id = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|v| v.as_str());
+    // An event refused here can never become valid: it is terminated, so it neither loops
+    // nor blocks others, and counted under its subject's type.
+    let checked = check_size(msg.payload.len(), max_event_bytes).and_then(|()| {
+        let event = Event::from_published(&msg.payload, Utc::now()).map_err(|e| e.to_string())?;
+        check_identity(&event, subject_type, msg_id).map(|()| event)
+    });
+    let event = match checked {
         Ok(event) => event,
         Err(error) => {
-            // It can never become valid: terminate it so it neither loops nor blocks others.
-            tracing::warn!(%error, subject = %msg.subject, sequence, "dropping malformed event");
+            tracing::warn!(%error, subject = %msg.subject, sequence, "dropping an event the fan-out refuses");
+            tallies.count(tenant, subject_type, &error);
             settle_event(&msg, AckKind::Term).await;
             return (EventOutcome::Rejected, 0);
         }
-    };
-    // The tenant is the subject's: NATS permissions decide who may publish under it.
-    let Some(tenant) = subject::tenant_of_event(&msg.subject) else {
-        tracing::warn!(subject = %msg.subject, sequence, "dropping an event without a tenant in its subject");
-        settle_event(&msg, AckKind::Term).await;
-        return (EventOutcome::Rejected, 0);
     };
     let span = tracing::Span::current();
     span.record("event_id", event.id.as_str());
@@ -134,17 +144,36 @@ fn check_schema(
     })
 }
 
-/// Refuses an event of `size` bytes above `max`, counting it for the event type its subject
-/// names. `Err` says why.
-fn check_size(tallies: &Tallies, subject: &str, size: usize, max: usize) -> Result<(), String> {
+/// Refuses an event of `size` bytes above `max`; `Err` says why.
+fn check_size(size: usize, max: usize) -> Result<(), String> {
     if size <= max {
         return Ok(());
     }
-    let error = format!("the event is {size} bytes, more than max_event_bytes ({max})");
-    if let Some((tenant, event_type)) = subject::parts_of_event(subject) {
-        tallies.count(tenant, event_type, &error);
+    Err(format!("the event is {size} bytes, more than max_event_bytes ({max})"))
+}
+
+/// Refuses an event whose body disagrees with how it travelled: its `type` must be the one
+/// its subject names (NATS permissions are granted per subject), and its `id` the
+/// `Nats-Msg-Id` JetStream deduplicated it by, when the producer set one.
+fn check_identity(event: &Event, subject_type: &str, msg_id: Option<&str>) -> Result<(), String> {
+    let short = |s: &str| hookd_core::text::shorten(s, 64).into_owned();
+    if event.event_type.as_str() != subject_type {
+        return Err(format!(
+            "the event's type {:?} differs from its subject's {:?}; publish it on hookd.events.<tenant>.<its type>",
+            short(event.event_type.as_str()),
+            short(subject_type)
+        ));
     }
-    Err(error)
+    if let Some(msg_id) = msg_id
+        && msg_id != event.id.as_str()
+    {
+        return Err(format!(
+            "the event's id {:?} differs from its Nats-Msg-Id header {:?}, by which JetStream deduplicates it",
+            short(event.id.as_str()),
+            short(msg_id)
+        ));
+    }
+    Ok(())
 }
 
 /// Settles an event without waiting for the server's confirmation: if the ack is lost the
@@ -202,16 +231,31 @@ mod tests {
     }
 
     #[test]
-    fn oversized_events_are_refused_and_counted() {
-        let tallies = Tallies::default();
-        let subject = "hookd.events.default.contact-created";
-        assert!(check_size(&tallies, subject, 100, 100).is_ok());
-        assert!(tallies.take_rejected().is_empty());
-        let error = check_size(&tallies, subject, 101, 100).expect_err("too big");
+    fn oversized_events_are_refused() {
+        assert!(check_size(100, 100).is_ok());
+        let error = check_size(101, 100).expect_err("too big");
         assert_eq!(error, "the event is 101 bytes, more than max_event_bytes (100)");
-        let counted = tallies.take_rejected();
-        assert_eq!(counted.len(), 1);
-        assert_eq!((counted[0].tenant.as_str(), counted[0].count), ("default", 1));
-        assert_eq!(counted[0].event_type, "contact-created");
+    }
+
+    #[test]
+    fn the_body_must_agree_with_the_subject_and_the_message_id() {
+        let event = event("{}");
+        assert!(check_identity(&event, "contact-created", Some("e1")).is_ok());
+        assert!(check_identity(&event, "contact-created", None).is_ok(), "no header: no check");
+        let error = check_identity(&event, "order-placed", Some("e1")).expect_err("type");
+        assert!(
+            error.starts_with(
+                r#"the event's type "contact-created" differs from its subject's "order-placed""#
+            ),
+            "{error}"
+        );
+        let error = check_identity(&event, "contact-created", Some("e0")).expect_err("id");
+        assert!(
+            error.starts_with(r#"the event's id "e1" differs from its Nats-Msg-Id header "e0""#),
+            "{error}"
+        );
+        let long = "x".repeat(10_000);
+        let error = check_identity(&event, "contact-created", Some(&long)).expect_err("id");
+        assert!(error.len() < 300, "values are shortened: {} bytes", error.len());
     }
 }

@@ -61,11 +61,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Tallies {
+    /// Counts a refused event under the tenant and type its subject names, keeping the last
+    /// error, bounded (it may quote the producer's values or a schema's).
     pub fn count(&self, tenant: &str, event_type: &str, error: &str) {
+        let error = hookd_core::text::bound_message(error);
         let mut counts = lock(&self.inner.rejected);
         let entry = counts.entry((tenant.to_owned(), event_type.to_owned())).or_default();
         entry.0 += 1;
-        error.clone_into(&mut entry.1);
+        error.as_ref().clone_into(&mut entry.1);
         drop(counts);
         // Stores a permit if the loop is not waiting, so no count goes unnoticed.
         self.inner.added.notify_one();

@@ -118,15 +118,16 @@ pub fn prepare<'a>(
     }
 
     let mut invalid = None;
+    // The ASCII form (punycode host): the one reads show and the egress policy checks.
     let url = if query.is_empty() {
-        Cow::Borrowed(spec.url.as_str())
+        spec.ascii_url()
     } else {
         match with_query(&spec.url, &query) {
             Ok(url) => Cow::Owned(url),
             Err(e) => {
                 // Never the URL itself in the message: it may carry the API key.
                 invalid = Some(format!("cannot build request: invalid url: {e}"));
-                Cow::Borrowed(spec.url.as_str())
+                spec.ascii_url()
             }
         }
     };
@@ -335,6 +336,19 @@ pub(crate) mod tests {
             assert!(!format!("{recorded:?}{p:?}").contains(value), "secret leaked");
             assert_eq!(p.shown_url(), w.spec.url);
         }
+    }
+
+    #[test]
+    fn requests_go_to_the_ascii_url_reads_show() {
+        let e = event();
+        let typed = "https://Bücher.example/wä?x=1".to_owned();
+        let post = webhook(typed.clone(), HttpMethod::Post);
+        let p = prepare(&post, &e, "dlv_1", Utc::now(), TIMEOUT, None);
+        assert_eq!(p.request.url, "https://xn--bcher-kva.example/w%C3%A4?x=1");
+        let mut get = webhook(typed, HttpMethod::Get);
+        get.spec.fields = vec!["/n".into()];
+        let p = prepare(&get, &e, "dlv_1", Utc::now(), TIMEOUT, None);
+        assert_eq!(p.request.url, "https://xn--bcher-kva.example/w%C3%A4?x=1&n=2");
     }
 
     #[tokio::test]

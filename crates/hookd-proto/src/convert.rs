@@ -93,6 +93,7 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
         id: w.id.to_string(),
         name: w.spec.name.clone(),
         url: w.spec.url.clone(),
+        url_ascii: w.spec.ascii_url().into_owned(),
         event_types: w.spec.event_types.clone(),
         active: w.spec.active,
         created_at: Some(timestamp(w.created_at)),

@@ -82,7 +82,8 @@ fn stats_json(s: Option<&v1::WebhookStats>) -> serde_json::Value {
 
 fn webhook_json(w: &v1::Webhook) -> serde_json::Value {
     serde_json::json!({
-        "id": w.id, "name": w.name, "url": w.url, "event_types": w.event_types,
+        "id": w.id, "name": w.name, "url": w.url, "url_ascii": w.url_ascii,
+        "event_types": w.event_types,
         "active": w.active, "description": w.description, "app": w.app,
         "method": args::method_name(w.method),
         "headers": w.headers.iter().map(|h| serde_json::json!({ "name": h.name, "value": h.value })).collect::<Vec<_>>(),
@@ -94,6 +95,14 @@ fn webhook_json(w: &v1::Webhook) -> serde_json::Value {
         "stats": stats_json(w.stats.as_ref()),
         "created_at": time_json(w.created_at.as_ref()), "updated_at": time_json(w.updated_at.as_ref()),
     })
+}
+
+/// The URL as requested (punycode host, percent-encoded path) when it reads differently
+/// from the URL as typed, beyond a trailing slash: what the egress policy checks.
+fn ascii_url_if_different(w: &v1::Webhook) -> Option<&str> {
+    let differs =
+        !w.url_ascii.is_empty() && w.url_ascii.trim_end_matches('/') != w.url.trim_end_matches('/');
+    differs.then_some(w.url_ascii.as_str())
 }
 
 fn last_attempt(s: Option<&v1::WebhookStats>) -> String {
@@ -171,6 +180,9 @@ pub(super) fn print_webhook(output: Output, webhook: Option<v1::Webhook>) -> any
         println!("  health       deactivate after {failures} failures and {quiet} without success");
     }
     println!("  url          {} {}", args::method_name(w.method), w.url);
+    if let Some(ascii) = ascii_url_if_different(&w) {
+        println!("  requested as {ascii}");
+    }
     println!("  event types  {}", w.event_types.join(", "));
     if !w.app.is_empty() {
         println!("  app          {}", w.app);
@@ -245,7 +257,10 @@ pub(super) fn print_webhooks(output: Output, webhooks: &[v1::Webhook], next_page
                     stats.triggered.to_string(),
                     stats.succeeded.to_string(),
                     stats.failed.to_string(),
-                    w.url.clone(),
+                    match ascii_url_if_different(w) {
+                        Some(ascii) => format!("{} ({ascii})", w.url),
+                        None => w.url.clone(),
+                    },
                 ]);
             }
             table.print();
