@@ -505,6 +505,7 @@ mod tests {
         assert!(
             control.starts_with(
                 "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 console_listen = \"127.0.0.1:0\"\n\
                  database_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
                  nats_url = \"nats://127.0.0.1:4222\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n\
                  encryption_key = "
