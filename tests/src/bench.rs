@@ -69,7 +69,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         rows.push(row);
     };
     emit(bench.ceiling().await, &mut rows);
-    for n in 1..=8u8 {
+    for n in 1..=9u8 {
         if !options.wants(n) {
             continue;
         }

@@ -153,6 +153,7 @@ impl Deliverer {
             made.await
         };
         drop(permit);
+        claim.finished(made.result.outcome.is_success());
         drop(claim);
 
         let schedule = webhook.spec.retry_schedule.as_ref().unwrap_or(&self.default_schedule);

@@ -237,7 +237,11 @@ impl Dispatcher {
             js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
             attempter: attempter.clone(),
-            endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
+            endpoints: Endpoints::new(
+                self.config.endpoint_concurrency,
+                self.config.endpoint_queue,
+                self.config.max_in_flight,
+            ),
             reporter,
             tallies: tallies.clone(),
             metrics: metrics.clone(),
