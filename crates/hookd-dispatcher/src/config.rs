@@ -47,6 +47,10 @@ pub struct Config {
     /// Attempt results kept while the control plane cannot be reached; beyond it,
     /// deliveries pause rather than lose results.
     pub report_buffer: usize,
+    /// How long a report batch that is not full waits for more results before it is sent:
+    /// at steady rates a few milliseconds turn a call and a transaction per attempt into one
+    /// per batch. Receivers never wait for it; only the acknowledgement does.
+    pub report_linger_ms: u64,
     /// On shutdown, how long attempts already started may take to finish and be reported;
     /// messages still in progress after it are handed back (NAK) to another dispatcher.
     pub shutdown_grace_secs: u64,
@@ -88,6 +92,7 @@ impl Default for Config {
             max_ack_pending: 100_000,
             report_batch_max: 500,
             report_buffer: 50_000,
+            report_linger_ms: 2,
             shutdown_grace_secs: 30,
             shutdown_flush_secs: 5,
             watch_apply_delay_ms: 0,
@@ -167,6 +172,10 @@ impl Config {
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub(crate) fn report_linger(&self) -> Duration {
+        Duration::from_millis(self.report_linger_ms.min(1_000))
     }
 
     pub(crate) fn shutdown_flush(&self) -> Duration {

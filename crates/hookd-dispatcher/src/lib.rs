@@ -215,7 +215,10 @@ impl Dispatcher {
         let tallies = Tallies::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
-            self.config.report_batch_max,
+            reporter::Batching {
+                max: self.config.report_batch_max,
+                linger: self.config.report_linger(),
+            },
             self.config.report_buffer,
             tallies.clone(),
             metrics.clone(),
