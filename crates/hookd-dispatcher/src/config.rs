@@ -39,6 +39,11 @@ pub struct Config {
     pub nak_max_delay_secs: f64,
     /// Events fanned out at the same time by this process.
     pub fanout_concurrency: usize,
+    /// Whether the fan-out makes a delivery's first attempt itself when the endpoint is
+    /// healthy and has a free place: the delivery then needs no job on `HOOKD_DELIVERIES`
+    /// unless it has to be retried. At most half of `fanout_concurrency` such attempts run at
+    /// once.
+    pub inline_attempts: bool,
     /// JetStream redelivers a message left unacknowledged this long (progress acks extend it).
     pub ack_wait_secs: u64,
     pub max_ack_pending: i64,
@@ -88,6 +93,7 @@ impl Default for Config {
             endpoint_queue: 64,
             nak_max_delay_secs: 60.0,
             fanout_concurrency: 64,
+            inline_attempts: true,
             ack_wait_secs: 60,
             max_ack_pending: 100_000,
             report_batch_max: 500,
@@ -172,6 +178,11 @@ impl Config {
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// First attempts the fan-out may make at once.
+    pub(crate) fn inline_bound(&self) -> usize {
+        if self.inline_attempts { (self.fanout_concurrency / 2).max(1) } else { 0 }
     }
 
     pub(crate) fn report_linger(&self) -> Duration {

@@ -10,6 +10,12 @@
 //! instead of having its overflow put back and fetched again. A failing or hanging endpoint,
 //! or one with no finished attempt yet, gets only its own places, so its jobs cannot fill the
 //! dispatcher.
+//!
+//! A healthy endpoint with a free place right now may also take a delivery's first attempt
+//! straight from the fan-out ([`Endpoints::claim_now`]), at most `inline` such attempts at
+//! once in the whole dispatcher, so that an endpoint that suddenly hangs holds a bounded part
+//! of the fan-out for at most one attempt timeout. Health is remembered while an endpoint is
+//! idle (its places all free), so a steady trickle of events keeps taking that path.
 
 use std::{
     collections::HashMap,
@@ -39,8 +45,22 @@ pub struct Endpoints {
     queue: usize,
     /// The dispatcher's in-flight bound: the common room endpoints borrow from.
     capacity: usize,
+    /// First attempts the fan-out may make at once.
+    inline: Arc<Semaphore>,
     state: Mutex<State>,
 }
+
+/// A place taken now for a first attempt made by the fan-out: the claim, its permit, and a
+/// share of the fan-out's inline bound.
+pub struct Place<'a> {
+    pub claim: Claim<'a>,
+    pub permit: OwnedSemaphorePermit,
+    _inline: OwnedSemaphorePermit,
+}
+
+/// Idle endpoints remembered (for their health) at most this many times the in-flight bound;
+/// beyond it the idle ones are forgotten.
+const REMEMBERED_PER_SLOT: usize = 4;
 
 /// A claim on an endpoint: wait on it for the right to make the attempt. Dropping it (with
 /// or without the permit) gives the place back.
@@ -51,8 +71,14 @@ pub struct Claim<'a> {
 }
 
 impl Endpoints {
-    pub fn new(limit: usize, queue: usize, capacity: usize) -> Self {
-        Self { limit: limit.max(1), queue, capacity, state: Mutex::default() }
+    pub fn new(limit: usize, queue: usize, capacity: usize, inline: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            queue,
+            capacity,
+            inline: Arc::new(Semaphore::new(inline)),
+            state: Mutex::default(),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -96,6 +122,22 @@ impl Endpoints {
     }
 }
 
+impl Endpoints {
+    /// A place for an attempt now, only at a healthy endpoint with a free permit and while
+    /// the fan-out's inline bound has room: the fan-out makes the first attempt itself.
+    pub fn claim_now(&self, url: &str) -> Option<Place<'_>> {
+        let inline = self.inline.clone().try_acquire_owned().ok()?;
+        let key = Self::key(url);
+        let mut state = self.state();
+        let endpoint = state.endpoints.get_mut(&key).filter(|e| e.healthy)?;
+        let permit = endpoint.permits.clone().try_acquire_owned().ok()?;
+        endpoint.holders += 1;
+        state.holders += 1;
+        let claim = Claim { endpoints: self, key, permits: permit.semaphore().clone() };
+        Some(Place { claim, permit, _inline: inline })
+    }
+}
+
 impl Claim<'_> {
     pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().acquire_owned().await.ok()
@@ -121,9 +163,15 @@ impl Drop for Claim<'_> {
         state.holders -= 1;
         if let Some(endpoint) = state.endpoints.get_mut(&self.key) {
             endpoint.holders -= 1;
-            if endpoint.holders == 0 {
+            // A healthy endpoint is remembered while idle; an unproven or failing one is not
+            // worth remembering (forgotten, it is unproven: the same to `claim`).
+            if endpoint.holders == 0 && !endpoint.healthy {
                 state.endpoints.remove(&self.key);
             }
+        }
+        let remembered = self.endpoints.capacity.max(1) * REMEMBERED_PER_SLOT;
+        if state.endpoints.len() > remembered {
+            state.endpoints.retain(|_, e| e.holders > 0);
         }
     }
 }
@@ -135,7 +183,7 @@ mod tests {
     #[test]
     fn a_full_line_refuses_and_a_released_place_is_given_back() {
         // No common room to borrow from: each endpoint has its own places only.
-        let endpoints = Endpoints::new(1, 1, 0);
+        let endpoints = Endpoints::new(1, 1, 0, 0);
         let a = endpoints.claim("http://127.0.0.1:9/a").expect("first");
         let _b = endpoints.claim("http://127.0.0.1:9/b").expect("queued");
         assert!(endpoints.claim("http://127.0.0.1:9/c").is_none(), "line is full");
@@ -146,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_healthy_endpoint_borrows_until_a_quarter_of_the_room_is_left() {
-        let endpoints = Endpoints::new(2, 2, 100);
+        let endpoints = Endpoints::new(2, 2, 100, 0);
         let busy = "http://127.0.0.1:9/";
         let first = endpoints.claim(busy).expect("own place");
         let unproven: Vec<_> = (0..10).map_while(|_| endpoints.claim(busy)).collect();
@@ -166,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_failing_endpoint_gets_only_its_own_places() {
-        let endpoints = Endpoints::new(2, 2, 100);
+        let endpoints = Endpoints::new(2, 2, 100, 0);
         let failing = "http://127.0.0.1:9/";
         let first = endpoints.claim(failing).expect("own place");
         first.finished(true);
@@ -181,5 +229,28 @@ mod tests {
     fn endpoint_is_scheme_host_and_port() {
         assert_eq!(Endpoints::key("https://Example.com/x?y"), "https://example.com:443");
         assert_eq!(Endpoints::key("http://127.0.0.1:8080/a"), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn only_a_healthy_endpoint_with_a_free_place_takes_a_first_attempt_now() {
+        let endpoints = Endpoints::new(2, 2, 100, 3);
+        let url = "http://127.0.0.1:9/";
+        assert!(endpoints.claim_now(url).is_none(), "unknown: not proven");
+        let first = endpoints.claim(url).expect("own place");
+        first.finished(true);
+        drop(first);
+        let a = endpoints.claim_now(url).expect("healthy and idle: remembered");
+        let b = endpoints.claim_now(url).expect("a second permit");
+        assert!(endpoints.claim_now(url).is_none(), "both permits taken");
+        drop(b);
+        let other = endpoints.claim("http://127.0.0.1:10/").expect("own place");
+        other.finished(true);
+        drop(other);
+        let c = endpoints.claim_now(url).expect("a permit again");
+        let d = endpoints.claim_now("http://127.0.0.1:10/").expect("the third inline place");
+        assert!(endpoints.claim_now("http://127.0.0.1:10/").is_none(), "the inline bound");
+        a.claim.finished(false);
+        drop((a, c, d));
+        assert!(endpoints.claim_now(url).is_none(), "failed: no longer takes first attempts");
     }
 }

@@ -244,6 +244,7 @@ impl Dispatcher {
                 self.config.endpoint_concurrency,
                 self.config.endpoint_queue,
                 self.config.max_in_flight,
+                self.config.inline_bound(),
             ),
             reporter,
             tallies: tallies.clone(),
@@ -262,6 +263,7 @@ impl Dispatcher {
             let tallies = tallies.clone();
             let metrics = metrics.clone();
             let max_event_bytes = self.config.max_event_bytes;
+            let deliverer = deliverer.clone();
             let stage = Stage {
                 name: "fan-out",
                 js: self.jetstream.clone(),
@@ -272,14 +274,16 @@ impl Dispatcher {
             stage.run(
                 stop_rx.clone(),
                 move |msg| {
-                    let js = js.clone();
-                    let definitions = definitions.clone();
-                    let tallies = tallies.clone();
+                    let fanout = fanout::FanOut {
+                        js: js.clone(),
+                        definitions: definitions.clone(),
+                        tallies: tallies.clone(),
+                        max_event_bytes,
+                        deliverer: deliverer.clone(),
+                    };
                     let metrics = metrics.clone();
                     async move {
-                        let outcome =
-                            fanout::fan_out(&js, &definitions, &tallies, max_event_bytes, msg)
-                                .await;
+                        let outcome = fanout.fan_out(msg).await;
                         metrics.event(outcome.0, outcome.1);
                     }
                 },
