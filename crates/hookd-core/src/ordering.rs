@@ -60,6 +60,14 @@ impl OrderingKey {
     }
 }
 
+/// The name of a key's line in the ordering bucket: `<tenant>.<webhook id>.<digest of the
+/// key>` (tenants and webhook ids are subject tokens; the key may be any text).
+pub fn line_name(tenant: &str, webhook: &crate::WebhookId, key: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b6f_6f68_6464_4000_8000_6f72_6465_7221);
+    let digest = uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes()).simple();
+    format!("{tenant}.{webhook}.{digest}")
+}
+
 impl TryFrom<String> for OrderingKey {
     type Error = InvalidField;
     fn try_from(value: String) -> Result<Self, Self::Error> {

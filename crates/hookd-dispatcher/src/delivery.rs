@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::{
     attempt::Attempter,
+    controls::{Controls, Gate},
     definitions::Definitions,
     endpoints::{Claim, Endpoints},
     http::AttemptResult,
@@ -42,6 +43,8 @@ pub struct Deliverer {
     pub reporter: Reporter,
     /// Counts the jobs parked in buffers.
     pub tallies: Tallies,
+    /// Ordering per key and rate limits (B6, B8), checked before each attempt.
+    pub controls: Controls,
     pub metrics: Arc<Metrics>,
     pub default_schedule: RetrySchedule,
     pub default_timeout: Duration,
@@ -118,6 +121,18 @@ impl Deliverer {
         if !webhook.spec.active {
             return self.park(&msg, &job).await;
         }
+        // Delivery controls: the key's turn (B6) and a token of the rate limit (B8).
+        let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
+        let pass = match self.controls.admit(&msg, &job, &webhook, timeout, &self.stopping).await {
+            Gate::Go(pass) => pass,
+            Gate::Later(at) => {
+                return self.settle(&msg, &job, attempt, Settle::ScheduleAt(at)).await;
+            }
+            Gate::Stopped => {
+                let at = hand_back_at();
+                return self.settle(&msg, &job, attempt, Settle::ScheduleAt(at)).await;
+            }
+        };
         let Some(claim) = self.endpoints.claim(&webhook.spec.url) else {
             // Too many jobs already wait for this endpoint: put this one aside, unattempted.
             return self.put_back_unattempted(&msg, &job, attempt).await;
@@ -178,6 +193,7 @@ impl Deliverer {
         };
         let report = attempt_report_to_proto(job.tenant.clone(), report, traceparent);
         if self.store_result(&msg, report).await {
+            self.controls.finish(pass, decision).await;
             self.settle(&msg, &job, attempt + 1, Settle::after(decision)).await;
         }
     }
@@ -313,6 +329,7 @@ impl Deliverer {
     /// Stored there first, then terminated here, so a crash in between parks it twice under
     /// the same id (this message's sequence), which the buffer stores once.
     async fn park(&self, msg: &jetstream::Message, job: &DeliveryJob) {
+        self.controls.leave(job).await;
         let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
         let id = format!("{}.p{sequence}", job.message_id());
         match job.park(&self.js, &id).await {

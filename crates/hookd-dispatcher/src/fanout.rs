@@ -11,6 +11,10 @@
 //! subject's or whose `id` is not its `Nats-Msg-Id`, and one whose data does not satisfy its
 //! type's schema.
 //!
+//! A webhook's payload filter (B7) is applied here: an event it rejects creates no job and is
+//! counted for the webhook. For an ordered webhook (B6) each job is placed in its key's line
+//! before it is stored (see `ordering`), so no later event of the key can overtake it.
+//!
 //! Each event's `fan_out` span continues the producer's trace (the message's `traceparent`
 //! header), and every job it writes carries the span's own `traceparent`, so the attempts are
 //! its children.
@@ -24,35 +28,35 @@ use hookd_core::Event;
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
-use crate::{definitions::Definitions, metrics::EventOutcome, reporter::Tallies};
+use crate::{
+    definitions::Definitions, metrics::EventOutcome, ordering::Ordering, reporter::Tallies,
+};
+
+/// What the fan-out of one event needs.
+pub struct Stage<'a> {
+    pub js: &'a jetstream::Context,
+    pub definitions: &'a Definitions,
+    pub tallies: &'a Tallies,
+    pub ordering: &'a Ordering,
+    pub max_event_bytes: usize,
+}
 
 /// How soon a fan-out that could not store all its jobs is tried again.
 const FANOUT_RETRY: Duration = Duration::from_secs(1);
 
 /// Fans one event out; what happened to it, and to how many webhooks it went.
-pub async fn fan_out(
-    js: &jetstream::Context,
-    definitions: &Definitions,
-    tallies: &Tallies,
-    max_event_bytes: usize,
-    msg: jetstream::Message,
-) -> (EventOutcome, usize) {
+pub async fn fan_out(stage: &Stage<'_>, msg: jetstream::Message) -> (EventOutcome, usize) {
     let span = tracing::info_span!(
         "fan_out",
         event_id = tracing::field::Empty,
         event_type = tracing::field::Empty
     );
     hookd_nats::trace::set_parent_from_headers(&span, msg.headers.as_ref());
-    fan_out_one(js, definitions, tallies, max_event_bytes, msg).instrument(span).await
+    fan_out_one(stage, msg).instrument(span).await
 }
 
-async fn fan_out_one(
-    js: &jetstream::Context,
-    definitions: &Definitions,
-    tallies: &Tallies,
-    max_event_bytes: usize,
-    msg: jetstream::Message,
-) -> (EventOutcome, usize) {
+async fn fan_out_one(stage: &Stage<'_>, msg: jetstream::Message) -> (EventOutcome, usize) {
+    let Stage { js, definitions, tallies, max_event_bytes, .. } = *stage;
     let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     // The tenant and the type are the subject's: NATS permissions decide who may publish
     // under it, so the body must agree with it, not the other way round.
@@ -90,8 +94,18 @@ async fn fan_out_one(
         settle_event(&msg, AckKind::Term).await;
         return (EventOutcome::Rejected, 0);
     }
-    let webhooks = definitions.matching(tenant, &event.event_type);
-    let inactive = definitions.matching_inactive(tenant, &event.event_type);
+    let mut webhooks = definitions.matching(tenant, &event.event_type);
+    let mut inactive = definitions.matching_inactive(tenant, &event.event_type);
+    // An event a webhook's filter rejects is neither delivered nor kept for it.
+    for list in [&mut webhooks, &mut inactive] {
+        list.retain(|w| {
+            let passes = w.spec.passes_filter(&event);
+            if !passes {
+                tallies.filtered(tenant, w.id.as_str());
+            }
+            passes
+        });
+    }
     if webhooks.is_empty() && inactive.is_empty() {
         tracing::debug!("no webhook subscribes to this event");
         settle_event(&msg, AckKind::Ack).await;
@@ -103,7 +117,14 @@ async fn fan_out_one(
         traceparent: traceparent.clone(),
         ..DeliveryJob::new(tenant, &w.id, &event, &msg.payload)
     };
-    let jobs: Vec<DeliveryJob> = webhooks.iter().map(job_for).collect();
+    let mut jobs: Vec<DeliveryJob> = webhooks.iter().map(job_for).collect();
+    if let Err(error) =
+        place_in_lines(stage.ordering, tenant, &webhooks, &event, sequence, &mut jobs).await
+    {
+        tracing::warn!(%error, "cannot place deliveries in their ordering lines; retrying the fan-out");
+        settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
+        return (EventOutcome::Retried, 0);
+    }
     // A deactivated webhook's events are kept in its buffer, in order, for a reactivation
     // with replay; the id makes a repeated fan-out keep them once.
     let kept: Vec<DeliveryJob> = inactive.iter().map(job_for).collect();
@@ -128,6 +149,26 @@ async fn fan_out_one(
     tracing::debug!(deliveries = jobs.len(), buffered = kept.len(), "event fanned out");
     settle_event(&msg, AckKind::Ack).await;
     (EventOutcome::FannedOut, jobs.len() + kept.len())
+}
+
+/// Places the jobs of ordered webhooks in their keys' lines (before they are stored), setting
+/// each one's `order_key`. A job whose event has no key goes unordered.
+async fn place_in_lines(
+    ordering: &Ordering,
+    tenant: &str,
+    webhooks: &[std::sync::Arc<hookd_core::Webhook>],
+    event: &Event,
+    sequence: u64,
+    jobs: &mut [DeliveryJob],
+) -> Result<(), crate::ordering::OrderingError> {
+    let placed = webhooks.iter().zip(jobs.iter_mut()).filter_map(|(w, job)| {
+        let key = w.spec.ordering.as_ref()?.key_of(event)?;
+        Some(async move {
+            job.order_key = ordering.place(tenant, w, &key, sequence).await?;
+            Ok::<_, crate::ordering::OrderingError>(())
+        })
+    });
+    futures::future::try_join_all(placed).await.map(drop)
 }
 
 /// Checks the event's data against its type's schema, if the type has one, and counts a

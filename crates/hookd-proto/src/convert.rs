@@ -702,6 +702,14 @@ mod tests {
                     max_failures: Some(0),
                     no_success_for: Some(Duration::from_secs(60)),
                 },
+                ordering: Some(OrderingKey::parse("/data/order/id").expect("valid")),
+                filter: Some(
+                    Filter::parse(
+                        serde_json::json!({"/data/n": {"$gte": 2.5}, "$or": [{"/type": "a"}]}),
+                    )
+                    .expect("valid"),
+                ),
+                rate_limit: Some(RateLimit { per_second: 20, burst: 0 }),
             },
         };
         let revealed = webhook_from_proto(webhook_to_proto(&webhook, Secrets::Revealed));
