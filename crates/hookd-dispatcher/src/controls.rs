@@ -32,6 +32,8 @@ pub enum Gate {
     Go(Pass),
     /// Put it back, unattempted, until then.
     Later(DateTime<Utc>),
+    /// Its delivery is already over (a repeat after a crash): settle it, no attempt.
+    Done,
     /// The dispatcher is stopping: hand it back.
     Stopped,
 }
@@ -81,6 +83,7 @@ impl Controls {
             Ok(Admission::Unordered) => None,
             Ok(Admission::Turn(turn)) => Some(turn),
             Ok(Admission::Later(at)) => return Gate::Later(at),
+            Ok(Admission::Done) => return Gate::Done,
             Ok(Admission::Stopped) => return Gate::Stopped,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the delivery's ordering line; putting it back");

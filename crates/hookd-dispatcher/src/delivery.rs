@@ -128,6 +128,7 @@ impl Deliverer {
             Gate::Later(at) => {
                 return self.settle(&msg, &job, attempt, Settle::ScheduleAt(at)).await;
             }
+            Gate::Done => return ack(&msg, AckKind::Ack).await,
             Gate::Stopped => {
                 let at = hand_back_at();
                 return self.settle(&msg, &job, attempt, Settle::ScheduleAt(at)).await;

@@ -89,7 +89,24 @@ struct Line {
     /// When the head is due (ms since the epoch): since it became the head, or its retry.
     #[serde(default, rename = "d")]
     due_ms: i64,
+    /// The last event whose delivery finished here. Heads finish in order, so a job placed
+    /// by the fan-out at or before it that is no longer in the line is over: a redelivery
+    /// of a job whose dispatcher died between leaving the line and settling its message.
+    #[serde(default, rename = "f", skip_serializing_if = "is_zero")]
+    done: u64,
+    /// Events skipped as lost heads (a few): if their job turns up after all, it joins the
+    /// end of the line instead of counting as over.
+    #[serde(default, rename = "s", skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<u64>,
 }
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The most skipped heads a line remembers.
+const MAX_SKIPPED: usize = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TurnState {
@@ -138,6 +155,8 @@ pub enum Admission {
     Turn(Turn),
     /// Not yet: put it back, unattempted, until then.
     Later(chrono::DateTime<Utc>),
+    /// Its delivery is over already (its result is stored): settle it without an attempt.
+    Done,
     /// The dispatcher is stopping.
     Stopped,
 }
@@ -241,7 +260,7 @@ impl Ordering {
     /// Writes `line` over revision `read`; `Ok(false)` when another writer came first.
     async fn write(&self, name: &str, revision: u64, line: &Line) -> Result<bool, OrderingError> {
         let err = |reason: String| OrderingError::Kv { line: name.to_owned(), reason };
-        if line.queue.is_empty() {
+        if line.queue.is_empty() && line.done == 0 && line.skipped.is_empty() {
             if revision == 0 {
                 return Ok(true);
             }
@@ -295,7 +314,10 @@ impl Ordering {
         let mut full = false;
         self.modify(&name, |line| {
             full = line.queue.len() >= MAX_LINE;
-            if full || line.queue.contains(&place) {
+            // Placed already; or a fan-out repeated (its event's ack was lost) after the
+            // delivery finished: placing it again would make it the head of its line anew.
+            let over = sequence <= line.done && !line.skipped.contains(&sequence);
+            if full || over || line.queue.contains(&place) {
                 return false;
             }
             line.insert(place.clone(), now_ms());
@@ -346,6 +368,13 @@ impl Ordering {
                     .cloned()
             });
             let Some(mine) = found else {
+                if let Some(Place::Event(seq)) = &place
+                    && *seq <= line.done
+                    && !line.skipped.contains(seq)
+                {
+                    tracing::info!(line = %name, "delivery already finished in its line; settling its repeat");
+                    return Ok(Admission::Done);
+                }
                 // No place: join the end of the line, after everything fanned out so far.
                 let last = line.queue.last().map_or(0, |p| p.position().0);
                 let late =
@@ -374,6 +403,12 @@ impl Ordering {
                     if let Some(head) = head {
                         tracing::warn!(line = %name, ?head, "the head of the line was not attempted for too long; skipping it");
                         line.remove(&head, now);
+                        if let Place::Event(seq) = head {
+                            if line.skipped.len() >= MAX_SKIPPED {
+                                line.skipped.remove(0);
+                            }
+                            line.skipped.push(seq);
+                        }
                         self.write(&name, revision, &line).await?;
                     }
                     continue;
@@ -413,7 +448,13 @@ impl Ordering {
             .modify(&turn.line, |line| {
                 let now = now_ms();
                 match next_due {
-                    None => line.remove(&turn.place, now),
+                    None => {
+                        line.remove(&turn.place, now);
+                        if let Place::Event(seq) = turn.place {
+                            line.done = line.done.max(seq);
+                            line.skipped.retain(|s| *s != seq);
+                        }
+                    }
                     Some(at) if line.queue.first() == Some(&turn.place) => {
                         line.turn = None;
                         line.due_ms = at.timestamp_millis();
