@@ -100,9 +100,8 @@ async fn ordered_deliveries_keep_publish_order_per_key_across_failures_and_a_cra
         let mut delivered = std::collections::HashSet::new();
         for (i, r) in receiver.requests().iter().enumerate() {
             if answer(i) == 200 {
-                delivered.insert(
-                    body_of(&r)?["meta"]["eventId"].as_str().unwrap_or_default().to_owned(),
-                );
+                delivered
+                    .insert(body_of(r)?["meta"]["eventId"].as_str().unwrap_or_default().to_owned());
             }
         }
         Ok((delivered.len() == EVENTS).then_some(()))

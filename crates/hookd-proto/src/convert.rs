@@ -118,7 +118,7 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
         health: None,
         health_policy: health_policy_to_proto(&w.spec.health),
         ordering_key: w.spec.ordering.as_ref().map(|k| k.as_str().to_owned()).unwrap_or_default(),
-        filter: w.spec.filter.as_ref().and_then(|f| filter_to_proto(f)),
+        filter: w.spec.filter.as_ref().and_then(filter_to_proto),
         rate_limit: w.spec.rate_limit.map(rate_limit_to_proto),
         signing_keys: match secrets {
             Secrets::Masked => Vec::new(),

@@ -449,17 +449,15 @@ fn encode_filter(spec: &WebhookSpec) -> Option<String> {
     spec.filter.as_ref().map(|f| f.source().to_string())
 }
 
+/// A webhook's delivery controls: ordering key, filter, rate limit.
+type Controls = (
+    Option<hookd_core::ordering::OrderingKey>,
+    Option<hookd_core::filter::Filter>,
+    Option<hookd_core::rate_limit::RateLimit>,
+);
+
 /// The delivery controls as stored; each was validated when written.
-fn decode_controls(
-    row: &webhook::Model,
-) -> Result<
-    (
-        Option<hookd_core::ordering::OrderingKey>,
-        Option<hookd_core::filter::Filter>,
-        Option<hookd_core::rate_limit::RateLimit>,
-    ),
-    StorageError,
-> {
+fn decode_controls(row: &webhook::Model) -> Result<Controls, StorageError> {
     let corrupt = |what: &str, reason: String| StorageError::Corrupt {
         table: "webhooks",
         reason: format!("{what} of {} is invalid: {reason}", row.id),
