@@ -1349,6 +1349,48 @@ mod tests {
     }
 
     #[test]
+    fn the_delivery_controls_travel_from_the_form_and_back() {
+        let form = Form::parse(
+            b"name=o&url=https%3A%2F%2Fo.example%2Fh&event_types=a&ordering_key=entity_id\
+              &filter=%7B%22%2Fdata%2Famount%22%3A%7B%22%24gte%22%3A100%7D%7D&rate_per_second=20&rate_burst=",
+        );
+        let draft = Draft::from_form(&form);
+        let r = draft.create_request().expect("valid");
+        assert_eq!(r.ordering_key, "entity_id");
+        assert_eq!(r.rate_limit, Some(v1::RateLimit { per_second: 20, burst: 0 }));
+        let filter = r.filter.clone().expect("a filter");
+        assert!(filter.fields.contains_key("/data/amount"));
+        // Read back, the form shows the same values.
+        let shown = Draft::from_webhook(&v1::Webhook {
+            ordering_key: r.ordering_key.clone(),
+            filter: r.filter.clone(),
+            rate_limit: r.rate_limit,
+            ..v1::Webhook::default()
+        });
+        assert_eq!(shown.ordering_key, "entity_id");
+        assert_eq!((shown.rate_per_second.as_str(), shown.rate_burst.as_str()), ("20", ""));
+        assert!(shown.filter.contains("\"$gte\": 100"), "{}", shown.filter);
+        // Mistakes are the fields' own.
+        let field = |d: Draft| d.create_request().expect_err("invalid").field;
+        let bad_json = Draft { filter: "{nope".into(), ..draft.clone() };
+        assert_eq!(field(bad_json).as_deref(), Some("filter"));
+        let not_object = Draft { filter: "[1]".into(), ..draft.clone() };
+        assert_eq!(field(not_object).as_deref(), Some("filter"));
+        let burst_alone =
+            Draft { rate_per_second: String::new(), rate_burst: "5".into(), ..draft.clone() };
+        assert_eq!(field(burst_alone).as_deref(), Some("rate_limit"));
+        let paths = draft
+            .update_request("wh_1", &draft, false)
+            .expect("ok")
+            .update_mask
+            .expect("mask")
+            .paths;
+        for p in ["ordering_key", "filter", "rate_limit"] {
+            assert!(paths.contains(&p.to_owned()), "{p}");
+        }
+    }
+
+    #[test]
     fn an_edit_keeps_masked_secrets_unless_a_new_one_is_typed() {
         let before =
             Draft { auth: "bearer".into(), masked: "****wxyz".into(), ..Draft::new_webhook(None) };
