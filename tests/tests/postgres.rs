@@ -155,7 +155,7 @@ async fn hookd_migrate_prepares_a_fresh_database_and_a_second_run_changes_nothin
 
     let second = migrate()?;
     assert_eq!(second.trim(), "database schema is up to date");
-    assert_eq!(server.psql_in(name, "SELECT count(*) FROM seaql_migrations")?.trim(), "5");
+    assert_eq!(server.psql_in(name, "SELECT count(*) FROM seaql_migrations")?.trim(), "6");
     Ok(())
 }
 
