@@ -140,7 +140,8 @@ async fn hookd_migrate_prepares_a_fresh_database_and_a_second_run_changes_nothin
     let first = migrate()?;
     assert!(first.contains("applied migration m0001_initial"), "{first}");
     assert!(first.contains("applied migration m0005_health_and_history"), "{first}");
-    assert_eq!(first.lines().count(), 5, "{first}");
+    assert!(first.contains("applied migration m0006_delivery_controls"), "{first}");
+    assert_eq!(first.lines().count(), 6, "{first}");
     let name = database_name(&url);
     let tables = server.psql_in(
         name,
@@ -154,7 +155,7 @@ async fn hookd_migrate_prepares_a_fresh_database_and_a_second_run_changes_nothin
 
     let second = migrate()?;
     assert_eq!(second.trim(), "database schema is up to date");
-    assert_eq!(server.psql_in(name, "SELECT count(*) FROM seaql_migrations")?.trim(), "5");
+    assert_eq!(server.psql_in(name, "SELECT count(*) FROM seaql_migrations")?.trim(), "6");
     Ok(())
 }
 

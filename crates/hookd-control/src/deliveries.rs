@@ -72,6 +72,9 @@ impl DeliveryApi {
             event_sequence: None,
             // The resend's attempts continue the trace of the call that asked for it.
             traceparent: hookd_nats::trace::traceparent(&tracing::Span::current()),
+            // For an ordered webhook a resend has no place in its key's line yet: it joins
+            // the end of the line when a dispatcher takes it.
+            order_key: None,
         };
         if let Err(e) = job.publish(&self.jetstream).await {
             // Nothing was queued: put the delivery back as it was.

@@ -287,6 +287,17 @@ impl DispatchService for DispatchApi {
                 ControlError::Unavailable(format!("cannot store buffer counts: {e}"))
             })?;
         }
+        if !r.filtered.is_empty() {
+            let filtered: Vec<(String, WebhookId, u64)> = r
+                .filtered
+                .iter()
+                .filter(|f| !f.tenant.is_empty() && !f.webhook_id.is_empty())
+                .map(|f| (f.tenant.clone(), WebhookId::from(f.webhook_id.as_str()), f.count))
+                .collect();
+            self.store.add_filtered(&filtered).await.map_err(|e| {
+                ControlError::Unavailable(format!("cannot store filter counts: {e}"))
+            })?;
+        }
         if reports.len() > MAX_REPORTS_PER_CALL {
             return Err(ControlError::from(InvalidField::new(
                 "reports",

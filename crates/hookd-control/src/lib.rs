@@ -109,6 +109,9 @@ impl ControlPlane {
         hookd_nats::ensure_buffer_stream(&jetstream, &config.stream_settings())
             .await
             .map_err(ControlError::Nats)?;
+        hookd_nats::ensure_buckets(&jetstream, config.stream_settings().replicas)
+            .await
+            .map_err(ControlError::Nats)?;
         let metrics_listener =
             TcpListener::bind(config.metrics_listen).await.map_err(|e| ControlError::Config {
                 setting: "metrics_listen",

@@ -377,7 +377,10 @@ impl Replays {
                     return Err(ControlError::Unavailable("replay lease lost".to_owned()));
                 }
                 keep_alive(&window, &mut progressed).await;
-                let (_, sequence, msg, job) = window.remove(0);
+                let (_, sequence, msg, mut job) = window.remove(0);
+                // A kept job gave up its place in its key's line when it was parked: replayed,
+                // it joins the end of the line (ordered webhooks, B6).
+                job.order_key = None;
                 job.replay(&self.js, sequence).await.map_err(ControlError::Nats)?;
                 msg.double_ack().await.map_err(nats_error)?;
                 moved += 1;

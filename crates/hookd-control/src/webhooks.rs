@@ -20,8 +20,9 @@ use hookd_core::{
 use hookd_proto::{
     convert::{
         Secrets, attempt_timeout_from_proto, auth_from_proto, credential_id_from_proto,
-        format_from_proto, headers_from_proto, health_policy_from_proto, method_from_proto,
-        retry_policy_from_proto, spec_from_create, stats_to_proto, timestamp, webhook_to_proto,
+        filter_from_proto, format_from_proto, headers_from_proto, health_policy_from_proto,
+        method_from_proto, ordering_from_proto, rate_limit_from_proto, retry_policy_from_proto,
+        spec_from_create, stats_to_proto, timestamp, webhook_to_proto,
     },
     v1::{self, webhook_service_server::WebhookService},
 };
@@ -42,7 +43,8 @@ use crate::{
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const UPDATABLE: &str = "name, url, event_types, active, description, attempt_timeout_ms, \
-     retry_policy, app, method, headers, auth, credential_id, fields, format, health_policy";
+     retry_policy, app, method, headers, auth, credential_id, fields, format, health_policy, \
+     ordering_key, filter, rate_limit";
 const MAX_PAGE_SIZE: u32 = 500;
 /// The longest grace period a rotation may give the old signing secret.
 const MAX_SIGNING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -439,6 +441,17 @@ impl WebhookService for WebhookApi {
                 }
                 "health_policy" => {
                     spec.health = health_policy_from_proto(changes.health_policy.as_ref());
+                }
+                "ordering_key" => {
+                    spec.ordering =
+                        ordering_from_proto(&changes.ordering_key).map_err(ControlError::from)?;
+                }
+                "filter" => {
+                    spec.filter =
+                        filter_from_proto(changes.filter.clone()).map_err(ControlError::from)?;
+                }
+                "rate_limit" => {
+                    spec.rate_limit = rate_limit_from_proto(changes.rate_limit.as_ref())
                 }
                 other => return Err(unknown_path(other, UPDATABLE).into()),
             }

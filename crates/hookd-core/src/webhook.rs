@@ -12,8 +12,11 @@ use crate::{
     CredentialId, EventType, InvalidField, RetrySchedule, WebhookId,
     endpoint::{EndpointAuth, Header, HttpMethod, validate_headers},
     event::validate_token,
+    filter::Filter,
     health::{HealthPolicy, MAX_NO_SUCCESS_FOR},
+    ordering::OrderingKey,
     payload::{PayloadFormat, validate_fields},
+    rate_limit::RateLimit,
     retry::MAX_RETRY_DELAY,
     signing::SigningKeys,
 };
@@ -82,6 +85,15 @@ pub struct WebhookSpec {
     /// Thresholds of the health rule for this webhook; unset ones are the deployment's.
     #[serde(default)]
     pub health: HealthPolicy,
+    /// Deliveries with the same key go one at a time, in publish order (B6); `None`: no order.
+    #[serde(default)]
+    pub ordering: Option<OrderingKey>,
+    /// Only events that pass are delivered (B7); `None`: every subscribed event.
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// Requests per second with a burst, across all dispatchers (B8); `None`: unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// What the history says about a webhook, kept current as results arrive. Test sends are not
@@ -99,6 +111,9 @@ pub struct WebhookStats {
     pub succeeded: u64,
     /// Deliveries that ended failed (retries exhausted).
     pub failed: u64,
+    /// Subscribed events the webhook's filter rejected (no delivery was created).
+    #[serde(default)]
+    pub filtered: u64,
 }
 
 /// An app label: at most [`MAX_APP_LEN`] characters, no control characters (empty: none).
@@ -180,6 +195,9 @@ impl WebhookSpec {
             ));
         }
         self.fields = validate_fields(self.fields)?;
+        if let Some(limit) = self.rate_limit {
+            self.rate_limit = Some(limit.validate()?);
+        }
         Ok(self)
     }
 
@@ -192,6 +210,11 @@ impl WebhookSpec {
     /// not parse (it was validated when stored, so it does).
     pub fn ascii_url(&self) -> Cow<'_, str> {
         ascii_url(&self.url).map_or(Cow::Borrowed(self.url.as_str()), Cow::Owned)
+    }
+
+    /// Whether the webhook's filter lets `event` through (no filter: always).
+    pub fn passes_filter(&self, event: &crate::Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(event))
     }
 
     /// Whether an event of type `event_type` goes to this webhook (ignoring `active`).
@@ -337,6 +360,9 @@ mod tests {
             format: PayloadFormat::Envelope,
             signing: SigningKeys::default(),
             health: HealthPolicy::default(),
+            ordering: None,
+            filter: None,
+            rate_limit: None,
         }
     }
 

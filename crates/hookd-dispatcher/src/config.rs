@@ -76,6 +76,9 @@ pub struct Config {
     /// How often the gauges read from JetStream (consumer lag, pending acks, stream sizes)
     /// are refreshed.
     pub metrics_refresh_secs: u64,
+    /// Ordered webhooks: the head of a key's line that nobody attempts for this long after it
+    /// was due (its job was lost) is skipped, so the key moves on.
+    pub ordering_stale_secs: u64,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             allow_cidrs: Vec::new(),
             max_event_bytes: hookd_core::event::MAX_EVENT_BYTES,
             metrics_refresh_secs: 5,
+            ordering_stale_secs: 600,
         }
     }
 }
@@ -195,6 +199,10 @@ impl Config {
 
     pub(crate) fn ack_wait(&self) -> Duration {
         Duration::from_secs(self.ack_wait_secs)
+    }
+
+    pub(crate) fn ordering_stale(&self) -> Duration {
+        Duration::from_secs(self.ordering_stale_secs.max(1))
     }
 }
 

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::{
     attempt::Attempter,
+    controls::{Controls, Gate},
     definitions::Definitions,
     endpoints::{Claim, Endpoints, Place},
     http::AttemptResult,
@@ -42,6 +43,8 @@ pub struct Deliverer {
     pub reporter: Reporter,
     /// Counts the jobs parked in buffers.
     pub tallies: Tallies,
+    /// Ordering per key and rate limits (B6, B8), checked before each attempt.
+    pub controls: Controls,
     pub metrics: Arc<Metrics>,
     pub default_schedule: RetrySchedule,
     pub default_timeout: Duration,
@@ -115,6 +118,19 @@ impl Deliverer {
         if !webhook.spec.active {
             return self.park(&msg, &job).await;
         }
+        // Delivery controls: the key's turn (B6) and a token of the rate limit (B8).
+        let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
+        let pass = match self.controls.admit(&msg, &job, &webhook, timeout, &self.stopping).await {
+            Gate::Go(pass) => pass,
+            Gate::Later(at) => {
+                return self.settle(&msg, &job, attempt, Settle::ScheduleAt(at)).await;
+            }
+            Gate::Done => return ack(&msg, AckKind::Ack).await,
+            Gate::Stopped => {
+                let at = hand_back_at();
+                return self.settle(&msg, &job, attempt, Settle::ScheduleAt(at)).await;
+            }
+        };
         let Some(claim) = self.endpoints.claim(&webhook.spec.url) else {
             // Too many jobs already wait for this endpoint: put this one aside, unattempted.
             return self.put_back_unattempted(&msg, &job, attempt).await;
@@ -132,6 +148,7 @@ impl Deliverer {
         let made = self.make(&job, &webhook, &event, attempt, claim, permit, Some(&msg));
         let Some((decision, report)) = made.await else { return };
         if self.store_result(&msg, report).await {
+            self.controls.finish(pass, decision).await;
             self.settle(&msg, &job, attempt + 1, Settle::after(decision)).await;
         }
     }
@@ -202,9 +219,12 @@ impl Deliverer {
 
     /// Whether the fan-out may make the first attempt of a delivery to `webhook` itself, now:
     /// its endpoint has proven healthy and has a free place (see [`Endpoints::claim_now`]),
-    /// and it needs no token request, which could take long.
+    /// it needs no token request (which could take long), and no delivery control applies
+    /// (an ordered or rate-limited webhook's attempts wait for their turn in the delivery
+    /// stage).
     pub fn inline_place(&self, webhook: &hookd_core::Webhook) -> Option<Place<'_>> {
-        if webhook.spec.credential_id.is_some() {
+        let spec = &webhook.spec;
+        if spec.credential_id.is_some() || spec.ordering.is_some() || spec.rate_limit.is_some() {
             return None;
         }
         self.endpoints.claim_now(&webhook.spec.url)
@@ -368,6 +388,7 @@ impl Deliverer {
     /// Stored there first, then terminated here, so a crash in between parks it twice under
     /// the same id (this message's sequence), which the buffer stores once.
     async fn park(&self, msg: &jetstream::Message, job: &DeliveryJob) {
+        self.controls.leave(job).await;
         let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
         let id = format!("{}.p{sequence}", job.message_id());
         match job.park(&self.js, &id).await {

@@ -15,6 +15,11 @@
 //! subject's or whose `id` is not its `Nats-Msg-Id`, and one whose data does not satisfy its
 //! type's schema.
 //!
+//! A webhook's payload filter (B7) is applied here: an event it rejects creates no delivery
+//! and is counted for the webhook. For an ordered webhook (B6) each job is placed in its key's
+//! line before it is stored (see `ordering`), so no later event of the key can overtake it;
+//! ordered and rate-limited webhooks always take the job path, where their controls apply.
+//!
 //! Each event's `fan_out` span continues the producer's trace (the message's `traceparent`
 //! header), and every job it writes carries the span's own `traceparent`, so the attempts are
 //! its children.
@@ -32,6 +37,7 @@ use crate::{
     definitions::Definitions,
     delivery::{Deliverer, attempt_span, with_progress},
     metrics::EventOutcome,
+    ordering::Ordering,
     reporter::Tallies,
 };
 
@@ -43,6 +49,8 @@ pub struct FanOut {
     pub js: jetstream::Context,
     pub definitions: Definitions,
     pub tallies: Tallies,
+    /// The ordering lines of ordered webhooks' keys.
+    pub ordering: Arc<Ordering>,
     pub max_event_bytes: usize,
     /// Makes the first attempts the fan-out takes on itself.
     pub deliverer: Arc<Deliverer>,
@@ -61,7 +69,7 @@ impl FanOut {
     }
 
     async fn fan_out_one(&self, msg: jetstream::Message) -> (EventOutcome, usize) {
-        let FanOut { js, definitions, tallies, max_event_bytes, deliverer } = self;
+        let FanOut { js, definitions, tallies, ordering, max_event_bytes, deliverer } = self;
         let max_event_bytes = *max_event_bytes;
         let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
         // The tenant and the type are the subject's: NATS permissions decide who may publish
@@ -101,8 +109,18 @@ impl FanOut {
             settle_event(&msg, AckKind::Term).await;
             return (EventOutcome::Rejected, 0);
         }
-        let webhooks = definitions.matching(tenant, &event.event_type);
-        let inactive = definitions.matching_inactive(tenant, &event.event_type);
+        let mut webhooks = definitions.matching(tenant, &event.event_type);
+        let mut inactive = definitions.matching_inactive(tenant, &event.event_type);
+        // An event a webhook's filter rejects is neither delivered nor kept for it.
+        for list in [&mut webhooks, &mut inactive] {
+            list.retain(|w| {
+                let passes = w.spec.passes_filter(&event);
+                if !passes {
+                    tallies.filtered(tenant, w.id.as_str());
+                }
+                passes
+            });
+        }
         if webhooks.is_empty() && inactive.is_empty() {
             tracing::debug!("no webhook subscribes to this event");
             settle_event(&msg, AckKind::Ack).await;
@@ -118,12 +136,20 @@ impl FanOut {
         // which the deliveries stream stores once.
         let first_delivery = msg.info().is_ok_and(|i| i.delivered == 1);
         let mut inline = Vec::new();
-        let mut jobs = Vec::new();
+        let mut queued = Vec::new();
         for webhook in &webhooks {
             match first_delivery.then(|| deliverer.inline_place(webhook)).flatten() {
                 Some(place) => inline.push((webhook, job_for(webhook), place)),
-                None => jobs.push(job_for(webhook)),
+                None => queued.push(webhook.clone()),
             }
+        }
+        let mut jobs: Vec<DeliveryJob> = queued.iter().map(job_for).collect();
+        if let Err(error) =
+            place_in_lines(ordering, tenant, &queued, &event, sequence, &mut jobs).await
+        {
+            tracing::warn!(%error, "cannot place deliveries in their ordering lines; retrying the fan-out");
+            settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
+            return (EventOutcome::Retried, 0);
         }
         // A deactivated webhook's events are kept in its buffer, in order, for a reactivation
         // with replay; the id makes a repeated fan-out keep them once.
@@ -178,6 +204,26 @@ impl FanOut {
         }
         (EventOutcome::FannedOut, webhooks.len() + kept.len())
     }
+}
+
+/// Places the jobs of ordered webhooks in their keys' lines (before they are stored), setting
+/// each one's `order_key`. A job whose event has no key goes unordered.
+async fn place_in_lines(
+    ordering: &Ordering,
+    tenant: &str,
+    webhooks: &[std::sync::Arc<hookd_core::Webhook>],
+    event: &Event,
+    sequence: u64,
+    jobs: &mut [DeliveryJob],
+) -> Result<(), crate::ordering::OrderingError> {
+    let placed = webhooks.iter().zip(jobs.iter_mut()).filter_map(|(w, job)| {
+        let key = w.spec.ordering.as_ref()?.key_of(event)?;
+        Some(async move {
+            job.order_key = ordering.place(tenant, w, &key, sequence).await?;
+            Ok::<_, crate::ordering::OrderingError>(())
+        })
+    });
+    futures::future::try_join_all(placed).await.map(drop)
 }
 
 /// Checks the event's data against its type's schema, if the type has one, and counts a

@@ -8,6 +8,7 @@
 
 mod attempt;
 mod config;
+mod controls;
 mod definitions;
 mod delivery;
 mod endpoints;
@@ -15,7 +16,9 @@ mod fanout;
 mod health;
 mod http;
 mod metrics;
+mod ordering;
 mod pull;
+mod rate_limit;
 mod reporter;
 mod request;
 mod test_send;
@@ -98,6 +101,8 @@ pub struct Dispatcher {
     control: ControlClient,
     fanout: PullConsumer,
     deliveries: PullConsumer,
+    /// The delivery controls' key-value buckets: ordering lines and rate limits.
+    buckets: (async_nats::jetstream::kv::Store, async_nats::jetstream::kv::Store),
 }
 
 impl Dispatcher {
@@ -163,6 +168,20 @@ impl Dispatcher {
             hookd_nats::ensure_consumer(&deliveries, hookd_nats::DELIVERY_CONSUMER, &settings)
                 .await?;
 
+        let buckets = tokio::time::timeout(startup, async {
+            loop {
+                match hookd_nats::open_buckets(&jetstream).await {
+                    Ok(buckets) => break buckets,
+                    Err(error) => {
+                        tracing::info!(%error, "waiting for the control plane to create the key-value buckets");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|_| nats_err("the hookd key-value buckets do not exist; is the control plane up to date?".to_owned()))?;
+
         if tokio::time::timeout(startup, definitions.wait_ready()).await.is_err() {
             watch.abort();
             return Err(DispatcherError::NoSnapshot {
@@ -171,7 +190,7 @@ impl Dispatcher {
             });
         }
         tracing::info!(webhooks = definitions.len(), "dispatcher started");
-        Ok(Self { config, jetstream, definitions, watch, control, fanout, deliveries })
+        Ok(Self { config, jetstream, definitions, watch, control, fanout, deliveries, buckets })
     }
 
     /// Runs both stages and the test-send responder until `shutdown`, then shuts down without
@@ -236,7 +255,20 @@ impl Dispatcher {
             tokens: Tokens::new(ControlTokens::new(self.control.clone())),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (ordering_kv, rates_kv) = self.buckets.clone();
+        let ordering = ordering::Ordering::new(
+            ordering_kv,
+            self.fanout.clone(),
+            self.config.ordering_stale(),
+            self.config.max_in_flight / 2,
+        );
+        let controls = controls::Controls {
+            ordering: ordering.clone(),
+            rates: rate_limit::RateLimits::new(rates_kv),
+            ack_wait: self.config.ack_wait(),
+        };
         let deliverer = Arc::new(Deliverer {
+            controls,
             js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
             attempter: attempter.clone(),
@@ -262,6 +294,7 @@ impl Dispatcher {
             let definitions = self.definitions.clone();
             let tallies = tallies.clone();
             let metrics = metrics.clone();
+            let ordering = ordering.clone();
             let max_event_bytes = self.config.max_event_bytes;
             let deliverer = deliverer.clone();
             let stage = Stage {
@@ -278,6 +311,7 @@ impl Dispatcher {
                         js: js.clone(),
                         definitions: definitions.clone(),
                         tallies: tallies.clone(),
+                        ordering: ordering.clone(),
                         max_event_bytes,
                         deliverer: deliverer.clone(),
                     };

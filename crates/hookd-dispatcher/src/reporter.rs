@@ -14,7 +14,9 @@ use std::{
 };
 
 use crate::{ControlClient, metrics::Metrics};
-use hookd_proto::v1::{AttemptReport, KeptJobs, RejectedEvents, ReportAttemptsRequest};
+use hookd_proto::v1::{
+    AttemptReport, FilteredEvents, KeptJobs, RejectedEvents, ReportAttemptsRequest,
+};
 use tokio::{
     sync::{Notify, Semaphore, mpsc, oneshot},
     task::JoinSet,
@@ -40,6 +42,8 @@ struct TalliesInner {
     rejected: Mutex<HashMap<(String, String), (u64, String)>>,
     /// (tenant, webhook id) → count.
     kept: Mutex<HashMap<(String, String), u64>>,
+    /// (tenant, webhook id) → events its filter rejected.
+    filtered: Mutex<HashMap<(String, String), u64>>,
     added: Notify,
 }
 
@@ -48,11 +52,12 @@ struct TalliesInner {
 pub struct Taken {
     pub rejected: Vec<RejectedEvents>,
     pub kept: Vec<KeptJobs>,
+    pub filtered: Vec<FilteredEvents>,
 }
 
 impl Taken {
     fn is_empty(&self) -> bool {
-        self.rejected.is_empty() && self.kept.is_empty()
+        self.rejected.is_empty() && self.kept.is_empty() && self.filtered.is_empty()
     }
 }
 
@@ -81,6 +86,14 @@ impl Tallies {
         self.inner.added.notify_one();
     }
 
+    /// Counts an event a webhook's filter rejected.
+    pub fn filtered(&self, tenant: &str, webhook_id: &str) {
+        *lock(&self.inner.filtered)
+            .entry((tenant.to_owned(), webhook_id.to_owned()))
+            .or_default() += 1;
+        self.inner.added.notify_one();
+    }
+
     /// The rejections counted so far, resetting them.
     pub fn take_rejected(&self) -> Vec<RejectedEvents> {
         lock(&self.inner.rejected)
@@ -100,11 +113,17 @@ impl Tallies {
             .drain()
             .map(|((tenant, webhook_id), count)| KeptJobs { tenant, webhook_id, count })
             .collect();
-        Taken { rejected: self.take_rejected(), kept }
+        let filtered = lock(&self.inner.filtered)
+            .drain()
+            .map(|((tenant, webhook_id), count)| FilteredEvents { tenant, webhook_id, count })
+            .collect();
+        Taken { rejected: self.take_rejected(), kept, filtered }
     }
 
     fn is_empty(&self) -> bool {
-        lock(&self.inner.rejected).is_empty() && lock(&self.inner.kept).is_empty()
+        lock(&self.inner.rejected).is_empty()
+            && lock(&self.inner.kept).is_empty()
+            && lock(&self.inner.filtered).is_empty()
     }
 
     /// Resolves once there are counts to send and `not_before` has passed.
@@ -237,7 +256,12 @@ async fn send_batch(mut client: ControlClient, batch: Vec<Pending>, counts: Take
         batch.into_iter().map(|p| (p.report, p.stored)).unzip();
     // Resent as is on failure: a call that was stored but whose answer was lost counts the
     // counts twice, which is the lesser harm for a counter.
-    let request = ReportAttemptsRequest { reports, rejected: counts.rejected, kept: counts.kept };
+    let request = ReportAttemptsRequest {
+        reports,
+        rejected: counts.rejected,
+        kept: counts.kept,
+        filtered: counts.filtered,
+    };
     let mut backoff = Duration::from_millis(50);
     loop {
         match client.report_attempts(request.clone()).await {

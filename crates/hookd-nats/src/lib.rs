@@ -25,8 +25,8 @@ use hookd_core::{DeliveryId, Event, EventId, WebhookId};
 use serde_json::value::RawValue;
 
 pub use setup::{
-    ConsumerSettings, StreamSettings, ensure_buffer_stream, ensure_consumer, ensure_stream,
-    open_streams,
+    ConsumerSettings, StreamSettings, ensure_buckets, ensure_buffer_stream, ensure_consumer,
+    ensure_stream, open_buckets, open_streams,
 };
 
 pub const EVENTS_STREAM: &str = "HOOKD_EVENTS";
@@ -36,6 +36,12 @@ pub const BUFFER_STREAM: &str = "HOOKD_BUFFER";
 pub const FANOUT_CONSUMER: &str = "hookd-fanout";
 /// Durable consumer of `HOOKD_DELIVERIES` shared by every dispatcher's delivery stage.
 pub const DELIVERY_CONSUMER: &str = "hookd-delivery";
+/// Key-value bucket of the lines of ordered webhooks (B6): per (webhook, key), the deliveries
+/// waiting in publish order and whose turn it is. File storage: losing it would lose order.
+pub const ORDERING_BUCKET: &str = "hookd_ordering";
+/// Key-value bucket of the rate limits' token buckets (B8), one per limited webhook. Memory
+/// storage: a lost bucket only refills.
+pub const RATE_LIMIT_BUCKET: &str = "hookd_rate_limits";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
@@ -124,6 +130,10 @@ pub struct DeliveryJob {
     /// this delivery, however it was retried, parked or replayed, is a child of that span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// For an ordered webhook: the line (key of [`ORDERING_BUCKET`]) the fan-out placed this
+    /// delivery in, at its `event_sequence`, before storing the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
 }
 
 fn first() -> u32 {
@@ -150,6 +160,7 @@ impl DeliveryJob {
             chain_start: 1,
             event_sequence: None,
             traceparent: None,
+            order_key: None,
         }
     }
 

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 
+use async_nats::jetstream::kv;
+
 use crate::{
     BUFFER_STREAM, DELIVERIES_STREAM, DELIVERY_CONSUMER, EVENTS_STREAM, FANOUT_CONSUMER, NatsError,
-    subject,
+    ORDERING_BUCKET, RATE_LIMIT_BUCKET, subject,
 };
 
 /// Settings shared by both streams.
@@ -180,4 +182,48 @@ pub async fn ensure_consumer(
         .create_consumer(config)
         .await
         .map_err(|e| NatsError::Consumer { consumer: name, source: e.into() })
+}
+
+/// Creates the key-value buckets of the delivery controls (ordering lines, rate limits), or
+/// opens them if they exist. The control plane runs it at start-up.
+pub async fn ensure_buckets(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<(kv::Store, kv::Store), NatsError> {
+    let ordering = js
+        .create_key_value(kv::Config {
+            bucket: ORDERING_BUCKET.to_owned(),
+            description: "ordered delivery: each key's line of deliveries and its turn".to_owned(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Stream { stream: ORDERING_BUCKET, source: e.into() })?;
+    let rates = js
+        .create_key_value(kv::Config {
+            bucket: RATE_LIMIT_BUCKET.to_owned(),
+            description: "rate limits: one token bucket per limited webhook".to_owned(),
+            history: 1,
+            storage: stream::StorageType::Memory,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Stream { stream: RATE_LIMIT_BUCKET, source: e.into() })?;
+    Ok((ordering, rates))
+}
+
+/// Opens the delivery controls' buckets without changing them (dispatchers).
+pub async fn open_buckets(js: &jetstream::Context) -> Result<(kv::Store, kv::Store), NatsError> {
+    let ordering = js
+        .get_key_value(ORDERING_BUCKET)
+        .await
+        .map_err(|e| NatsError::Stream { stream: ORDERING_BUCKET, source: e.into() })?;
+    let rates = js
+        .get_key_value(RATE_LIMIT_BUCKET)
+        .await
+        .map_err(|e| NatsError::Stream { stream: RATE_LIMIT_BUCKET, source: e.into() })?;
+    Ok((ordering, rates))
 }

@@ -11,7 +11,10 @@ use hookd_core::{
     catalog::{EventTypeDef, EventTypeSpec},
     credential::{Credential, CredentialSpec, GrantType, TokenMethod},
     endpoint::{ApiKeyLocation, EndpointAuth, Header, HttpMethod, Secret},
+    filter::Filter,
+    ordering::OrderingKey,
     payload::PayloadFormat,
+    rate_limit::RateLimit,
     signing::{SigningKey, SigningKeys, SigningSecret},
 };
 use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
@@ -114,6 +117,9 @@ pub fn webhook_to_proto(w: &Webhook, secrets: Secrets) -> v1::Webhook {
         stats: None,
         health: None,
         health_policy: health_policy_to_proto(&w.spec.health),
+        ordering_key: w.spec.ordering.as_ref().map(|k| k.as_str().to_owned()).unwrap_or_default(),
+        filter: w.spec.filter.as_ref().and_then(filter_to_proto),
+        rate_limit: w.spec.rate_limit.map(rate_limit_to_proto),
         signing_keys: match secrets {
             Secrets::Masked => Vec::new(),
             Secrets::Revealed => w
@@ -140,7 +146,43 @@ pub fn stats_to_proto(s: &WebhookStats) -> v1::WebhookStats {
         triggered: s.triggered,
         succeeded: s.succeeded,
         failed: s.failed,
+        filtered: s.filtered,
     }
+}
+
+/// A filter as a `Struct`: its source is always an object.
+pub fn filter_to_proto(f: &Filter) -> Option<prost_types::Struct> {
+    match json_to_value(f.source().clone()).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Unset or an empty object: no filter. Anything else is parsed and validated.
+pub fn filter_from_proto(f: Option<prost_types::Struct>) -> Result<Option<Filter>, InvalidField> {
+    let Some(s) = f else { return Ok(None) };
+    if s.fields.is_empty() {
+        return Ok(None);
+    }
+    let json = value_to_json(Value { kind: Some(prost_types::value::Kind::StructValue(s)) });
+    Filter::parse(json).map(Some)
+}
+
+/// Empty: no order.
+pub fn ordering_from_proto(key: &str) -> Result<Option<OrderingKey>, InvalidField> {
+    if key.trim().is_empty() {
+        return Ok(None);
+    }
+    OrderingKey::parse(key).map(Some)
+}
+
+pub fn rate_limit_to_proto(r: RateLimit) -> v1::RateLimit {
+    v1::RateLimit { per_second: r.per_second, burst: r.burst }
+}
+
+/// Not validated here (`WebhookSpec::validate` does).
+pub fn rate_limit_from_proto(r: Option<&v1::RateLimit>) -> Option<RateLimit> {
+    r.map(|r| RateLimit { per_second: r.per_second, burst: r.burst })
 }
 
 pub fn method_to_proto(m: HttpMethod) -> v1::HttpMethod {
@@ -262,6 +304,9 @@ pub fn spec_from_create(r: v1::CreateWebhookRequest) -> Result<WebhookSpec, Inva
         format: format_from_proto(r.format)?,
         signing: SigningKeys::default(),
         health: health_policy_from_proto(r.health_policy.as_ref()),
+        ordering: ordering_from_proto(&r.ordering_key)?,
+        rate_limit: rate_limit_from_proto(r.rate_limit.as_ref()),
+        filter: filter_from_proto(r.filter)?,
     })
 }
 
@@ -325,6 +370,10 @@ pub fn webhook_from_proto(w: v1::Webhook) -> Webhook {
             fields: w.fields,
             format: format_from_proto(w.format).unwrap_or_default(),
             health: health_policy_from_proto(w.health_policy.as_ref()),
+            // Validated when stored: a value that no longer parses is left out.
+            ordering: ordering_from_proto(&w.ordering_key).ok().flatten(),
+            filter: filter_from_proto(w.filter).ok().flatten(),
+            rate_limit: rate_limit_from_proto(w.rate_limit.as_ref()),
             // Keys that do not parse cannot sign; the control plane only sends valid ones.
             signing: SigningKeys(
                 w.signing_keys
@@ -653,6 +702,14 @@ mod tests {
                     max_failures: Some(0),
                     no_success_for: Some(Duration::from_secs(60)),
                 },
+                ordering: Some(OrderingKey::parse("/data/order/id").expect("valid")),
+                filter: Some(
+                    Filter::parse(
+                        serde_json::json!({"/data/n": {"$gte": 2.5}, "$or": [{"/type": "a"}]}),
+                    )
+                    .expect("valid"),
+                ),
+                rate_limit: Some(RateLimit { per_second: 20, burst: 0 }),
             },
         };
         let revealed = webhook_from_proto(webhook_to_proto(&webhook, Secrets::Revealed));

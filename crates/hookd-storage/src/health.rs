@@ -214,6 +214,17 @@ impl Store {
         Ok(())
     }
 
+    /// Counts events webhooks' filters rejected: (tenant, webhook, count).
+    pub async fn add_filtered(
+        &self,
+        filtered: &[(String, WebhookId, u64)],
+    ) -> Result<(), StorageError> {
+        for (tenant, id, count) in filtered {
+            self.add_to_counter(tenant, id, webhook::Column::Filtered, *count).await?;
+        }
+        Ok(())
+    }
+
     /// Counts jobs taken out of a webhook's buffer by a replay or a discard.
     pub async fn add_buffer_released(
         &self,

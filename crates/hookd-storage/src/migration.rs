@@ -17,6 +17,7 @@ mod m0002_definitions;
 mod m0003_access;
 mod m0004_health;
 mod m0005_health_and_history;
+mod m0006_delivery_controls;
 
 /// Every migration of the hookd schema, oldest first.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_access::Migration),
             Box::new(m0004_health::Migration),
             Box::new(m0005_health_and_history::Migration),
+            Box::new(m0006_delivery_controls::Migration),
         ]
     }
 }

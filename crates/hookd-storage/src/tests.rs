@@ -651,6 +651,7 @@ async fn a_database_url_of_another_kind_is_refused_by_name() {
 }
 
 mod access;
+mod controls;
 mod definitions;
 mod history;
 mod secrets;

@@ -92,6 +92,11 @@ impl Store {
             health_no_success_secs: Set(encode_no_success(&webhook.spec)),
             buffer_kept: Set(0),
             buffer_released: Set(0),
+            ordering_key: Set(encode_ordering(&webhook.spec)),
+            filter: Set(encode_filter(&webhook.spec)),
+            rate_limit_per_second: Set(webhook.spec.rate_limit.map(|r| i64::from(r.per_second))),
+            rate_limit_burst: Set(webhook.spec.rate_limit.map(|r| i64::from(r.burst))),
+            filtered: Set(0),
         };
         webhook::Entity::insert(row)
             .exec_without_returning(&self.db)
@@ -242,6 +247,16 @@ impl Store {
                 spec.health.max_failures.map(i64::from).into(),
             )
             .col_expr(webhook::Column::HealthNoSuccessSecs, encode_no_success(spec).into())
+            .col_expr(webhook::Column::OrderingKey, encode_ordering(spec).into())
+            .col_expr(webhook::Column::Filter, encode_filter(spec).into())
+            .col_expr(
+                webhook::Column::RateLimitPerSecond,
+                spec.rate_limit.map(|r| i64::from(r.per_second)).into(),
+            )
+            .col_expr(
+                webhook::Column::RateLimitBurst,
+                spec.rate_limit.map(|r| i64::from(r.burst)).into(),
+            )
             .col_expr(webhook::Column::UpdatedAt, db_time(webhook.updated_at).into())
             .filter(webhook::Column::Tenant.eq(tenant))
             .filter(webhook::Column::Id.eq(webhook.id.as_str()))
@@ -425,6 +440,52 @@ impl Store {
     }
 }
 
+fn encode_ordering(spec: &WebhookSpec) -> Option<String> {
+    spec.ordering.as_ref().map(|k| k.as_str().to_owned())
+}
+
+fn encode_filter(spec: &WebhookSpec) -> Option<String> {
+    // Serializing a JSON value cannot fail.
+    spec.filter.as_ref().map(|f| f.source().to_string())
+}
+
+/// A webhook's delivery controls: ordering key, filter, rate limit.
+type Controls = (
+    Option<hookd_core::ordering::OrderingKey>,
+    Option<hookd_core::filter::Filter>,
+    Option<hookd_core::rate_limit::RateLimit>,
+);
+
+/// The delivery controls as stored; each was validated when written.
+fn decode_controls(row: &webhook::Model) -> Result<Controls, StorageError> {
+    let corrupt = |what: &str, reason: String| StorageError::Corrupt {
+        table: "webhooks",
+        reason: format!("{what} of {} is invalid: {reason}", row.id),
+    };
+    let ordering = row
+        .ordering_key
+        .as_deref()
+        .map(hookd_core::ordering::OrderingKey::parse)
+        .transpose()
+        .map_err(|e| corrupt("ordering_key", e.reason))?;
+    let filter = match &row.filter {
+        None => None,
+        Some(text) => {
+            let json = serde_json::from_str(text).map_err(|e| corrupt("filter", e.to_string()))?;
+            Some(hookd_core::filter::Filter::parse(json).map_err(|e| corrupt("filter", e.reason))?)
+        }
+    };
+    let rate_limit = match row.rate_limit_per_second {
+        None => None,
+        Some(per_second) => Some(hookd_core::rate_limit::RateLimit {
+            per_second: u32::try_from(per_second)
+                .map_err(|_| corrupt("rate_limit_per_second", per_second.to_string()))?,
+            burst: u32::try_from(row.rate_limit_burst.unwrap_or_default()).unwrap_or_default(),
+        }),
+    };
+    Ok((ordering, filter, rate_limit))
+}
+
 fn encode_no_success(spec: &WebhookSpec) -> Option<i64> {
     spec.health.no_success_for.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
@@ -460,7 +521,9 @@ fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats),
         triggered: counter(row.triggered, "triggered")?,
         succeeded: counter(row.succeeded, "succeeded")?,
         failed: counter(row.failed, "failed")?,
+        filtered: counter(row.filtered, "filtered")?,
     };
+    let (ordering, filter, rate_limit) = decode_controls(&row)?;
     let retry_schedule = match &row.retry_schedule {
         None => None,
         Some(text) => {
@@ -499,6 +562,9 @@ fn to_webhook_with_stats(row: webhook::Model) -> Result<(Webhook, WebhookStats),
             format: options.format,
             signing: options.signing,
             health,
+            ordering,
+            filter,
+            rate_limit,
         },
         created_at: row.created_at,
         updated_at: row.updated_at,

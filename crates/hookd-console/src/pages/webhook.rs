@@ -9,7 +9,10 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Response,
 };
-use hookd_proto::{convert::json_to_value, v1};
+use hookd_proto::{
+    convert::{json_to_value, value_to_json},
+    v1,
+};
 use maud::{Markup, html};
 
 use crate::{
@@ -73,6 +76,11 @@ struct Draft {
     timeout_ms: String,
     max_failures: String,
     no_success_secs: String,
+    /// Delivery controls: the ordering key, the filter as JSON text, the rate limit.
+    ordering_key: String,
+    filter: String,
+    rate_per_second: String,
+    rate_burst: String,
 }
 
 impl Draft {
@@ -133,6 +141,23 @@ impl Draft {
                 .health_policy
                 .and_then(|p| p.no_success_secs)
                 .map(|n| n.to_string())
+                .unwrap_or_default(),
+            ordering_key: w.ordering_key.clone(),
+            filter: w
+                .filter
+                .clone()
+                .map(|s| {
+                    let json = value_to_json(prost_types::Value {
+                        kind: Some(prost_types::value::Kind::StructValue(s)),
+                    });
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                })
+                .unwrap_or_default(),
+            rate_per_second: w.rate_limit.map(|r| r.per_second.to_string()).unwrap_or_default(),
+            rate_burst: w
+                .rate_limit
+                .filter(|r| r.burst > 0)
+                .map(|r| r.burst.to_string())
                 .unwrap_or_default(),
             ..Self::default()
         };
@@ -214,7 +239,46 @@ impl Draft {
             timeout_ms: form.text("timeout_ms"),
             max_failures: form.text("max_failures"),
             no_success_secs: form.text("no_success_secs"),
+            ordering_key: form.text("ordering_key"),
+            filter: form.raw("filter").trim().to_owned(),
+            rate_per_second: form.text("rate_per_second"),
+            rate_burst: form.text("rate_burst"),
         }
+    }
+
+    /// The filter as the API takes it; empty for none. Only JSON syntax is checked here:
+    /// the API validates the filter and names the place that is wrong.
+    fn filter(&self) -> Result<Option<prost_types::Struct>, Failure> {
+        if self.filter.is_empty() {
+            return Ok(None);
+        }
+        let json: serde_json::Value = serde_json::from_str(&self.filter)
+            .map_err(|e| Failure::invalid("filter", format!("is not valid JSON: {e}")))?;
+        match json_to_value(json).kind {
+            Some(prost_types::value::Kind::StructValue(s)) => Ok(Some(s)),
+            _ => Err(Failure::invalid(
+                "filter",
+                "at the top level: a filter must be a JSON object, such as {\"/data/amount\": {\"$gte\": 100}}",
+            )),
+        }
+    }
+
+    fn rate_limit(&self) -> Result<Option<v1::RateLimit>, Failure> {
+        if self.rate_per_second.is_empty() {
+            if !self.rate_burst.is_empty() {
+                return Err(Failure::invalid("rate_limit", "a burst needs a rate per second"));
+            }
+            return Ok(None);
+        }
+        let whole = |text: &str, what: &str| {
+            text.parse::<u32>().map_err(|_| {
+                Failure::invalid("rate_limit", format!("{what} must be a whole number"))
+            })
+        };
+        let per_second = whole(&self.rate_per_second, "requests per second")?;
+        let burst =
+            if self.rate_burst.is_empty() { 0 } else { whole(&self.rate_burst, "the burst")? };
+        Ok(Some(v1::RateLimit { per_second, burst }))
     }
 
     /// Whether a secret of the chosen auth mode was typed in.
@@ -368,6 +432,9 @@ impl Draft {
             fields: self.fields(),
             format: self.format(),
             health_policy: self.health_policy()?,
+            ordering_key: self.ordering_key.clone(),
+            filter: self.filter()?,
+            rate_limit: self.rate_limit()?,
         })
     }
 
@@ -392,6 +459,9 @@ impl Draft {
             "fields",
             "format",
             "health_policy",
+            "ordering_key",
+            "filter",
+            "rate_limit",
         ];
         if !scoped {
             paths.extend(["app", "credential_id"]);
@@ -420,6 +490,9 @@ impl Draft {
             fields: self.fields(),
             format: self.format(),
             health_policy: self.health_policy()?,
+            ordering_key: self.ordering_key.clone(),
+            filter: self.filter()?,
+            rate_limit: self.rate_limit()?,
             ..v1::Webhook::default()
         };
         Ok(v1::UpdateWebhookRequest {
@@ -559,6 +632,19 @@ fn form_page(
                         .hint("Consecutive failed attempts; empty: the deployment's rule (10); 0: never.").render(failure))
                     (Input::new("no_success_secs", "…and no success for (s)", &draft.no_success_secs).kind("number").field("health_policy")
                         .hint("Empty: the deployment's rule (86400).").render(failure))
+                }
+            }
+            fieldset #field-controls {
+                legend { "Delivery controls" }
+                (Input::new("ordering_key", "Order deliveries by", &draft.ordering_key).placeholder("entity_id or /data/order_id")
+                    .hint("Empty: no order. entity_id or a JSON pointer into the event: deliveries with the same key go one at a time, in publish order.").render(failure))
+                (view::textarea("filter", "Filter (JSON)", &draft.filter, 4,
+                    Some("Empty: every subscribed event. Such as {\"/data/amount\": {\"$gte\": 100}, \"/context/test\": {\"$neq\": true}}; operators $eq $neq $gt $gte $lt $lte $in $nin $exists, and $and, $or, $not."), "filter", failure))
+                div.row #field-rate_limit {
+                    (Input::new("rate_per_second", "Rate limit (requests/s)", &draft.rate_per_second).kind("number").field("rate_limit")
+                        .hint("Empty: unlimited. 1 to 10000, across all dispatchers.").render(failure))
+                    (Input::new("rate_burst", "Burst", &draft.rate_burst).kind("number").field("rate_limit")
+                        .hint("Empty: one second's worth.").render(failure))
                 }
             }
             div.actions {
@@ -1088,6 +1174,10 @@ async fn render(ctx: &Ctx, id: &str, extras: Extras, status: StatusCode) -> Resp
                         @else { (if draft.max_failures.is_empty() { "default".to_owned() } else { draft.max_failures.clone() }) " failures and no success for "
                             (if draft.no_success_secs.is_empty() { "the default".to_owned() } else { format!("{} s", draft.no_success_secs) }) }
                     }
+                    dt { "Order" } dd { @if webhook.ordering_key.is_empty() { span.muted { "none" } } @else { "one at a time per " code { (webhook.ordering_key) } ", in publish order" } }
+                    dt { "Filter" } dd { @if draft.filter.is_empty() { span.muted { "none: every subscribed event" } } @else { pre.code #filter-shown { (draft.filter) } } }
+                    dt { "Rate limit" } dd { @match webhook.rate_limit { None => { span.muted { "unlimited" } }
+                        Some(r) => { (r.per_second) " requests/s, burst " (if r.burst == 0 { r.per_second } else { r.burst }) } } }
                     @if !webhook.app.is_empty() { dt { "App label" } dd { span.badge.app { (webhook.app) } } }
                     @if !webhook.description.is_empty() { dt { "Description" } dd { (webhook.description) } }
                     dt { "Id" } dd { code { (webhook.id) } }
@@ -1101,7 +1191,8 @@ async fn render(ctx: &Ctx, id: &str, extras: Extras, status: StatusCode) -> Resp
                     dl.details {
                         dt { "Deliveries" } dd { (view::count(stats.triggered)) " triggered, "
                             span.ok-text { (view::count(stats.succeeded)) " succeeded" } ", "
-                            span.bad-text { (view::count(stats.failed)) " failed" } }
+                            span.bad-text { (view::count(stats.failed)) " failed" }
+                            @if webhook.filter.is_some() || stats.filtered > 0 { ", " span #filtered-count { (view::count(stats.filtered)) " filtered out" } } }
                         dt { "Last sent" } dd { @if stats.last_attempt_at.is_some() { (view::time(stats.last_attempt_at.as_ref())) " " (view::http_status_badge(stats.last_attempt_status, stats.last_attempt_success)) } @else { span.muted { "never" } } }
                         dt { "Consecutive failures" } dd { (health.consecutive_failures) }
                         dt { "Last success" } dd { (view::time(health.last_success_at.as_ref())) }
@@ -1208,6 +1299,10 @@ fn test_result(answer: &v1::TestWebhookResponse) -> Markup {
                 " in " (attempt.latency_ms) " ms"
             }
             p.small { "Sent to " code.break { (answer.url) } }
+            @if let Some(filter) = &answer.filter {
+                @if filter.passes { p #test-filter { span.badge.ok { "Passes the filter" } " A real event like this one would be delivered." } }
+                @else { div.notice.error #test-filter { "The filter would reject this event: " (filter.reason) } }
+            }
             @if !attempt.error.is_empty() { div.notice.error { "Error: " (attempt.error) } }
             h4 { "Response excerpt" }
             pre.code #test-response { @if attempt.response_body.is_empty() { span.muted { "(empty)" } } @else { (attempt.response_body) } }
@@ -1251,6 +1346,48 @@ mod tests {
             panic!("basic")
         };
         assert_eq!(basic.password, "p w");
+    }
+
+    #[test]
+    fn the_delivery_controls_travel_from_the_form_and_back() {
+        let form = Form::parse(
+            b"name=o&url=https%3A%2F%2Fo.example%2Fh&event_types=a&ordering_key=entity_id\
+              &filter=%7B%22%2Fdata%2Famount%22%3A%7B%22%24gte%22%3A100%7D%7D&rate_per_second=20&rate_burst=",
+        );
+        let draft = Draft::from_form(&form);
+        let r = draft.create_request().expect("valid");
+        assert_eq!(r.ordering_key, "entity_id");
+        assert_eq!(r.rate_limit, Some(v1::RateLimit { per_second: 20, burst: 0 }));
+        let filter = r.filter.clone().expect("a filter");
+        assert!(filter.fields.contains_key("/data/amount"));
+        // Read back, the form shows the same values.
+        let shown = Draft::from_webhook(&v1::Webhook {
+            ordering_key: r.ordering_key.clone(),
+            filter: r.filter.clone(),
+            rate_limit: r.rate_limit,
+            ..v1::Webhook::default()
+        });
+        assert_eq!(shown.ordering_key, "entity_id");
+        assert_eq!((shown.rate_per_second.as_str(), shown.rate_burst.as_str()), ("20", ""));
+        assert!(shown.filter.contains("\"$gte\": 100"), "{}", shown.filter);
+        // Mistakes are the fields' own.
+        let field = |d: Draft| d.create_request().expect_err("invalid").field;
+        let bad_json = Draft { filter: "{nope".into(), ..draft.clone() };
+        assert_eq!(field(bad_json).as_deref(), Some("filter"));
+        let not_object = Draft { filter: "[1]".into(), ..draft.clone() };
+        assert_eq!(field(not_object).as_deref(), Some("filter"));
+        let burst_alone =
+            Draft { rate_per_second: String::new(), rate_burst: "5".into(), ..draft.clone() };
+        assert_eq!(field(burst_alone).as_deref(), Some("rate_limit"));
+        let paths = draft
+            .update_request("wh_1", &draft, false)
+            .expect("ok")
+            .update_mask
+            .expect("mask")
+            .paths;
+        for p in ["ordering_key", "filter", "rate_limit"] {
+            assert!(paths.contains(&p.to_owned()), "{p}");
+        }
     }
 
     #[test]

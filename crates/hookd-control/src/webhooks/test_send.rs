@@ -52,6 +52,12 @@ impl WebhookApi {
             context: serde_json::json!({ "test": true }),
             data,
         };
+        // Made whatever the filter says: the test is of the endpoint; the answer tells whether
+        // a real event like this one would be delivered.
+        let filter = webhook.spec.filter.as_ref().map(|f| match f.check(&event) {
+            Ok(()) => v1::FilterResult { passes: true, reason: String::new() },
+            Err(reason) => v1::FilterResult { passes: false, reason },
+        });
         let payload = serde_json::to_vec(&TestSendRequest {
             tenant: tenant.to_owned(),
             webhook_id: webhook.id.clone(),
@@ -89,6 +95,7 @@ impl WebhookApi {
             attempt: Some(reply.attempt.into()),
             payload: reply.payload,
             url: reply.url,
+            filter,
         })
     }
 }

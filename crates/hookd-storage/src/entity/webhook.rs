@@ -56,6 +56,17 @@ pub struct Model {
     /// discard: what is neither still there nor released has expired.
     pub buffer_kept: i64,
     pub buffer_released: i64,
+    /// `entity_id` or a JSON pointer; NULL: deliveries are not ordered.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub ordering_key: Option<String>,
+    /// The payload filter's JSON; NULL: no filter.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub filter: Option<String>,
+    /// Requests per second and burst; NULL: unlimited.
+    pub rate_limit_per_second: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
+    /// Events the filter rejected, reported by the dispatchers.
+    pub filtered: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

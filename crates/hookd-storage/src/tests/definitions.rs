@@ -230,6 +230,7 @@ fn expect(
         triggered,
         succeeded,
         failed,
+        filtered: 0,
     }
 }
 

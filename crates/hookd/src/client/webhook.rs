@@ -264,8 +264,8 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
+            print_test(conn.output, &response);
             let attempt = response.attempt.unwrap_or_default();
-            print_test(conn.output, &attempt, &response.payload, &response.url);
             anyhow::ensure!(
                 attempt.success,
                 "the test attempt failed: {}",

@@ -36,6 +36,15 @@ pub struct UpdateArgs {
     /// Stop using an OAuth2 credential.
     #[arg(long, conflicts_with = "credential")]
     no_credential: bool,
+    /// Deliver without order again.
+    #[arg(long, conflicts_with = "ordering_key")]
+    no_ordering: bool,
+    /// Deliver every subscribed event again.
+    #[arg(long, conflicts_with = "filter")]
+    no_filter: bool,
+    /// Remove the rate limit.
+    #[arg(long, conflicts_with_all = ["rate_limit", "rate_burst"])]
+    no_rate_limit: bool,
 }
 
 impl UpdateArgs {
@@ -65,6 +74,9 @@ impl UpdateArgs {
         mask.set_if(self.no_headers, "headers");
         mask.set_if(self.all_fields, "fields");
         mask.set_if(self.no_credential, "credential_id");
+        mask.set_if(self.no_ordering, "ordering_key");
+        mask.set_if(self.no_filter, "filter");
+        mask.set_if(self.no_rate_limit, "rate_limit");
         Ok(v1::UpdateWebhookRequest { webhook: Some(changes), update_mask: Some(mask.finish()?) })
     }
 }
@@ -138,6 +150,21 @@ pub struct EndpointArgs {
     /// ... and only once nothing succeeded for this many seconds (at most 30 days).
     #[arg(long, value_name = "SECS")]
     health_no_success_secs: Option<u64>,
+    /// Deliver events with the same key one at a time, in publish order: `entity_id`, or a
+    /// JSON pointer into the event (`/data/order_id`).
+    #[arg(long, value_name = "entity_id|/json/pointer")]
+    ordering_key: Option<String>,
+    /// Deliver only events that pass this JSON filter (inline, `@file`, or `@-` for stdin),
+    /// e.g. '{"/data/amount": {"$gte": 100}}'.
+    #[arg(long, value_name = "JSON|@FILE")]
+    filter: Option<String>,
+    /// At most this many requests per second, across all dispatchers (1 to 10000).
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<u32>,
+    /// With --rate-limit: how many may go at once after a quiet spell (default: one
+    /// second's worth).
+    #[arg(long, value_name = "N", requires = "rate_limit")]
+    rate_burst: Option<u32>,
 }
 
 impl EndpointArgs {
@@ -223,7 +250,30 @@ impl EndpointArgs {
             });
             set("health_policy");
         }
+        if let Some(key) = self.ordering_key {
+            w.ordering_key = key;
+            set("ordering_key");
+        }
+        if let Some(text) = &self.filter {
+            w.filter = Some(filter_struct(args::json("--filter", text)?)?);
+            set("filter");
+        }
+        if let Some(per_second) = self.rate_limit {
+            w.rate_limit =
+                Some(v1::RateLimit { per_second, burst: self.rate_burst.unwrap_or_default() });
+            set("rate_limit");
+        }
         Ok(())
+    }
+}
+
+/// A filter as the API takes it: a JSON object.
+fn filter_struct(json: serde_json::Value) -> anyhow::Result<prost_types::Struct> {
+    match hookd_proto::convert::json_to_value(json).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => Ok(s),
+        _ => anyhow::bail!(
+            "--filter: a filter is a JSON object, such as '{{\"/data/amount\": {{\"$gte\": 100}}}}'"
+        ),
     }
 }
 
@@ -252,6 +302,9 @@ pub(super) fn create_request(
         fields: w.fields,
         format: w.format,
         health_policy: w.health_policy,
+        ordering_key: w.ordering_key,
+        filter: w.filter,
+        rate_limit: w.rate_limit,
     })
 }
 
@@ -303,6 +356,26 @@ mod tests {
         assert!(w.headers.is_empty() && w.fields.is_empty() && w.credential_id.is_empty());
         let r = update(&["--active", "false", "--no-auth"])?;
         assert_eq!(mask(&r), ["active", "auth"]);
+
+        let r = update(&[
+            "--ordering-key",
+            "/data/order_id",
+            "--filter",
+            r#"{"/data/amount": {"$gte": 100}}"#,
+            "--rate-limit",
+            "20",
+            "--rate-burst",
+            "5",
+        ])?;
+        assert_eq!(mask(&r), ["ordering_key", "filter", "rate_limit"]);
+        let w = r.webhook.context("webhook")?;
+        assert_eq!(w.ordering_key, "/data/order_id");
+        assert_eq!(w.rate_limit, Some(v1::RateLimit { per_second: 20, burst: 5 }));
+        assert!(w.filter.is_some_and(|f| f.fields.contains_key("/data/amount")));
+        let r = update(&["--no-ordering", "--no-filter", "--no-rate-limit"])?;
+        assert_eq!(mask(&r), ["ordering_key", "filter", "rate_limit"]);
+        assert!(update(&["--filter", "[1]"]).is_err(), "a filter is an object");
+        assert!(update(&["--rate-burst", "5"]).is_err(), "a burst needs a rate");
 
         assert!(update(&[]).is_err(), "nothing to change");
         assert!(update(&["--header", "x: 1", "--no-headers"]).is_err(), "conflicting flags");

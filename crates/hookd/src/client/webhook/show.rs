@@ -10,14 +10,31 @@ use crate::client::{
     table::Table,
 };
 
-pub(super) fn print_test(output: Output, attempt: &v1::Attempt, payload: &str, url: &str) {
+pub(super) fn print_test(output: Output, response: &v1::TestWebhookResponse) {
+    let attempt = response.attempt.clone().unwrap_or_default();
+    let attempt = &attempt;
+    let (payload, url) = (response.payload.as_str(), response.url.as_str());
+    let filter = response.filter.as_ref();
     match output {
         Output::Json => println!(
             "{}",
-            serde_json::json!({ "url": url, "payload": payload, "attempt": attempt_json(attempt) })
+            serde_json::json!({
+                "url": url, "payload": payload, "attempt": attempt_json(attempt),
+                "filter": filter.map(|f| serde_json::json!({ "passes": f.passes, "reason": f.reason })),
+            })
         ),
         Output::Text => {
             println!("test send to {url}");
+            match filter {
+                Some(f) if f.passes => {
+                    println!("  filter    passes: a real event like this one is delivered")
+                }
+                Some(f) => println!(
+                    "  filter    REJECTS this event ({}): a real one would not be delivered",
+                    f.reason
+                ),
+                None => {}
+            }
             println!(
                 "  result    {}: {}",
                 if attempt.success { "succeeded" } else { "failed" },
@@ -77,6 +94,7 @@ fn stats_json(s: Option<&v1::WebhookStats>) -> serde_json::Value {
         "last_attempt_status": s.last_attempt_status,
         "last_attempt_success": s.last_attempt_success,
         "triggered": s.triggered, "succeeded": s.succeeded, "failed": s.failed,
+        "filtered": s.filtered,
     })
 }
 
@@ -92,6 +110,9 @@ fn webhook_json(w: &v1::Webhook) -> serde_json::Value {
         "fields": w.fields, "format": args::format_name(w.format),
         "attempt_timeout_ms": w.attempt_timeout_ms,
         "retry_schedule": w.retry_policy.as_ref().map(|p| p.delay_seconds.clone()),
+        "ordering_key": (!w.ordering_key.is_empty()).then_some(&w.ordering_key),
+        "filter": w.filter.clone().map(filter_json),
+        "rate_limit": w.rate_limit.map(|r| serde_json::json!({ "per_second": r.per_second, "burst": r.burst })),
         "stats": stats_json(w.stats.as_ref()),
         "created_at": time_json(w.created_at.as_ref()), "updated_at": time_json(w.updated_at.as_ref()),
     })
@@ -215,12 +236,31 @@ pub(super) fn print_webhook(output: Output, webhook: Option<v1::Webhook>) -> any
         }
     );
     println!("  retries      {retries}");
+    if !w.ordering_key.is_empty() {
+        println!("  ordering     one at a time per {}, in publish order", w.ordering_key);
+    }
+    if let Some(filter) = w.filter.clone() {
+        println!("  filter       {}", filter_json(filter));
+    }
+    if let Some(r) = w.rate_limit {
+        let burst = if r.burst == 0 { r.per_second } else { r.burst };
+        println!("  rate limit   {}/s, burst {burst}", r.per_second);
+    }
     println!("  last attempt {}", last_attempt(w.stats.as_ref()));
     println!(
         "  deliveries   {} triggered, {} succeeded, {} failed",
         stats.triggered, stats.succeeded, stats.failed
     );
+    if w.filter.is_some() || stats.filtered > 0 {
+        println!("  filtered     {} events rejected by the filter", stats.filtered);
+    }
     Ok(())
+}
+
+fn filter_json(filter: prost_types::Struct) -> serde_json::Value {
+    hookd_proto::convert::value_to_json(prost_types::Value {
+        kind: Some(prost_types::value::Kind::StructValue(filter)),
+    })
 }
 
 pub(super) fn print_webhooks(output: Output, webhooks: &[v1::Webhook], next_page_token: &str) {
