@@ -101,7 +101,7 @@ impl Default for Config {
             max_ack_pending: 100_000,
             report_batch_max: 500,
             report_buffer: 50_000,
-            report_linger_ms: 2,
+            report_linger_ms: 5,
             shutdown_grace_secs: 30,
             shutdown_flush_secs: 5,
             watch_apply_delay_ms: 0,
