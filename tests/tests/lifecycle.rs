@@ -20,6 +20,9 @@ use tonic_health::pb::{
 };
 
 const DELIVERED: i32 = v1::DeliveryStatus::Delivered as i32;
+/// An ack wait far longer than these tests take, so what they see cannot be JetStream's
+/// redelivery after it, only the hand-back they check (the default is 15 s).
+const LONG_ACK_WAIT_SECS: u64 = 60;
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
@@ -89,7 +92,8 @@ async fn sigterm_hands_queued_jobs_to_another_dispatcher_and_repeats_no_attempt(
         1,
         &format!(
             "max_in_flight = 8\nendpoint_concurrency = 2\nendpoint_queue = 100\n\
-             shutdown_grace_secs = {GRACE_SECS}\nshutdown_flush_secs = 5"
+             shutdown_grace_secs = {GRACE_SECS}\nshutdown_flush_secs = 5\n\
+             ack_wait_secs = {LONG_ACK_WAIT_SECS}"
         ),
     )?;
     // Slow until the first dispatcher is told to stop; attempts already started stay slow.
@@ -180,7 +184,7 @@ async fn an_attempt_outlasting_the_grace_period_is_handed_back() -> anyhow::Resu
         1,
         &format!(
             "attempt_timeout_secs = 20\nshutdown_grace_secs = {GRACE_SECS}\n\
-             shutdown_flush_secs = {FLUSH_SECS}"
+             shutdown_flush_secs = {FLUSH_SECS}\nack_wait_secs = {LONG_ACK_WAIT_SECS}"
         ),
     )?;
     // The first request hangs far beyond the grace period; the retry is answered at once.

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// The longest attempt timeout a webhook may have.
 pub const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shortest `ack_wait_secs`: progress acks go out every third of it, and each must reach
+/// the server well before the wait runs out.
+const MIN_ACK_WAIT_SECS: u64 = 6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -44,7 +47,9 @@ pub struct Config {
     /// unless it has to be retried. At most half of `fanout_concurrency` such attempts run at
     /// once.
     pub inline_attempts: bool,
-    /// JetStream redelivers a message left unacknowledged this long (progress acks extend it).
+    /// JetStream redelivers a message left unacknowledged this long. Every message this
+    /// dispatcher works on is progress-acked every third of it (attempts included), so it only
+    /// bounds how soon a dead dispatcher's messages come back.
     pub ack_wait_secs: u64,
     pub max_ack_pending: i64,
     /// Most attempt results reported in one call.
@@ -97,7 +102,7 @@ impl Default for Config {
             nak_max_delay_secs: 60.0,
             fanout_concurrency: 64,
             inline_attempts: true,
-            ack_wait_secs: 60,
+            ack_wait_secs: 15,
             max_ack_pending: 100_000,
             report_batch_max: 500,
             report_buffer: 50_000,
@@ -141,8 +146,11 @@ impl Config {
         if self.retry_schedule_secs.iter().any(|d| !(d.is_finite() && *d >= 0.0)) {
             return err("retry_schedule_secs", "delays must be non-negative numbers of seconds");
         }
-        if self.ack_wait_secs as f64 <= self.attempt_timeout_secs + 5.0 {
-            return err("ack_wait_secs", "must exceed attempt_timeout_secs by more than 5 s");
+        if self.ack_wait_secs < MIN_ACK_WAIT_SECS {
+            return err(
+                "ack_wait_secs",
+                "must be at least 6 s: work in progress is progress-acked every third of it",
+            );
         }
         if !(self.nak_max_delay_secs.is_finite() && self.nak_max_delay_secs >= 0.0) {
             return err("nak_max_delay_secs", "must be a non-negative number of seconds");
@@ -225,8 +233,11 @@ mod tests {
         let valid = Config { control_token: "dispatcher-secret-1".into(), ..Config::default() };
         let c = Config { attempt_timeout_secs: 31.0, ..valid.clone() };
         assert_eq!(c.validate().expect_err("invalid").setting, "attempt_timeout_secs");
-        let c = Config { ack_wait_secs: 12, ..valid };
+        let c = Config { ack_wait_secs: 5, ..valid.clone() };
         assert_eq!(c.validate().expect_err("invalid").setting, "ack_wait_secs");
+        Config { ack_wait_secs: 6, attempt_timeout_secs: 30.0, ..valid }
+            .validate()
+            .expect("attempts longer than the ack wait are progress-acked");
     }
 
     #[test]

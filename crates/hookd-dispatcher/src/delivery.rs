@@ -155,8 +155,7 @@ impl Deliverer {
 
     /// Attempt `attempt` of `job` at its endpoint with the place `claim` holds: the HTTP
     /// exchange, the retry decision, the metrics and logs, and the report to store. `msg` (the
-    /// job's message, if it has one) is kept alive with progress acks while a token request
-    /// makes the attempt long.
+    /// job's message, if it has one) is kept alive with progress acks meanwhile.
     #[expect(clippy::too_many_arguments, reason = "the attempt's own parts, from two callers")]
     async fn make(
         &self,
@@ -183,11 +182,10 @@ impl Deliverer {
             traceparent.as_deref(),
         );
         let made = match msg {
-            // Token requests (and a repeat after a 401) can outlast the ack wait.
-            Some(msg) if webhook.spec.credential_id.is_some() => {
-                with_progress(msg, self.ack_wait, made).await
-            }
-            _ => made.await,
+            // An attempt (with token requests and a repeat after a 401) can outlast the ack
+            // wait, which is short so that a dead dispatcher's jobs come back soon.
+            Some(msg) => with_progress(msg, self.ack_wait, made).await,
+            None => made.await,
         };
         drop(permit);
         claim.finished(made.result.outcome.is_success());

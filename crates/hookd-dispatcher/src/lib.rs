@@ -455,9 +455,11 @@ impl Stage {
                     Err(_) => break 'pull,
                 },
             };
+            // Only as many as can start now: the slot just taken and the free ones.
+            let room = permits.available_permits() + 1;
             let next = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break 'pull,
-                next = pull.next() => next,
+                next = pull.next(room) => next,
             };
             match next {
                 Some(Ok(msg)) => {

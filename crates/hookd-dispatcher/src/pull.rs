@@ -85,10 +85,17 @@ impl Puller {
 
     /// The next message; `None` once the connection is closed for good. An error is worth a
     /// log line and a pause: the next call asks the server again.
-    pub async fn next(&mut self) -> Option<Result<jetstream::Message, PullError>> {
+    ///
+    /// `room` is how many messages the caller can start now (this one included): no more are
+    /// ever requested, so a message never waits here unstarted, where nothing would tell
+    /// JetStream it is being worked on, while the caller is busy. That is what lets `ack_wait`
+    /// be short: a message is either in progress (and progress-acked) or not yet sent.
+    pub async fn next(&mut self, room: usize) -> Option<Result<jetstream::Message, PullError>> {
+        let room = room.clamp(1, self.batch);
         loop {
-            if self.outstanding <= self.batch / 2
-                && let Err(error) = self.request().await
+            if self.outstanding <= room / 2
+                && self.outstanding < room
+                && let Err(error) = self.request(room - self.outstanding).await
             {
                 return Some(Err(error));
             }
@@ -144,9 +151,9 @@ impl Puller {
         }
     }
 
-    async fn request(&mut self) -> Result<(), PullError> {
+    async fn request(&mut self, batch: usize) -> Result<(), PullError> {
         let config = BatchConfig {
-            batch: self.batch,
+            batch,
             expires: Some(EXPIRES),
             idle_heartbeat: HEARTBEAT,
             ..BatchConfig::default()
@@ -155,7 +162,7 @@ impl Puller {
             .request_batch(config, self.inbox.clone())
             .await
             .map_err(|e| PullError::Request(e.to_string()))?;
-        self.outstanding += self.batch;
+        self.outstanding += batch;
         self.last_heard = Instant::now();
         Ok(())
     }
