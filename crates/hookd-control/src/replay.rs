@@ -378,7 +378,7 @@ impl Replays {
                 }
                 keep_alive(&window, &mut progressed).await;
                 let (_, sequence, msg, job) = window.remove(0);
-                job.replay(&self.js, sequence).await.map_err(ControlError::Nats)?;
+                job.replay(&self.js, sequence).await.map_err(ControlError::from)?;
                 msg.double_ack().await.map_err(nats_error)?;
                 moved += 1;
                 // Counted after the ack: a crash in between undercounts released jobs (and

@@ -12,6 +12,7 @@ pub mod health;
 pub mod ids;
 pub mod payload;
 pub mod retry;
+pub mod servers;
 pub mod signing;
 pub mod text;
 pub mod webhook;
