@@ -9,12 +9,12 @@ use hookd_proto::v1::{
 use tonic::transport::Channel;
 
 use crate::{
-    Authed, DISPATCHER_TOKEN, HookdProcess, NatsServer, OWNER_TOKEN, Role, authed, control_config,
-    dispatcher_config,
+    Authed, DISPATCHER_TOKEN, HookdProcess, Nats, NatsOptions, OWNER_TOKEN, Role, authed,
+    control_config, dispatcher_config,
 };
 
 pub struct BenchCluster {
-    pub nats: NatsServer,
+    pub nats: Nats,
     pub control: HookdProcess,
     pub dispatchers: Vec<HookdProcess>,
     dispatcher_toml: String,
@@ -27,10 +27,22 @@ impl BenchCluster {
     /// nats-server, the control plane on SQLite, and `dispatchers` dispatchers with
     /// `dispatcher_extra` appended to their settings.
     pub fn start(dispatchers: usize, dispatcher_extra: &str) -> anyhow::Result<Self> {
+        Self::start_on(Nats::single(NatsOptions::default())?, dispatchers, dispatcher_extra)
+    }
+
+    /// Like [`BenchCluster::start`] on the given NATS (a cluster, or settings other than
+    /// the defaults); streams get `min(servers, 3)` replicas.
+    pub fn start_on(
+        nats: Nats,
+        dispatchers: usize,
+        dispatcher_extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("hookd-bench-").tempdir()?;
-        let nats = NatsServer::start()?;
         let log = std::env::var("HOOKD_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned());
-        let control_toml = control_config(&nats.url(), &dir.path().join("hookd.db"));
+        let mut control_toml = control_config(&nats.url(), &dir.path().join("hookd.db"));
+        if nats.len() > 1 {
+            control_toml.push_str(&format!("stream_replicas = {}\n", nats.len().min(3)));
+        }
         let control =
             HookdProcess::start_with_env(Role::Control, &control_toml, &[("RUST_LOG", &log)])?;
         let dispatcher_toml = format!(
@@ -85,10 +97,13 @@ impl BenchCluster {
     /// The processes sampled for CPU, memory and sockets, by name; the benchmark itself
     /// (load generator and sink) last.
     pub fn procs(&self) -> Vec<(String, u32)> {
-        let mut procs = vec![
-            ("nats-server".to_owned(), self.nats.pid()),
-            ("control".to_owned(), self.control.pid()),
-        ];
+        let mut procs: Vec<(String, u32)> = if self.nats.len() == 1 {
+            vec![("nats-server".to_owned(), self.nats.pid())]
+        } else {
+            let servers = self.nats.servers().iter();
+            servers.enumerate().map(|(i, s)| (format!("nats{}", i + 1), s.pid())).collect()
+        };
+        procs.push(("control".to_owned(), self.control.pid()));
         for (i, d) in self.dispatchers.iter().enumerate() {
             procs.push((format!("dispatcher{}", i + 1), d.pid()));
         }

@@ -631,7 +631,7 @@ impl Bench {
         watch_drain(&healthy, warm, Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (nats_pid, disp_pid) = (cluster.nats.pid(), cluster.dispatchers[0].pid());
-        let store = cluster.nats.log_path().parent().map(|d| d.join("js")).unwrap_or_default();
+        let store = cluster.nats.server(0).store_dir();
         let (nats0, disp0, disk0) =
             (procs::rss_bytes(nats_pid), procs::rss_bytes(disp_pid), procs::dir_bytes(&store));
         let n = self.sizes.park_n;
