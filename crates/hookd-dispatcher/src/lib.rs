@@ -111,6 +111,34 @@ fn control_channel(control_url: &str) -> Result<ControlChannel, DispatcherError>
 /// Beyond the grace period, how long the stages may take to NAK what they abandon (a publish
 /// each, no round trip); only reached if NATS is gone.
 const STAGE_STOP_SLACK: Duration = Duration::from_secs(5);
+/// How often scheduled retries stuck by a full stream are looked for, and for how long after
+/// the last refusal for lack of room (see `hookd_nats::schedules`).
+const REARM_EVERY: Duration = Duration::from_secs(5);
+const REARM_WINDOW: Duration = Duration::from_secs(600);
+
+/// Publishes again the scheduled retries nats-server failed to fire while a stream was full,
+/// as long as this process has seen a write refused for lack of room recently.
+async fn rearm_stuck_retries(js: jetstream::Context) {
+    let mut every = tokio::time::interval(REARM_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rearmer = hookd_nats::schedules::Rearmer::default();
+    loop {
+        every.tick().await;
+        if hookd_nats::schedules::last_refused_for_room().is_none_or(|ago| ago >= REARM_WINDOW) {
+            continue;
+        }
+        match rearmer.sweep(&js, chrono::Utc::now()).await {
+            Ok(sweep) if sweep.rearmed > 0 || sweep.left > 0 => tracing::info!(
+                scanned = sweep.scanned,
+                rearmed = sweep.rearmed,
+                left = sweep.left,
+                "scheduled retries the server had not fired published again"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot look for stuck scheduled retries"),
+        }
+    }
+}
 
 /// A started dispatcher: definitions loaded, consumers in place.
 pub struct Dispatcher {
@@ -229,6 +257,7 @@ impl Dispatcher {
             let every = Duration::from_secs(self.config.metrics_refresh_secs);
             tokio::spawn(async move { metrics.poll(js, consumers, streams, every).await })
         };
+        let rearmer = tokio::spawn(rearm_stuck_retries(self.jetstream.clone()));
         let tallies = Tallies::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
@@ -355,6 +384,7 @@ impl Dispatcher {
             tracing::warn!(%error, "cannot flush the nats connection");
         }
         self.watch.abort();
+        rearmer.abort();
         poller.abort();
         health.abort();
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "dispatcher stopped");

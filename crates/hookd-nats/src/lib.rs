@@ -15,6 +15,7 @@
 //! `traceparent` field inside a delivery job, which survives NAK redeliveries, schedules, parks
 //! and replays because it is part of the job itself.
 
+pub mod schedules;
 pub mod setup;
 pub mod subject;
 pub mod test_send;
@@ -138,7 +139,10 @@ async fn publish_stored(
     match ack.await {
         Ok(ack) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
         Err(error) => Err(match full_reason(&error) {
-            Some(reason) => NatsError::StreamFull { subject, reason },
+            Some(reason) => {
+                schedules::note_refused_for_room();
+                NatsError::StreamFull { subject, reason }
+            }
             None => NatsError::Publish { subject, source: error.into() },
         }),
     }
