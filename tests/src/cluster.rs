@@ -38,6 +38,7 @@ pub struct ClusterBuilder {
     database: Database,
     nats_servers: usize,
     nats_options: NatsOptions,
+    database_url: Option<String>,
 }
 
 fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -88,6 +89,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// A Postgres database of the test's own server (one it may restart), instead of the
+    /// shared server's.
+    pub fn postgres_url(mut self, url: String) -> Self {
+        self.database = Database::Postgres;
+        self.database_url = Some(url);
+        self
+    }
+
     /// Shorthand for `.database(Database::Postgres)`.
     pub fn postgres(self) -> Self {
         self.database(Database::Postgres)
@@ -96,11 +105,12 @@ impl ClusterBuilder {
     /// Starts nats-server(s), the control plane and the dispatchers.
     pub fn start(self) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("hookd-cluster-").tempdir()?;
-        let database_url = match self.database {
-            Database::Sqlite => {
+        let database_url = match (self.database, self.database_url) {
+            (_, Some(url)) => url,
+            (Database::Sqlite, None) => {
                 format!("sqlite://{}?mode=rwc", dir.path().join("hookd.db").display())
             }
-            Database::Postgres => crate::process::blocking(|| {
+            (Database::Postgres, None) => crate::process::blocking(|| {
                 hookd_testpg::PgServer::shared()
                     .create_database()
                     .map_err(|e| anyhow::anyhow!("cannot create a Postgres database: {e}"))

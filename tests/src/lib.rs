@@ -22,6 +22,7 @@ mod process;
 mod producer;
 mod receiver;
 mod scrape;
+mod steady;
 mod wait;
 
 pub use auth::{
@@ -37,4 +38,5 @@ pub use otlp::{CollectedSpan, OtlpReceiver};
 pub use producer::{publish_many_to_nats, publish_to_nats};
 pub use receiver::{ReceivedRequest, Receiver, Responder, Response, responder};
 pub use scrape::{promtool_binary, promtool_check, sample, scrape};
+pub use steady::{Arrivals, Published, SteadyLoad, publish_steadily};
 pub use wait::wait_until;
