@@ -1,4 +1,4 @@
-//! The ceiling and the eight scenarios. Each returns table rows; an error becomes a row with
+//! The ceiling and the nine scenarios. Each returns table rows; an error becomes a row with
 //! the error so the rest of the run goes on.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use super::procs::{self, CpuSampler, CpuShare};
 use super::report::{Latency, Row};
 use super::sink::{Behavior, Group, LATENESS_OFFSET_US, Sink};
 use super::{BenchCluster, count_deliveries, create_webhook, js_context, now_ns};
+use crate::{Nats, NatsOptions};
 
 /// Dispatcher settings for the throughput scenarios: one endpoint may take many attempts at
 /// once and queue a whole in-flight window (the defaults, 32 and 64, cap one endpoint and put
@@ -226,7 +227,8 @@ impl Bench {
             5 => ("5", "pending retries at scale"),
             6 => ("6", "slow endpoint isolation"),
             7 => ("7", "result write path (ReportAttempts, SQLite)"),
-            _ => ("8", "scale-out 1 → 2 dispatchers"),
+            8 => ("8", "scale-out 1 → 2 dispatchers"),
+            _ => ("9", "3-node NATS cluster, R3, 3 dispatchers"),
         };
         let result = match n {
             1 => self.throughput().await,
@@ -236,7 +238,8 @@ impl Bench {
             5 => self.pending_retries().await,
             6 => self.fanout(true).await,
             7 => self.write_path().await,
-            _ => self.scale_out().await,
+            8 => self.scale_out().await,
+            _ => self.replicated().await,
         };
         result.unwrap_or_else(|e| vec![Self::error_row(id, name, &e)])
     }
@@ -249,9 +252,20 @@ impl Bench {
         extra: &str,
         n: u64,
     ) -> anyhow::Result<(Drain, BenchCluster, Sink, String)> {
+        self.drain_on(Nats::single(NatsOptions::default())?, dispatchers, extra, n).await
+    }
+
+    /// [`Bench::drain`] on the given NATS: a cluster, or other JetStream settings.
+    async fn drain_on(
+        &self,
+        nats: Nats,
+        dispatchers: usize,
+        extra: &str,
+        n: u64,
+    ) -> anyhow::Result<(Drain, BenchCluster, Sink, String)> {
         let sink = Sink::single()?;
         let group = sink.group(0).clone();
-        let mut cluster = BenchCluster::start(0, extra)?;
+        let mut cluster = BenchCluster::start_on(nats, 0, extra)?;
         let webhook =
             create_webhook(&cluster, "bench", group.urls()[0].clone(), &["bench-event"], None)
                 .await?;
@@ -781,6 +795,55 @@ impl Bench {
         row.metric("one_dispatcher_rate", one.settled_rate.into());
         row.metric("two_over_one", ratio.into());
         Ok(vec![row])
+    }
+}
+
+impl Bench {
+    /// 9: what replication costs. Row 1's backlog drained on one nats-server with
+    /// `sync_interval: always` (the fsync alone, 9a), and by 3 dispatchers on a 3-node
+    /// cluster with every stream at 3 replicas and `sync_interval: always` (the production
+    /// settings, 9), each against row 1 (one dispatcher, one server, default fsync) of the
+    /// same run.
+    async fn replicated(&mut self) -> anyhow::Result<Vec<Row>> {
+        let n = self.sizes.drain_n;
+        let one = match &self.s1 {
+            Some(d) => d.clone(),
+            None => self.drain(1, TUNED, n).await?.0,
+        };
+        let safe = NatsOptions { sync_always: true, ..NatsOptions::default() };
+        let (fsync, ..) = self.drain_on(Nats::single(safe.clone())?, 1, TUNED, n).await?;
+        let mut fsync_row = self.drain_row(
+            "9a",
+            "1 server, sync_interval: always",
+            "1 dispatcher, fsync on every write",
+            &fsync,
+        );
+        let fsync_ratio = fsync.settled_rate / one.settled_rate;
+        fsync_row.notes = format!(
+            "{fsync_ratio:.2} × row 1 ({}/s, default fsync); {}",
+            fmt_rate(one.settled_rate),
+            fsync_row.notes
+        );
+        fsync_row.metric("row1_rate", one.settled_rate.into());
+        fsync_row.metric("over_row1", fsync_ratio.into());
+
+        let (r3, ..) = self.drain_on(Nats::cluster(3, safe)?, 3, TUNED, n).await?;
+        let mut row = self.drain_row(
+            "9",
+            "3-node NATS cluster, R3, 3 dispatchers",
+            "3 dispatchers, streams R3, sync_interval: always",
+            &r3,
+        );
+        let ratio = r3.settled_rate / one.settled_rate;
+        row.notes = format!(
+            "{ratio:.2} × 1 dispatcher on 1 server ({}/s); 7 processes on {} cores; {}",
+            fmt_rate(one.settled_rate),
+            procs::nproc(),
+            row.notes
+        );
+        row.metric("one_node_rate", one.settled_rate.into());
+        row.metric("r3_over_one_node", ratio.into());
+        Ok(vec![fsync_row, row])
     }
 }
 
