@@ -22,11 +22,11 @@ async fn quick_bench_produces_a_sane_row_per_scenario() -> anyhow::Result<()> {
     assert!(ceiling > 0.0, "ceiling {ceiling}");
     let row =
         |id: &str| report.rows.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no row {id}"));
-    for id in ["1", "1s", "1d", "2a", "3", "5", "6", "7", "8", "9a", "9"] {
+    for id in ["1", "1s", "1d", "2a", "3", "5", "6", "7", "8", "9", "9a", "9b"] {
         let t = row(id).throughput.unwrap_or(0.0);
         assert!(t > 0.0, "row {id}: throughput {t}");
     }
-    for id in ["1", "1d", "8", "9a", "9"] {
+    for id in ["1", "1d", "8", "9", "9a", "9b"] {
         assert!(row(id).ratio.is_some_and(|r| r > 0.0), "row {id}: no ratio to the ceiling");
     }
     for id in ["1s", "2a", "3", "6"] {
