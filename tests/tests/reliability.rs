@@ -385,13 +385,15 @@ async fn a_three_server_nats_cluster_losing_its_leaders_loses_no_acknowledged_ev
     println!(
         "{} of {EVENTS} events acknowledged ({} given up, {} publishes retried), every one \
          delivered; {} deliveries in the history, {} extra copies, {} under an attempt number \
-         already recorded; test took {:.1} s",
+         already recorded, {} recorded attempts that never reached the endpoint; test took \
+         {:.1} s",
         published.acked.len(),
         published.unacked.len(),
         published.retries,
         history.deliveries,
         arrivals.extra_copies(),
         history.repeated_numbers.len(),
+        history.unseen_attempts,
         secs(test_started.elapsed())
     );
     assert!(
