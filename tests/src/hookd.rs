@@ -100,7 +100,7 @@ pub fn control_config(nats_url: &str, database_path: &Path) -> String {
 /// Like [`control_config`] for any `database_url` (`postgres://...`, say).
 pub fn control_config_for_url(nats_url: &str, database_url: &str) -> String {
     format!(
-        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n\
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nconsole_listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnats_url = {}\n\
          {LOOPBACK_ALLOW_CIDRS}\n\
          encryption_key = {}\ndispatcher_token = {}\n\
          bootstrap_tokens = {{ {TENANT} = {}, {OTHER_TENANT} = {} }}\n",
@@ -139,6 +139,8 @@ pub struct HookdProcess {
     addr: SocketAddr,
     /// From a `hookd <role> metrics on <addr>` line, if the process printed one.
     metrics: Arc<Mutex<Option<SocketAddr>>>,
+    /// From a `hookd control console on <url>` line (the web console), if printed.
+    console: Arc<Mutex<Option<String>>>,
     log_path: PathBuf,
     // Field order matters: the process must die before its directory is removed.
     child: ChildGuard,
@@ -208,12 +210,14 @@ impl HookdProcess {
         let prefix = format!("hookd {role} ready on ");
         let metrics = Arc::new(Mutex::new(None));
         let metrics_line = (format!("hookd {role} metrics on "), metrics.clone());
-        std::thread::Builder::new()
-            .name(format!("hookd-{role}-stdout"))
-            .spawn(move || read_stdout(stdout, stdout_log, &prefix, &metrics_line, events))?;
+        let console = Arc::new(Mutex::new(None));
+        let console_line = (format!("hookd {role} console on "), console.clone());
+        std::thread::Builder::new().name(format!("hookd-{role}-stdout")).spawn(move || {
+            read_stdout(stdout, stdout_log, &prefix, (&metrics_line, &console_line), events)
+        })?;
 
         let addr = blocking(|| wait_ready(role, &mut child, &ready, &log_path, timeout))?;
-        Ok(HookdProcess { role, addr, metrics, log_path, child, _dir: dir })
+        Ok(HookdProcess { role, addr, metrics, console, log_path, child, _dir: dir })
     }
 
     pub fn role(&self) -> Role {
@@ -230,6 +234,12 @@ impl HookdProcess {
     pub fn metrics_url(&self) -> String {
         let metrics = *self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         format!("http://{}/metrics", metrics.unwrap_or(self.addr))
+    }
+
+    /// The web console's base URL (`http://ADDR`), from the control plane's
+    /// `hookd control console on <url>` line; `None` when the console is off.
+    pub fn console_url(&self) -> Option<String> {
+        self.console.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// `http://ADDR`.
@@ -289,13 +299,19 @@ impl Drop for HookdProcess {
     }
 }
 
+/// A stdout line's prefix and where the value after it is kept.
+type Announced<T> = (String, Arc<Mutex<Option<T>>>);
+
 /// Runs on its own thread until the child's stdout closes: reports the ready line, copies every
 /// other line to the log, and keeps draining so the child never blocks on a full pipe.
 fn read_stdout(
     stdout: std::process::ChildStdout,
     mut log: File,
     prefix: &str,
-    (metrics_prefix, metrics): &(String, Arc<Mutex<Option<SocketAddr>>>),
+    ((metrics_prefix, metrics), (console_prefix, console)): (
+        &Announced<SocketAddr>,
+        &Announced<String>,
+    ),
     events: mpsc::Sender<StdoutEvent>,
 ) {
     let mut reader = BufReader::new(stdout);
@@ -314,6 +330,9 @@ fn read_stdout(
             if let Ok(addr) = addr.trim().parse::<SocketAddr>() {
                 *metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
             }
+        } else if let Some(url) = text.strip_prefix(console_prefix.as_str()) {
+            *console.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(url.trim().to_owned());
         } else if text.starts_with(prefix) {
             let token = text.split_whitespace().next_back().unwrap_or_default();
             let event = match token.parse::<SocketAddr>() {
@@ -486,6 +505,7 @@ mod tests {
         assert!(
             control.starts_with(
                 "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 console_listen = \"127.0.0.1:0\"\n\
                  database_url = \"sqlite:///tmp/x/hookd.db?mode=rwc\"\n\
                  nats_url = \"nats://127.0.0.1:4222\"\nallow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n\
                  encryption_key = "

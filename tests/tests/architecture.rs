@@ -20,6 +20,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hookd-nats", &["hookd-core"]),
     ("hookd-egress", &["hookd-core"]),
     ("hookd-metrics", &[]),
+    // The web console is a client of the gRPC services: never storage, never the control plane.
+    ("hookd-console", &["hookd-core", "hookd-proto"]),
     (
         "hookd-control",
         &[
@@ -29,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hookd-nats",
             "hookd-egress",
             "hookd-metrics",
+            "hookd-console",
         ],
     ),
     (

@@ -10,7 +10,7 @@ use hookd_tests::bench::{Options, run};
 async fn quick_bench_produces_a_sane_row_per_scenario() -> anyhow::Result<()> {
     let out = tempfile::tempdir()?;
     let options = Options { quick: true, scenarios: Vec::new(), out: Some(out.path().to_owned()) };
-    let report = tokio::time::timeout(Duration::from_secs(150), run(&options)).await??;
+    let report = tokio::time::timeout(Duration::from_secs(240), run(&options)).await??;
 
     let errors: Vec<_> = report
         .rows
@@ -22,12 +22,22 @@ async fn quick_bench_produces_a_sane_row_per_scenario() -> anyhow::Result<()> {
     assert!(ceiling > 0.0, "ceiling {ceiling}");
     let row =
         |id: &str| report.rows.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no row {id}"));
-    for id in ["1", "1s", "1d", "2a", "3", "5", "6", "7", "8", "9", "9a", "9b"] {
+    for id in [
+        "1", "1s", "1d", "2a", "2c", "2d", "3", "5", "6", "7", "8", "1p", "1sp", "1dp", "2bp",
+        "10", "10a", "10b",
+    ] {
         let t = row(id).throughput.unwrap_or(0.0);
         assert!(t > 0.0, "row {id}: throughput {t}");
     }
-    for id in ["1", "1d", "8", "9", "9a", "9b"] {
+    for id in ["1", "1d", "8", "1p", "10", "10a", "10b"] {
         assert!(row(id).ratio.is_some_and(|r| r > 0.0), "row {id}: no ratio to the ceiling");
+    }
+    assert!(row("2c").ratio.is_some_and(|r| r > 0.0), "row 2c: no CPU ratio to row 1");
+    // CPU per delivery of every hookd process, and the database server's on Postgres.
+    for (id, process) in [("1", "dispatcher1"), ("2c", "control"), ("1p", "postgres")] {
+        let us = &row(id).metrics["cpu_us_per_delivery"];
+        assert!(us[process].as_f64().is_some_and(|v| v > 0.0), "row {id}: {us}");
+        assert!(us["hookd_total"].as_f64().is_some_and(|v| v > 0.0), "row {id}: {us}");
     }
     for id in ["1s", "2a", "3", "6"] {
         let l = row(id).latency.unwrap_or_else(|| panic!("row {id}: no latency"));

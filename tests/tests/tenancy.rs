@@ -316,6 +316,17 @@ async fn call(rpc: &str, ch: Authed, ids: &Ids) -> Result<String, tonic::Status>
             access.revoke_token(v1::RevokeTokenRequest { id: ids.token.clone() }).await?
         ),
         "WhoAmI" => format!("{:?}", access.who_am_i(v1::WhoAmIRequest {}).await?),
+        "CreatePortalLink" => format!(
+            "{:?}",
+            access
+                .create_portal_link(v1::CreatePortalLinkRequest {
+                    // Another tenant's custom role must look missing.
+                    role: ids.role.clone(),
+                    app: "shop-7".into(),
+                    ttl_seconds: 0,
+                })
+                .await?
+        ),
         other => panic!("no such rpc {other}"),
     };
     Ok(text)
@@ -490,7 +501,7 @@ async fn every_rpc_keeps_tenants_apart_and_enforces_roles() -> anyhow::Result<()
             }),
             "WhoAmI" => answer.as_ref().is_ok_and(|t| t.contains(&format!("{OTHER_TENANT:?}"))),
             // Creations land in B; those naming A's credential or role find none.
-            "CreateWebhook" | "CreateToken" => answer
+            "CreateWebhook" | "CreateToken" | "CreatePortalLink" => answer
                 .as_ref()
                 .is_err_and(|s| s.code() == Code::InvalidArgument && s.message().contains("no ")),
             "CreateCredential" | "CreateEventType" | "CreateRole" | "PublishEvent" => {

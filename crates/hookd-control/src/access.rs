@@ -2,6 +2,8 @@
 //! `tenant.admin` except `WhoAmI`. After each change the token table is reloaded, so the
 //! change holds on this control plane before the call returns.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use hookd_core::{
     InvalidField,
@@ -9,6 +11,7 @@ use hookd_core::{
         OWNER_ROLE, Permission, VIEWER_ROLE, builtin_role, parse_permissions, validate_role_name,
         validate_token_name,
     },
+    portal::{DEFAULT_LINK_TTL_SECS, MAX_LINK_TTL_SECS, PortalClaims, PortalKeys},
 };
 use hookd_proto::{
     convert::timestamp,
@@ -30,6 +33,9 @@ pub struct AccessApi {
     store: Store,
     table: TokenTable,
     changes: Changes,
+    /// Signs portal links; with the console's public URL they start with, `None` while the
+    /// console is off.
+    portal: Option<(Arc<PortalKeys>, String)>,
 }
 
 impl AccessApi {
@@ -38,7 +44,14 @@ impl AccessApi {
             store: shared.store.clone(),
             table: shared.token_table.clone(),
             changes: shared.changes.clone(),
+            portal: None,
         }
+    }
+
+    /// Portal links signed with `keys`, pointing at the console at `console_url`.
+    pub fn with_portal(mut self, keys: Arc<PortalKeys>, console_url: String) -> Self {
+        self.portal = Some((keys, console_url));
+        self
     }
 
     /// Makes a change visible to the interceptors at once, here and on the other control
@@ -287,6 +300,54 @@ impl AccessService for AccessApi {
             token_id: caller.token_id.clone(),
             role: caller.role.clone(),
             permissions: names(&caller.permissions),
+            app: caller.app.clone().unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(role = %request.get_ref().role, app = %request.get_ref().app))]
+    async fn create_portal_link(
+        &self,
+        request: Request<v1::CreatePortalLinkRequest>,
+    ) -> Result<Response<v1::CreatePortalLinkResponse>, Status> {
+        let caller = require(&request, Permission::TenantAdmin)?;
+        let r = request.into_inner();
+        let Some((keys, console_url)) = &self.portal else {
+            return Err(ControlError::FailedPrecondition(
+                "the web console is off (console_listen is empty), so there is nothing to link to"
+                    .to_owned(),
+            )
+            .into());
+        };
+        let tenant = caller.tenant.as_str();
+        let role_exists = builtin_role(&r.role).is_some()
+            || self.store.get_role(tenant, &r.role).await.map_err(ControlError::from)?.is_some();
+        if !role_exists {
+            return Err(ControlError::from(InvalidField::new(
+                "role",
+                format!("the tenant has no role {:?}", r.role),
+            ))
+            .into());
+        }
+        let app = r.app.trim();
+        hookd_core::webhook::validate_app(app).map_err(ControlError::from)?;
+        let ttl = match u64::from(r.ttl_seconds) {
+            0 => DEFAULT_LINK_TTL_SECS,
+            secs if secs > MAX_LINK_TTL_SECS => {
+                return Err(ControlError::from(InvalidField::new(
+                    "ttl_seconds",
+                    format!("must be at most {MAX_LINK_TTL_SECS} (7 days)"),
+                ))
+                .into());
+            }
+            secs => secs,
+        };
+        let expires_at = Utc::now() + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(0));
+        let claims = PortalClaims::new(tenant, &r.role, app, expires_at.timestamp());
+        let link = keys.sign_link(&claims);
+        tracing::info!(%tenant, by = %caller.token_id, nonce = %claims.nonce, ttl_secs = ttl, "portal link created");
+        Ok(Response::new(v1::CreatePortalLinkResponse {
+            url: format!("{}/portal?link={link}", console_url.trim_end_matches('/')),
+            expires_at: Some(timestamp(expires_at)),
         }))
     }
 }

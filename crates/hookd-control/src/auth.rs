@@ -11,6 +11,11 @@
 //! `DispatchService` accepts; API tokens are refused there, and the dispatcher token
 //! everywhere else (it is never in the token table).
 //!
+//! Portal grants (`hkdg_…`, see [`hookd_core::portal`]) are the bearer tokens of console
+//! sessions opened from a portal link: signed, expiring, naming a tenant, a role and maybe an
+//! app label. They authenticate like tokens, with the role's webhook permissions only, and
+//! the caller they make carries the app label, which every service then enforces.
+//!
 //! Token values are never logged or stored; logs name token ids.
 
 use std::{
@@ -20,7 +25,10 @@ use std::{
 };
 
 use base64::Engine as _;
-use hookd_core::access::{Permission, builtin_role};
+use hookd_core::{
+    access::{Permission, builtin_role},
+    portal::{GRANT_PREFIX, PortalKeys},
+};
 use hookd_proto::auth::{TokenError, bearer_token};
 use hookd_storage::{StorageError, Store};
 use sha2::{Digest, Sha256};
@@ -35,7 +43,31 @@ pub struct Caller {
     pub token_id: String,
     pub role: String,
     pub permissions: Vec<Permission>,
+    /// A portal session limited to the webhooks with this app label: lists are filtered to
+    /// it, other webhooks (and their deliveries) are NOT_FOUND, new webhooks get it, and
+    /// tenant-wide resources are out of reach.
+    pub app: Option<String>,
 }
+
+impl Caller {
+    /// Whether a webhook labelled `app` is within this caller's reach.
+    pub fn reaches_app(&self, app: &str) -> bool {
+        self.app.as_deref().is_none_or(|mine| mine == app)
+    }
+
+    /// Refuses a caller limited to one app label a tenant-wide resource (credentials, the
+    /// catalog's changes): PERMISSION_DENIED, naming the label.
+    pub fn require_whole_tenant(&self, what: &'static str) -> Result<(), ControlError> {
+        match &self.app {
+            None => Ok(()),
+            Some(app) => Err(ControlError::OutOfScope { what, app: app.clone() }),
+        }
+    }
+}
+
+/// What a portal session may do at most, whatever its role: configure webhooks, not
+/// administer the tenant or publish events.
+const PORTAL_PERMISSIONS: [Permission; 2] = [Permission::WebhooksRead, Permission::WebhooksManage];
 
 /// The prefix of every API token hookd generates, so they are easy to spot (and to scan for
 /// in leaked text).
@@ -71,10 +103,15 @@ pub fn last_four(token: &str) -> String {
     chars[chars.len().saturating_sub(4)..].iter().collect()
 }
 
+/// (tenant, custom role name) → the role's permissions.
+type RolePermissions = HashMap<(String, String), Vec<Permission>>;
+
 /// Hash → caller, shared by every interceptor and the access service.
 #[derive(Clone, Default)]
 pub struct TokenTable {
     tokens: Arc<RwLock<HashMap<[u8; 32], Arc<Caller>>>>,
+    /// (tenant, custom role) → permissions, for portal grants, which name a role.
+    roles: Arc<RwLock<RolePermissions>>,
     /// Serialises reloads: a reload that read the database before a change committed must
     /// not overwrite the one that read it after.
     reloading: Arc<tokio::sync::Mutex<()>>,
@@ -90,7 +127,7 @@ impl TokenTable {
     /// Reads every token and role again and replaces the table.
     pub async fn reload(&self, store: &Store) -> Result<(), StorageError> {
         let _one_at_a_time = self.reloading.lock().await;
-        let roles: HashMap<(String, String), Vec<Permission>> = store
+        let roles: RolePermissions = store
             .all_roles()
             .await?
             .into_iter()
@@ -110,11 +147,18 @@ impl TokenTable {
                 .unwrap_or_default();
             tokens.insert(
                 hash,
-                Arc::new(Caller { tenant: t.tenant, token_id: t.id, role: t.role, permissions }),
+                Arc::new(Caller {
+                    tenant: t.tenant,
+                    token_id: t.id,
+                    role: t.role,
+                    permissions,
+                    app: None,
+                }),
             );
         }
         let count = tokens.len();
         *self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
+        *self.roles.write().unwrap_or_else(std::sync::PoisonError::into_inner) = roles;
         tracing::trace!(tokens = count, "token table loaded");
         Ok(())
     }
@@ -138,6 +182,31 @@ impl TokenTable {
     pub fn lookup(&self, token: &str) -> Option<Arc<Caller>> {
         let hash = hash_token(token);
         self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&hash).cloned()
+    }
+
+    /// The caller of a verified portal grant: its role's webhook permissions (none for a role
+    /// that no longer exists) and its app label.
+    fn portal_caller(&self, claims: hookd_core::portal::PortalClaims) -> Caller {
+        let permissions = builtin_role(&claims.role)
+            .map(<[Permission]>::to_vec)
+            .or_else(|| {
+                self.roles
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&(claims.tenant.clone(), claims.role.clone()))
+                    .cloned()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| PORTAL_PERMISSIONS.contains(p))
+            .collect();
+        Caller {
+            token_id: format!("portal:{}", claims.nonce),
+            tenant: claims.tenant,
+            role: claims.role,
+            permissions,
+            app: (!claims.app.is_empty()).then_some(claims.app),
+        }
     }
 }
 
@@ -164,18 +233,28 @@ fn bearer<T>(request: &Request<T>) -> Result<&str, ControlError> {
     })
 }
 
-/// The interceptor of the public services: a known API token, or UNAUTHENTICATED.
+/// The interceptor of the public services: a known API token, a valid portal grant, or
+/// UNAUTHENTICATED.
 #[derive(Clone)]
 pub struct Authenticate {
     pub table: TokenTable,
+    pub portal: Arc<PortalKeys>,
 }
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self
-            .table
-            .lookup(bearer(&request)?)
-            .ok_or(ControlError::Unauthenticated("unknown or revoked token"))?;
+        let token = bearer(&request)?;
+        let caller = if token.starts_with(GRANT_PREFIX) {
+            let claims = self
+                .portal
+                .verify_grant(token, chrono::Utc::now().timestamp())
+                .map_err(|_| ControlError::Unauthenticated("invalid or expired portal session"))?;
+            Arc::new(self.table.portal_caller(claims))
+        } else {
+            self.table
+                .lookup(token)
+                .ok_or(ControlError::Unauthenticated("unknown or revoked token"))?
+        };
         request.extensions_mut().insert(caller);
         Ok(request)
     }
@@ -229,6 +308,47 @@ pub fn require<T>(
 mod tests {
     use super::*;
 
+    fn portal_keys() -> PortalKeys {
+        PortalKeys::derive(b"0123456789abcdef0123456789abcdef")
+    }
+
+    #[test]
+    fn a_portal_grant_gets_its_roles_webhook_permissions_and_app_label() {
+        use hookd_core::portal::PortalClaims;
+        let table = TokenTable::default();
+        table.roles.write().expect("lock").insert(
+            ("acme".into(), "support".into()),
+            vec![Permission::WebhooksRead, Permission::EventsPublish],
+        );
+        let keys = portal_keys();
+        let mut auth = Authenticate { table, portal: Arc::new(keys.clone()) };
+        let far = chrono::Utc::now().timestamp() + 600;
+        let grant = |role: &str, app: &str| {
+            let token = keys.sign_grant(&PortalClaims::new("acme", role, app, far));
+            auth.clone().call(with_auth(&format!("Bearer {token}"))).expect("valid grant")
+        };
+        let owner = grant("owner", "shop-7");
+        let caller = caller(&owner).expect("caller");
+        assert_eq!(caller.tenant, "acme");
+        assert_eq!(caller.permissions, [Permission::WebhooksRead, Permission::WebhooksManage]);
+        assert_eq!(caller.app.as_deref(), Some("shop-7"));
+        assert!(caller.reaches_app("shop-7") && !caller.reaches_app("shop-8"));
+        assert!(caller.require_whole_tenant("credentials").is_err());
+        let support = caller_of(&grant("support", ""));
+        assert_eq!(support.permissions, [Permission::WebhooksRead], "never events.publish");
+        assert!(support.app.is_none() && support.reaches_app("anything"));
+        assert!(caller_of(&grant("gone", "")).permissions.is_empty());
+        let expired = keys.sign_grant(&PortalClaims::new("acme", "owner", "", 1));
+        let status = auth.call(with_auth(&format!("Bearer {expired}"))).expect_err("expired");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        let link = keys.sign_link(&PortalClaims::new("acme", "owner", "", far));
+        assert!(auth.call(with_auth(&format!("Bearer {link}"))).is_err(), "a link is no token");
+    }
+
+    fn caller_of(request: &Request<()>) -> Arc<Caller> {
+        caller(request).expect("caller")
+    }
+
     fn with_auth(value: &str) -> Request<()> {
         let mut request = Request::new(());
         request.metadata_mut().insert("authorization", value.parse().expect("ascii"));
@@ -256,9 +376,10 @@ mod tests {
             token_id: "tok_1".into(),
             role: "viewer".into(),
             permissions: vec![Permission::WebhooksRead],
+            app: None,
         });
         table.tokens.write().expect("lock").insert(hash_token("hkd_known"), caller.clone());
-        let mut auth = Authenticate { table };
+        let mut auth = Authenticate { table, portal: Arc::new(portal_keys()) };
         let ok = auth.call(with_auth("Bearer hkd_known")).expect("known token");
         assert_eq!(ok.extensions().get::<Arc<Caller>>(), Some(&caller));
         assert!(require(&ok, Permission::WebhooksRead).is_ok());
@@ -270,6 +391,11 @@ mod tests {
         }
         assert_eq!(
             auth.call(Request::new(())).expect_err("none").code(),
+            tonic::Code::Unauthenticated
+        );
+
+        assert_eq!(
+            auth.call(with_auth("Bearer hkdg_forged.AAAA")).expect_err("forged").code(),
             tonic::Code::Unauthenticated
         );
 

@@ -98,6 +98,20 @@ pub struct Config {
     /// finish; then the results accepted are committed and the process exits, at most 10 s
     /// later.
     pub shutdown_grace_secs: u64,
+    /// Address of the web console and customer portal; empty turns the console off.
+    pub console_listen: String,
+    /// The console's address as browsers reach it (`https://hooks.example.com`, behind a
+    /// proxy say): portal links start with it, and an `https` one makes session cookies
+    /// `Secure`. Empty: `http://<console_listen>`.
+    pub console_public_url: String,
+    /// Origins allowed to show the console in a frame (CSP `frame-ancestors`), such as
+    /// `["https://app.example.com"]`; none by default.
+    pub console_frame_ancestors: Vec<String>,
+    /// Believe `X-Forwarded-Proto: https` from the proxy in front of the console, making
+    /// session cookies `Secure` (only behind a proxy that sets it).
+    pub console_trust_forwarded_proto: bool,
+    /// How long a console session lasts, signed in with a token or opened from a portal link.
+    pub console_session_secs: u64,
 }
 
 impl Default for Config {
@@ -136,6 +150,11 @@ impl Default for Config {
             history_purge_batch: 500,
             readiness_interval_secs: 2,
             shutdown_grace_secs: 20,
+            console_listen: "127.0.0.1:7080".to_owned(),
+            console_public_url: String::new(),
+            console_frame_ancestors: Vec::new(),
+            console_trust_forwarded_proto: false,
+            console_session_secs: 8 * 3600,
         }
     }
 }
@@ -156,6 +175,37 @@ impl Config {
             self.old_encryption_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         hookd_storage::Cipher::new(&self.encryption_key_id, &self.encryption_key, &older)
             .map_err(|e| e.to_string())
+    }
+
+    /// The decoded `encryption_key`: the console's session and portal keys derive from it.
+    pub(crate) fn master_key(&self) -> Result<Vec<u8>, ControlError> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(self.encryption_key.trim()).map_err(|_| {
+            ControlError::Config { setting: "encryption_key", reason: "is not base64".to_owned() }
+        })
+    }
+
+    /// Where the console listens; `None` when it is off.
+    pub(crate) fn console_listen(&self) -> Result<Option<SocketAddr>, ControlError> {
+        let listen = self.console_listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| ControlError::Config {
+            setting: "console_listen",
+            reason: format!(
+                "{listen:?} is not an address such as 127.0.0.1:7080 (empty turns the console off)"
+            ),
+        })
+    }
+
+    pub(crate) fn console_settings(&self) -> hookd_console::Settings {
+        hookd_console::Settings {
+            public_url: self.console_public_url.trim().to_owned(),
+            frame_ancestors: self.console_frame_ancestors.clone(),
+            trust_forwarded_proto: self.console_trust_forwarded_proto,
+            session: Duration::from_secs(self.console_session_secs),
+        }
     }
 
     pub(crate) fn pool_options(&self) -> hookd_storage::PoolOptions {
@@ -215,6 +265,10 @@ impl Config {
             );
         }
         self.nats_servers()?;
+        self.console_listen()?;
+        self.console_settings()
+            .validate()
+            .map_err(|(setting, reason)| ControlError::Config { setting, reason })?;
         for (tenant, token) in &self.bootstrap_tokens {
             hookd_core::access::validate_tenant(tenant).map_err(|e| ControlError::Config {
                 setting: "bootstrap_tokens",
@@ -300,6 +354,15 @@ mod tests {
         ok.validate().expect("valid");
         let short = Config { dispatcher_token: "short".into(), ..Config::default() };
         assert!(short.validate().is_err());
+        for bad in [
+            Config { console_listen: "localhost".into(), ..ok.clone() },
+            Config { console_public_url: "hooks.example.com".into(), ..ok.clone() },
+            Config { console_frame_ancestors: vec!["*".into()], ..ok.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let off = Config { console_listen: String::new(), ..ok.clone() };
+        assert_eq!(off.console_listen().expect("valid"), None);
         for (tenant, token) in
             [("Bad.Tenant", "t".repeat(16)), ("a", "short".into()), ("a", "d".repeat(16))]
         {

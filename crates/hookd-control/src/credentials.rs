@@ -57,6 +57,7 @@ impl CredentialService for CredentialApi {
         request: Request<v1::CreateCredentialRequest>,
     ) -> Result<Response<v1::CreateCredentialResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
+        caller.require_whole_tenant("OAuth2 credentials")?;
         let tenant = caller.tenant.as_str();
         let wire = request
             .into_inner()
@@ -82,6 +83,7 @@ impl CredentialService for CredentialApi {
         request: Request<v1::GetCredentialRequest>,
     ) -> Result<Response<v1::GetCredentialResponse>, Status> {
         let caller = require(&request, Permission::WebhooksRead)?;
+        caller.require_whole_tenant("OAuth2 credentials")?;
         let tenant = caller.tenant.as_str();
         let (credential, token) = self.load(tenant, &request.get_ref().id).await?;
         Ok(Response::new(v1::GetCredentialResponse {
@@ -95,6 +97,7 @@ impl CredentialService for CredentialApi {
         request: Request<v1::ListCredentialsRequest>,
     ) -> Result<Response<v1::ListCredentialsResponse>, Status> {
         let caller = require(&request, Permission::WebhooksRead)?;
+        caller.require_whole_tenant("OAuth2 credentials")?;
         let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let after = match r.page_token.as_str() {
@@ -122,6 +125,7 @@ impl CredentialService for CredentialApi {
         request: Request<v1::UpdateCredentialRequest>,
     ) -> Result<Response<v1::UpdateCredentialResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
+        caller.require_whole_tenant("OAuth2 credentials")?;
         let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let changes = r.credential.ok_or_else(|| {
@@ -171,6 +175,7 @@ impl CredentialService for CredentialApi {
         request: Request<v1::DeleteCredentialRequest>,
     ) -> Result<Response<v1::DeleteCredentialResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
+        caller.require_whole_tenant("OAuth2 credentials")?;
         let tenant = caller.tenant.as_str();
         let id = request.into_inner().id;
         if id.is_empty() {

@@ -13,7 +13,11 @@ use serde_json::value::RawValue;
 use tonic::{Request, Response, Status};
 
 use crate::shared::Shared;
-use crate::{ControlError, auth::require, webhooks::page_size};
+use crate::{
+    ControlError,
+    auth::{Caller, require},
+    webhooks::page_size,
+};
 
 pub struct DeliveryApi {
     store: Store,
@@ -23,6 +27,22 @@ pub struct DeliveryApi {
 impl DeliveryApi {
     pub(crate) fn new(shared: &Shared) -> Self {
         Self { store: shared.store.clone(), jetstream: shared.jetstream.clone() }
+    }
+
+    /// For a caller limited to one app label: the webhook must exist and carry the label,
+    /// else it is NOT_FOUND (history of a deleted webhook is out of such a caller's reach).
+    async fn check_scope(
+        &self,
+        caller: &Caller,
+        webhook_id: &WebhookId,
+    ) -> Result<(), ControlError> {
+        if caller.app.is_none() {
+            return Ok(());
+        }
+        match self.store.get_webhook(&caller.tenant, webhook_id).await? {
+            Some(w) if caller.reaches_app(&w.spec.app) => Ok(()),
+            _ => Err(ControlError::NotFound { what: "webhook", id: webhook_id.to_string() }),
+        }
     }
 
     /// Makes a finished delivery pending again and queues its next attempt, now. The state
@@ -131,6 +151,7 @@ impl DeliveryService for DeliveryApi {
             },
         };
         let webhook_id = WebhookId::from(r.webhook_id);
+        self.check_scope(&caller, &webhook_id).await?;
         let mut page = self
             .store
             .list_deliveries(tenant, &webhook_id, &filter, cursor.as_ref(), limit + 1)
@@ -171,7 +192,11 @@ impl DeliveryService for DeliveryApi {
             .get_delivery(tenant, &DeliveryId::from(id.as_str()))
             .await
             .map_err(ControlError::from)?;
-        let (delivery, attempts) = found.ok_or(ControlError::NotFound { what: "delivery", id })?;
+        let (delivery, attempts) =
+            found.ok_or(ControlError::NotFound { what: "delivery", id: id.clone() })?;
+        if self.check_scope(&caller, &delivery.webhook_id).await.is_err() {
+            return Err(ControlError::NotFound { what: "delivery", id }.into());
+        }
         Ok(Response::new(v1::GetDeliveryResponse {
             delivery: Some(delivery_to_proto(delivery, attempts)),
         }))
@@ -188,7 +213,18 @@ impl DeliveryService for DeliveryApi {
         if id.is_empty() {
             return Err(ControlError::from(InvalidField::new("id", "is required")).into());
         }
-        let delivery = self.resend(tenant, &DeliveryId::from(id)).await?;
+        let id = DeliveryId::from(id);
+        if caller.app.is_some() {
+            let found = self.store.get_delivery(tenant, &id).await.map_err(ControlError::from)?;
+            let in_reach = match &found {
+                Some((d, _)) => self.check_scope(&caller, &d.webhook_id).await.is_ok(),
+                None => false,
+            };
+            if !in_reach {
+                return Err(ControlError::NotFound { what: "delivery", id: id.to_string() }.into());
+            }
+        }
+        let delivery = self.resend(tenant, &id).await?;
         Ok(Response::new(v1::ResendDeliveryResponse {
             delivery: Some(delivery_to_proto(delivery, Vec::new())),
         }))
@@ -214,8 +250,9 @@ impl DeliveryService for DeliveryApi {
         let webhook_id = WebhookId::from(r.webhook_id);
         // Resending needs the webhook (the dispatcher would drop jobs for a missing one), and
         // another tenant's must look missing.
-        if self.store.get_webhook(tenant, &webhook_id).await.map_err(ControlError::from)?.is_none()
-        {
+        let found =
+            self.store.get_webhook(tenant, &webhook_id).await.map_err(ControlError::from)?;
+        if !found.is_some_and(|w| caller.reaches_app(&w.spec.app)) {
             return Err(
                 ControlError::NotFound { what: "webhook", id: webhook_id.into_string() }.into()
             );

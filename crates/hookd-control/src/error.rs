@@ -59,6 +59,9 @@ pub enum ControlError {
     /// it never tells whether a resource exists; other tenants' resources are NOT_FOUND.
     #[error("permission denied: this token's role lacks {0}")]
     PermissionDenied(Permission),
+    /// A portal session limited to one app label asked for a tenant-wide resource.
+    #[error("permission denied: a portal session limited to app label {app:?} cannot use {what}")]
+    OutOfScope { what: &'static str, app: String },
     /// A setting the control plane cannot start with.
     #[error("invalid setting {setting}: {reason}")]
     Config { setting: &'static str, reason: String },
@@ -94,7 +97,9 @@ impl From<ControlError> for Status {
             }
             ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
             ControlError::Unauthenticated(_) => Code::Unauthenticated,
-            ControlError::PermissionDenied(_) => Code::PermissionDenied,
+            ControlError::PermissionDenied(_) | ControlError::OutOfScope { .. } => {
+                Code::PermissionDenied
+            }
             ControlError::StreamFull(_) => Code::ResourceExhausted,
             ControlError::Storage(_)
             | ControlError::NatsConnect(_)

@@ -75,6 +75,7 @@ impl EventTypeService for EventTypeApi {
         request: Request<v1::CreateEventTypeRequest>,
     ) -> Result<Response<v1::CreateEventTypeResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
+        caller.require_whole_tenant("changes to the event-type catalog")?;
         let tenant = caller.tenant.as_str();
         let spec =
             spec_of(request.into_inner().event_type)?.validate().map_err(ControlError::from)?;
@@ -132,6 +133,7 @@ impl EventTypeService for EventTypeApi {
         request: Request<v1::UpdateEventTypeRequest>,
     ) -> Result<Response<v1::UpdateEventTypeResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
+        caller.require_whole_tenant("changes to the event-type catalog")?;
         let tenant = caller.tenant.as_str();
         let r = request.into_inner();
         let changes = spec_of(r.event_type)?;
@@ -169,6 +171,7 @@ impl EventTypeService for EventTypeApi {
         request: Request<v1::DeleteEventTypeRequest>,
     ) -> Result<Response<v1::DeleteEventTypeResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
+        caller.require_whole_tenant("changes to the event-type catalog")?;
         let tenant = caller.tenant.as_str();
         let name = request.into_inner().name.trim().to_owned();
         if name.is_empty() {

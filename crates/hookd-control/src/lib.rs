@@ -21,6 +21,7 @@ mod lifecycle;
 mod metrics;
 pub mod notify;
 mod oauth;
+mod portal_links;
 mod recorder;
 mod replay;
 mod retention;
@@ -53,6 +54,8 @@ pub struct ControlPlane {
     store: Store,
     jetstream: async_nats::jetstream::Context,
     metrics_listener: TcpListener,
+    /// The web console's, when `console_listen` is set.
+    console_listener: Option<TcpListener>,
     /// Notified each time the NATS link is (re)established: hints of other replicas may have
     /// been missed meanwhile.
     reconnected: std::sync::Arc<tokio::sync::Notify>,
@@ -111,12 +114,26 @@ impl ControlPlane {
                 setting: "metrics_listen",
                 reason: format!("cannot listen on {}: {e}", config.metrics_listen),
             })?;
-        Ok(Self { config, store, jetstream, metrics_listener, reconnected })
+        let console_listener = match config.console_listen()? {
+            None => None,
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.map_err(|e| ControlError::Config {
+                    setting: "console_listen",
+                    reason: format!("cannot listen on {addr}: {e}"),
+                })?)
+            }
+        };
+        Ok(Self { config, store, jetstream, metrics_listener, console_listener, reconnected })
     }
 
     /// Where `/metrics` is served (the bound address, when `metrics_listen` has port 0).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.local_addr().ok()
+    }
+
+    /// Where the web console is served (the bound address), `None` when it is off.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
@@ -177,7 +194,8 @@ impl ControlPlane {
         }
         .spawn(&self.jetstream.client(), self.reconnected.clone())
         .await?;
-        let authenticate = auth::Authenticate { table: table.clone() };
+        let portal = Arc::new(hookd_core::portal::PortalKeys::derive(&self.config.master_key()?));
+        let authenticate = auth::Authenticate { table: table.clone(), portal: portal.clone() };
         let dispatcher =
             auth::AuthenticateDispatcher { hash: auth::hash_token(&self.config.dispatcher_token) };
 
@@ -202,6 +220,7 @@ impl ControlPlane {
             .build_v1alpha()
             .map_err(|e| ControlError::Internal(e.to_string()))?;
 
+        let console_stopping = stopping.clone();
         let shared = Shared {
             config: Arc::new(self.config.clone()),
             store: self.store.clone(),
@@ -222,7 +241,15 @@ impl ControlPlane {
         let credential_service = credentials::CredentialApi::new(&shared);
         let event_type_service = event_types::EventTypeApi::new(&shared);
         let delivery_service = deliveries::DeliveryApi::new(&shared);
-        let access_service = access::AccessApi::new(&shared);
+        let mut access_service = access::AccessApi::new(&shared);
+        let console_url = self
+            .console_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|addr| self.config.console_settings().base_url(addr));
+        if let Some(url) = &console_url {
+            access_service = access_service.with_portal(portal.clone(), url.clone());
+        }
         let dispatch_service = dispatch::DispatchApi::new(&shared);
         // The services hold what they need; the recorder's last handles must go with them
         // (so its write loop ends once they are dropped at shutdown).
@@ -246,7 +273,51 @@ impl ControlPlane {
             }
         };
 
-        tracing::info!(addr = ?local_addr, "control plane serving");
+        // The public services, each behind the token interceptor. The console calls these
+        // very services in process, so it sees exactly what a gRPC client sees.
+        let webhooks =
+            WebhookServiceServer::with_interceptor(webhook_service, authenticate.clone());
+        let events = tonic::service::interceptor::InterceptedService::new(
+            EventServiceServer::new(event_service)
+                .max_decoding_message_size(events::request_limit(self.config.max_event_bytes)),
+            authenticate.clone(),
+        );
+        let deliveries =
+            DeliveryServiceServer::with_interceptor(delivery_service, authenticate.clone());
+        let credentials =
+            CredentialServiceServer::with_interceptor(credential_service, authenticate.clone());
+        let event_types =
+            EventTypeServiceServer::with_interceptor(event_type_service, authenticate.clone());
+        let access = AccessServiceServer::with_interceptor(access_service, authenticate);
+        let console = match self.console_listener {
+            Some(listener) => {
+                let routes = tonic::service::Routes::new(webhooks.clone())
+                    .add_service(events.clone())
+                    .add_service(deliveries.clone())
+                    .add_service(credentials.clone())
+                    .add_service(event_types.clone())
+                    .add_service(access.clone());
+                let opened =
+                    portal_links::OpenedLinks::new(&self.jetstream, self.config.stream_replicas)
+                        .await?;
+                let console = hookd_console::Console::new(
+                    self.config.console_settings(),
+                    &self.config.master_key()?,
+                    portal,
+                    Arc::new(opened),
+                    routes,
+                );
+                let stopped = console_stopping.stopped();
+                Some(tokio::spawn(async move {
+                    if let Err(error) = console.serve(listener, stopped).await {
+                        tracing::error!(%error, "the console stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
+
+        tracing::info!(addr = ?local_addr, console = ?console_url, "control plane serving");
         let server = tonic::transport::Server::builder()
             // Finds dispatchers that vanished without closing their connection, so webhook
             // changes stop waiting for them.
@@ -259,29 +330,13 @@ impl ControlPlane {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             // Health and reflection stay open: probes and tools carry no token.
-            .add_service(WebhookServiceServer::with_interceptor(
-                webhook_service,
-                authenticate.clone(),
-            ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                EventServiceServer::new(event_service)
-                    .max_decoding_message_size(events::request_limit(self.config.max_event_bytes)),
-                authenticate.clone(),
-            ))
-            .add_service(DeliveryServiceServer::with_interceptor(
-                delivery_service,
-                authenticate.clone(),
-            ))
+            .add_service(webhooks)
+            .add_service(events)
+            .add_service(deliveries)
             .add_service(DispatchServiceServer::with_interceptor(dispatch_service, dispatcher))
-            .add_service(CredentialServiceServer::with_interceptor(
-                credential_service,
-                authenticate.clone(),
-            ))
-            .add_service(EventTypeServiceServer::with_interceptor(
-                event_type_service,
-                authenticate.clone(),
-            ))
-            .add_service(AccessServiceServer::with_interceptor(access_service, authenticate))
+            .add_service(credentials)
+            .add_service(event_types)
+            .add_service(access)
             .serve_with_incoming_shutdown(incoming(listener), signal);
         // Boxed so that dropping it (after the grace period) really drops the services and
         // with them the recorder's handles.
@@ -300,6 +355,11 @@ impl ControlPlane {
             }
         }
         drop(server);
+        if let Some(console) = console {
+            // Its copies of the services go with it (and with them any recorder handle).
+            console.abort();
+            let _ = console.await;
+        }
         reloader.abort();
         resumer.abort();
         follower.abort();

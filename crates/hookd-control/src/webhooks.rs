@@ -12,7 +12,7 @@ use chrono::Utc;
 use hookd_core::access::Permission;
 use hookd_core::health::DeactivatedBy;
 use hookd_core::{
-    EventType, InvalidField, Webhook, WebhookId, WebhookSpec,
+    CredentialId, EventType, InvalidField, Webhook, WebhookId, WebhookSpec,
     egress::EgressPolicy,
     signing::{SigningKeys, SigningSecret},
     webhook::ALL_EVENT_TYPES,
@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 use crate::shared::Shared;
 use crate::{
     ControlError,
-    auth::require,
+    auth::{Caller, require},
     catalog::Catalog,
     changes::{Change, Changes},
     lifecycle::Stopping,
@@ -79,12 +79,21 @@ impl WebhookApi {
         }
     }
 
-    async fn load(&self, tenant: &str, id: &str) -> Result<Webhook, ControlError> {
+    /// The caller's webhook `id`; one outside its tenant or app label is NOT_FOUND.
+    async fn load(&self, caller: &Caller, id: &str) -> Result<Webhook, ControlError> {
         let not_found = || ControlError::NotFound { what: "webhook", id: id.to_owned() };
         if id.is_empty() {
             return Err(InvalidField::new("id", "must not be empty").into());
         }
-        self.store.get_webhook(tenant, &WebhookId::from(id)).await?.ok_or_else(not_found)
+        let webhook = self
+            .store
+            .get_webhook(&caller.tenant, &WebhookId::from(id))
+            .await?
+            .ok_or_else(not_found)?;
+        if !caller.reaches_app(&webhook.spec.app) {
+            return Err(not_found());
+        }
+        Ok(webhook)
     }
 
     /// The webhook as reads show it: secrets masked, counts and last attempt filled in.
@@ -98,6 +107,18 @@ impl WebhookApi {
         let mut wire = webhook_to_proto(webhook, Secrets::Masked);
         wire.stats = Some(stats_to_proto(&stats));
         let health = self.store.get_webhook_health(tenant, &webhook.id).await?.unwrap_or_default();
+        wire.health = Some(self.health_shown(tenant, webhook, &health).await);
+        wire.tenant = tenant.to_owned();
+        Ok(wire)
+    }
+
+    /// The health as reads show it, with the events kept for the webhook counted.
+    async fn health_shown(
+        &self,
+        tenant: &str,
+        webhook: &Webhook,
+        health: &hookd_storage::WebhookHealth,
+    ) -> v1::WebhookHealth {
         // Only a deactivated webhook, or one still replaying, keeps anything: otherwise
         // everything kept was released or expired and the stream is not worth a lookup.
         let buffered = if webhook.spec.active && health.buffer_kept <= health.buffer_released {
@@ -108,9 +129,31 @@ impl WebhookApi {
                 0
             })
         };
-        wire.health = Some(health_to_proto(&health, buffered));
-        wire.tenant = tenant.to_owned();
-        Ok(wire)
+        health_to_proto(health, buffered)
+    }
+
+    /// A portal session limited to one app label creates and keeps webhooks under that
+    /// label only, and cannot attach the tenant's OAuth2 credentials (their tokens would go
+    /// to an endpoint of its choosing).
+    fn check_scope(
+        caller: &Caller,
+        spec: &mut WebhookSpec,
+        credential_before: Option<&CredentialId>,
+    ) -> Result<(), ControlError> {
+        let Some(app) = &caller.app else { return Ok(()) };
+        if spec.app.is_empty() {
+            spec.app.clone_from(app);
+        } else if spec.app != *app {
+            return Err(InvalidField::new(
+                "app",
+                format!("this portal session may only use app label {app:?}"),
+            )
+            .into());
+        }
+        if spec.credential_id.as_ref() != credential_before {
+            return Err(ControlError::OutOfScope { what: "OAuth2 credentials", app: app.clone() });
+        }
+        Ok(())
     }
 
     /// The checks that need the database: the referenced credential exists, and once the
@@ -245,8 +288,9 @@ impl WebhookService for WebhookApi {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
         let r = request.into_inner();
-        let spec =
+        let mut spec =
             spec_from_create(r).and_then(WebhookSpec::validate).map_err(ControlError::from)?;
+        Self::check_scope(&caller, &mut spec, None)?;
         self.check_url(&spec)?;
         self.check_references(tenant, &spec).await?;
         let now = Utc::now();
@@ -275,7 +319,7 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<v1::GetWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksRead)?;
         let tenant = caller.tenant.as_str();
-        let webhook = self.load(tenant, &request.get_ref().id).await?;
+        let webhook = self.load(&caller, &request.get_ref().id).await?;
         Ok(Response::new(v1::GetWebhookResponse {
             webhook: Some(self.shown(tenant, &webhook).await?),
         }))
@@ -314,12 +358,17 @@ impl WebhookService for WebhookApi {
             ),
             None => None,
         };
-        let filter = WebhookFilter {
-            name_contains: non_empty(r.name_contains),
-            app: non_empty(r.app),
-            event_type,
-            active,
+        let app = match (&caller.app, non_empty(r.app)) {
+            (None, asked) => asked,
+            (Some(mine), Some(asked)) if asked != *mine => {
+                // Nothing of another label is within reach: an empty page, as a filter
+                // that matches nothing.
+                return Ok(Response::new(v1::ListWebhooksResponse::default()));
+            }
+            (Some(mine), _) => Some(mine.clone()),
         };
+        let filter =
+            WebhookFilter { name_contains: non_empty(r.name_contains), app, event_type, active };
         let limit = page_size(r.page_size);
         let mut page = self
             .store
@@ -328,15 +377,19 @@ impl WebhookService for WebhookApi {
             .map_err(ControlError::from)?;
         let next_page_token =
             crate::webhooks::finish_page(&mut page, limit, |(last, _)| last.id.to_string());
-        let webhooks = page
-            .iter()
-            .map(|(w, stats)| {
-                let mut wire = webhook_to_proto(w, Secrets::Masked);
-                wire.stats = Some(stats_to_proto(stats));
-                wire.tenant = tenant.to_owned();
-                wire
-            })
-            .collect();
+        let ids: Vec<&WebhookId> = page.iter().map(|(w, _)| &w.id).collect();
+        let health =
+            self.store.get_webhooks_health(tenant, &ids).await.map_err(ControlError::from)?;
+        let mut webhooks = Vec::with_capacity(page.len());
+        for (w, stats) in &page {
+            let mut wire = webhook_to_proto(w, Secrets::Masked);
+            wire.stats = Some(stats_to_proto(stats));
+            wire.tenant = tenant.to_owned();
+            if let Some(h) = health.get(&w.id) {
+                wire.health = Some(self.health_shown(tenant, w, h).await);
+            }
+            webhooks.push(wire);
+        }
         Ok(Response::new(v1::ListWebhooksResponse { webhooks, next_page_token }))
     }
 
@@ -353,8 +406,9 @@ impl WebhookService for WebhookApi {
         })?;
         tracing::Span::current().record("webhook_id", changes.id.as_str());
         let paths = mask_paths(r.update_mask, UPDATABLE)?;
-        let mut webhook = self.load(tenant, &changes.id).await?;
+        let mut webhook = self.load(&caller, &changes.id).await?;
         let was_active = webhook.spec.active;
+        let credential_before = webhook.spec.credential_id.clone();
         let mut spec = webhook.spec.clone();
         for path in &paths {
             match path.as_str() {
@@ -390,6 +444,7 @@ impl WebhookService for WebhookApi {
             }
         }
         webhook.spec = spec.validate().map_err(ControlError::from)?;
+        Self::check_scope(&caller, &mut webhook.spec, credential_before.as_ref())?;
         self.check_url(&webhook.spec)?;
         self.check_references(tenant, &webhook.spec).await?;
         webhook.updated_at = Utc::now();
@@ -429,6 +484,9 @@ impl WebhookService for WebhookApi {
         if id.is_empty() {
             return Err(ControlError::from(InvalidField::new("id", "must not be empty")).into());
         }
+        if caller.app.is_some() {
+            self.load(&caller, &id).await?;
+        }
         let id = WebhookId::from(id);
         if !self.store.delete_webhook(tenant, &id).await.map_err(ControlError::from)? {
             return Err(ControlError::NotFound { what: "webhook", id: id.into_string() }.into());
@@ -445,7 +503,7 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<v1::ActivateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
         let r = request.get_ref();
-        Ok(Response::new(self.activate(caller.tenant.as_str(), &r.id, r.replay).await?))
+        Ok(Response::new(self.activate(&caller, &r.id, r.replay).await?))
     }
 
     type WatchNotificationsStream = std::pin::Pin<
@@ -465,15 +523,27 @@ impl WebhookService for WebhookApi {
             self.nats.subscribe(subject).await.map_err(|e| {
                 ControlError::Unavailable(format!("cannot watch notifications: {e}"))
             })?;
-        let stream = subscription.filter_map(|msg| async move {
-            let n: notify::Notification = serde_json::from_slice(&msg.payload).ok()?;
-            Some(Ok(v1::WebhookNotification {
-                kind: n.kind,
-                webhook_id: n.webhook_id,
-                reason: n.reason,
-                last_error: n.last_error,
-                at: Some(timestamp(n.at)),
-            }))
+        let (store, scope) = (self.store.clone(), caller.clone());
+        let stream = subscription.filter_map(move |msg| {
+            let (store, scope) = (store.clone(), scope.clone());
+            async move {
+                let n: notify::Notification = serde_json::from_slice(&msg.payload).ok()?;
+                // A portal session limited to an app label hears of its own webhooks only.
+                if scope.app.is_some() {
+                    let id = WebhookId::from(n.webhook_id.as_str());
+                    let webhook = store.get_webhook(&scope.tenant, &id).await.ok()??;
+                    if !scope.reaches_app(&webhook.spec.app) {
+                        return None;
+                    }
+                }
+                Some(Ok(v1::WebhookNotification {
+                    kind: n.kind,
+                    webhook_id: n.webhook_id,
+                    reason: n.reason,
+                    last_error: n.last_error,
+                    at: Some(timestamp(n.at)),
+                }))
+            }
         });
         Ok(Response::new(Box::pin(stream.take_until(self.stopping.stopped()))))
     }
@@ -484,8 +554,7 @@ impl WebhookService for WebhookApi {
         request: Request<v1::DeactivateWebhookRequest>,
     ) -> Result<Response<v1::DeactivateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
-        let tenant = caller.tenant.as_str();
-        let webhook = self.set_active(tenant, &request.get_ref().id, false).await?;
+        let webhook = self.set_active(&caller, &request.get_ref().id, false).await?;
         Ok(Response::new(v1::DeactivateWebhookResponse { webhook: Some(webhook) }))
     }
 
@@ -496,7 +565,7 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<v1::DuplicateWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
         let tenant = caller.tenant.as_str();
-        let original = self.load(tenant, &request.get_ref().id).await?;
+        let original = self.load(&caller, &request.get_ref().id).await?;
         let now = Utc::now();
         let mut copy = Webhook {
             id: WebhookId::generate(),
@@ -545,7 +614,7 @@ impl WebhookService for WebhookApi {
         request: Request<v1::GetWebhookSecretRequest>,
     ) -> Result<Response<v1::GetWebhookSecretResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
-        let webhook = self.load(&caller.tenant, &request.get_ref().id).await?;
+        let webhook = self.load(&caller, &request.get_ref().id).await?;
         let secret =
             webhook.spec.signing.current().map(SigningSecret::expose).ok_or_else(|| {
                 ControlError::Internal(format!("webhook {} has no signing key", webhook.id))
@@ -574,7 +643,7 @@ impl WebhookService for WebhookApi {
             ))
             .into());
         }
-        let mut webhook = self.load(tenant, &r.id).await?;
+        let mut webhook = self.load(&caller, &r.id).await?;
         let now = Utc::now();
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
         let fresh = webhook.spec.signing.rotate(now, grace);
@@ -601,7 +670,7 @@ impl WebhookService for WebhookApi {
         request: Request<v1::TestWebhookRequest>,
     ) -> Result<Response<v1::TestWebhookResponse>, Status> {
         let caller = require(&request, Permission::WebhooksManage)?;
-        Ok(Response::new(self.test_send(caller.tenant.as_str(), request.into_inner()).await?))
+        Ok(Response::new(self.test_send(&caller, request.into_inner()).await?))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod event;
 pub mod health;
 pub mod ids;
 pub mod payload;
+pub mod portal;
 pub mod retry;
 pub mod servers;
 pub mod signing;

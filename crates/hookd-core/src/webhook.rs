@@ -101,6 +101,17 @@ pub struct WebhookStats {
     pub failed: u64,
 }
 
+/// An app label: at most [`MAX_APP_LEN`] characters, no control characters (empty: none).
+pub fn validate_app(app: &str) -> Result<(), InvalidField> {
+    if app.chars().count() > MAX_APP_LEN || app.chars().any(char::is_control) {
+        return Err(InvalidField::new(
+            "app",
+            format!("must be at most {MAX_APP_LEN} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
 impl WebhookSpec {
     /// Checks every field and normalises the event types (sorted, deduplicated). The first
     /// problem found is returned, naming its field.
@@ -143,12 +154,7 @@ impl WebhookSpec {
             ));
         }
         self.app = self.app.trim().to_owned();
-        if self.app.chars().count() > MAX_APP_LEN || self.app.chars().any(char::is_control) {
-            return Err(InvalidField::new(
-                "app",
-                format!("must be at most {MAX_APP_LEN} characters without control characters"),
-            ));
-        }
+        validate_app(&self.app)?;
         self.headers = validate_headers(self.headers)?;
         self.auth = self.auth.validate()?;
         if let Some(auth_header) = self.auth.header_name()

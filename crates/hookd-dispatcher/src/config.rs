@@ -43,6 +43,11 @@ pub struct Config {
     pub nak_max_delay_secs: f64,
     /// Events fanned out at the same time by this process.
     pub fanout_concurrency: usize,
+    /// Whether the fan-out makes a delivery's first attempt itself when the endpoint is
+    /// healthy and has a free place: the delivery then needs no job on `HOOKD_DELIVERIES`
+    /// unless it has to be retried. At most half of `fanout_concurrency` such attempts run at
+    /// once.
+    pub inline_attempts: bool,
     /// JetStream redelivers a message left unacknowledged this long (progress acks extend it).
     pub ack_wait_secs: u64,
     pub max_ack_pending: i64,
@@ -51,6 +56,10 @@ pub struct Config {
     /// Attempt results kept while the control plane cannot be reached; beyond it,
     /// deliveries pause rather than lose results.
     pub report_buffer: usize,
+    /// How long a report batch that is not full waits for more results before it is sent:
+    /// at steady rates a few milliseconds turn a call and a transaction per attempt into one
+    /// per batch. Receivers never wait for it; only the acknowledgement does.
+    pub report_linger_ms: u64,
     /// On shutdown, how long attempts already started may take to finish and be reported;
     /// messages still in progress after it are handed back (NAK) to another dispatcher.
     pub shutdown_grace_secs: u64,
@@ -88,10 +97,12 @@ impl Default for Config {
             endpoint_queue: 64,
             nak_max_delay_secs: 60.0,
             fanout_concurrency: 64,
+            inline_attempts: true,
             ack_wait_secs: 60,
             max_ack_pending: 100_000,
             report_batch_max: 500,
             report_buffer: 50_000,
+            report_linger_ms: 2,
             shutdown_grace_secs: 30,
             shutdown_flush_secs: 5,
             watch_apply_delay_ms: 0,
@@ -181,6 +192,15 @@ impl Config {
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// First attempts the fan-out may make at once.
+    pub(crate) fn inline_bound(&self) -> usize {
+        if self.inline_attempts { (self.fanout_concurrency / 2).max(1) } else { 0 }
+    }
+
+    pub(crate) fn report_linger(&self) -> Duration {
+        Duration::from_millis(self.report_linger_ms.min(1_000))
     }
 
     pub(crate) fn shutdown_flush(&self) -> Duration {

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::{
     attempt::Attempter,
     definitions::Definitions,
-    endpoints::{Claim, Endpoints},
+    endpoints::{Claim, Endpoints, Place},
     http::AttemptResult,
     metrics::{DeliveryOutcome, Metrics},
     reporter::{Reporter, Tallies},
@@ -50,6 +50,15 @@ pub struct Deliverer {
     /// Turns true when the dispatcher shuts down: jobs still waiting for their endpoint are
     /// handed back instead of attempted.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Why a first attempt made by the fan-out cannot let its event be acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum InlineError {
+    #[error("the dispatcher stopped before the result was stored")]
+    Stopping,
+    #[error("cannot schedule the retry: {0}")]
+    Schedule(hookd_nats::NatsError),
 }
 
 /// How a message is settled after its attempt.
@@ -91,19 +100,7 @@ impl Deliverer {
             }
         };
         let attempt = job.attempt_for(delivered);
-        let span = tracing::info_span!(
-            "delivery_attempt",
-            delivery_id = %job.delivery_id,
-            webhook_id = %job.webhook_id,
-            event_id = %job.event_id,
-            attempt,
-            http_status = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        // Every attempt of the delivery is a child of the fan-out that created its job.
-        if let Some(parent) = &job.traceparent {
-            hookd_nats::trace::set_parent(&span, parent);
-        }
+        let span = attempt_span(&job, attempt);
         self.attempt(msg, job, attempt).instrument(span).await;
     }
 
@@ -132,6 +129,28 @@ impl Deliverer {
         let Some(permit) = self.wait_for_endpoint(&msg, &job, attempt, &claim).await else {
             return;
         };
+        let made = self.make(&job, &webhook, &event, attempt, claim, permit, Some(&msg));
+        let Some((decision, report)) = made.await else { return };
+        if self.store_result(&msg, report).await {
+            self.settle(&msg, &job, attempt + 1, Settle::after(decision)).await;
+        }
+    }
+
+    /// Attempt `attempt` of `job` at its endpoint with the place `claim` holds: the HTTP
+    /// exchange, the retry decision, the metrics and logs, and the report to store. `msg` (the
+    /// job's message, if it has one) is kept alive with progress acks while a token request
+    /// makes the attempt long.
+    #[expect(clippy::too_many_arguments, reason = "the attempt's own parts, from two callers")]
+    async fn make(
+        &self,
+        job: &DeliveryJob,
+        webhook: &hookd_core::Webhook,
+        event: &Event,
+        attempt: u32,
+        claim: Claim<'_>,
+        permit: Option<OwnedSemaphorePermit>,
+        msg: Option<&jetstream::Message>,
+    ) -> Option<(RetryDecision, v1::AttemptReport)> {
         let started_at = Utc::now();
         // The endpoint and the result write both continue this attempt's trace.
         let span = tracing::Span::current();
@@ -139,20 +158,22 @@ impl Deliverer {
         let timeout = webhook.spec.attempt_timeout.unwrap_or(self.default_timeout);
         let made = self.attempter.attempt(
             &job.tenant,
-            &webhook,
-            &event,
+            webhook,
+            event,
             job.delivery_id.as_str(),
             started_at,
             timeout,
             traceparent.as_deref(),
         );
-        let made = if webhook.spec.credential_id.is_some() {
+        let made = match msg {
             // Token requests (and a repeat after a 401) can outlast the ack wait.
-            with_progress(&msg, self.ack_wait, made).await
-        } else {
-            made.await
+            Some(msg) if webhook.spec.credential_id.is_some() => {
+                with_progress(msg, self.ack_wait, made).await
+            }
+            _ => made.await,
         };
         drop(permit);
+        claim.finished(made.result.outcome.is_success());
         drop(claim);
 
         let schedule = webhook.spec.retry_schedule.as_ref().unwrap_or(&self.default_schedule);
@@ -176,10 +197,44 @@ impl Deliverer {
             status_after: decision.status(),
             next_attempt_at: decision.next_attempt_at(),
         };
-        let report = attempt_report_to_proto(job.tenant.clone(), report, traceparent);
-        if self.store_result(&msg, report).await {
-            self.settle(&msg, &job, attempt + 1, Settle::after(decision)).await;
+        Some((decision, attempt_report_to_proto(job.tenant.clone(), report, traceparent)))
+    }
+
+    /// Whether the fan-out may make the first attempt of a delivery to `webhook` itself, now:
+    /// its endpoint has proven healthy and has a free place (see [`Endpoints::claim_now`]),
+    /// and it needs no token request, which could take long.
+    pub fn inline_place(&self, webhook: &hookd_core::Webhook) -> Option<Place<'_>> {
+        if webhook.spec.credential_id.is_some() {
+            return None;
         }
+        self.endpoints.claim_now(&webhook.spec.url)
+    }
+
+    /// The first attempt of a delivery made by the fan-out, with a place it holds at the
+    /// endpoint: no delivery job is written unless a retry is needed. Returns once the result
+    /// is stored and, for a retry, its job scheduled: only then may the event be acknowledged.
+    /// `Err` when either could not be done (the event must be fanned out again).
+    pub async fn attempt_inline(
+        &self,
+        job: DeliveryJob,
+        webhook: &hookd_core::Webhook,
+        event: &Event,
+        place: Place<'_>,
+    ) -> Result<(), InlineError> {
+        self.metrics.in_flight.inc();
+        let _held = InFlight(&self.metrics.in_flight);
+        let Place { claim, permit, .. } = place;
+        let made = self.make(&job, webhook, event, job.attempt, claim, Some(permit), None);
+        let Some((decision, report)) = made.await else { return Err(InlineError::Stopping) };
+        if self.reporter.submit(report).await.await.is_err() {
+            return Err(InlineError::Stopping);
+        }
+        if let RetryDecision::Retry { at, .. } = decision {
+            // No message to NAK: the retry waits as a stored schedule, near or far.
+            let retry = DeliveryJob { attempt: job.attempt + 1, ..job };
+            retry.schedule(&self.js, at).await.map_err(InlineError::Schedule)?;
+        }
+        Ok(())
     }
 
     /// The job's webhook. The fan-out that wrote the job knew it; if this dispatcher does not
@@ -360,6 +415,24 @@ impl Deliverer {
     }
 }
 
+/// The span of attempt `attempt` of `job`: a child of the fan-out that created the job (of
+/// the current span, when the fan-out makes the attempt itself).
+pub(crate) fn attempt_span(job: &DeliveryJob, attempt: u32) -> tracing::Span {
+    let span = tracing::info_span!(
+        "delivery_attempt",
+        delivery_id = %job.delivery_id,
+        webhook_id = %job.webhook_id,
+        event_id = %job.event_id,
+        attempt,
+        http_status = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    if let Some(parent) = &job.traceparent {
+        hookd_nats::trace::set_parent(&span, parent);
+    }
+    span
+}
+
 /// Takes a delivery off the in-flight gauge however it ends.
 struct InFlight<'a>(&'a hookd_metrics::IntGauge);
 
@@ -380,7 +453,7 @@ fn hand_back_at() -> DateTime<Utc> {
 
 /// Runs `work` while telling JetStream every third of `ack_wait` that the message is still
 /// being worked on, so it is not redelivered meanwhile.
-async fn with_progress<F: Future>(
+pub(crate) async fn with_progress<F: Future>(
     msg: &jetstream::Message,
     ack_wait: Duration,
     work: F,

@@ -1,7 +1,11 @@
-//! The fan-out stage: each event from `HOOKD_EVENTS` becomes one delivery job per matching
-//! webhook on `HOOKD_DELIVERIES`. The event is acknowledged only after every job is stored;
-//! a fan-out repeated after a crash creates no second job, because each job's
-//! `Nats-Msg-Id` is `<event id>.<webhook id>`.
+//! The fan-out stage: each event from `HOOKD_EVENTS` becomes one delivery per matching
+//! webhook. Where the endpoint is healthy and has a free place, the fan-out makes the first
+//! attempt itself (the happy path: one JetStream stage); otherwise it writes a delivery job
+//! on `HOOKD_DELIVERIES` for the delivery stage. The event is acknowledged only after every
+//! job is stored and every first attempt made here is recorded (with its retry scheduled, if
+//! it needs one). A fan-out repeated after a crash creates no second job, because each job's
+//! `Nats-Msg-Id` is `<event id>.<webhook id>`, and makes no first attempt itself: a
+//! redelivered event takes the job path only.
 //!
 //! An event the fan-out refuses is terminated here: never delivered, never retried, and
 //! counted for the control plane under the tenant and type its subject names. Refused: an
@@ -15,7 +19,7 @@
 //! header), and every job it writes carries the span's own `traceparent`, so the attempts are
 //! its children.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
@@ -24,110 +28,156 @@ use hookd_core::Event;
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
-use crate::{definitions::Definitions, metrics::EventOutcome, reporter::Tallies};
+use crate::{
+    definitions::Definitions,
+    delivery::{Deliverer, attempt_span, with_progress},
+    metrics::EventOutcome,
+    reporter::Tallies,
+};
 
 /// How soon a fan-out that could not store all its jobs is tried again.
 const FANOUT_RETRY: Duration = Duration::from_secs(1);
 
-/// Fans one event out; what happened to it, and to how many webhooks it went.
-pub async fn fan_out(
-    js: &jetstream::Context,
-    definitions: &Definitions,
-    tallies: &Tallies,
-    max_event_bytes: usize,
-    msg: jetstream::Message,
-) -> (EventOutcome, usize) {
-    let span = tracing::info_span!(
-        "fan_out",
-        event_id = tracing::field::Empty,
-        event_type = tracing::field::Empty
-    );
-    hookd_nats::trace::set_parent_from_headers(&span, msg.headers.as_ref());
-    fan_out_one(js, definitions, tallies, max_event_bytes, msg).instrument(span).await
+/// What fanning out needs, per event.
+pub struct FanOut {
+    pub js: jetstream::Context,
+    pub definitions: Definitions,
+    pub tallies: Tallies,
+    pub max_event_bytes: usize,
+    /// Makes the first attempts the fan-out takes on itself.
+    pub deliverer: Arc<Deliverer>,
 }
 
-async fn fan_out_one(
-    js: &jetstream::Context,
-    definitions: &Definitions,
-    tallies: &Tallies,
-    max_event_bytes: usize,
-    msg: jetstream::Message,
-) -> (EventOutcome, usize) {
-    let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-    // The tenant and the type are the subject's: NATS permissions decide who may publish
-    // under it, so the body must agree with it, not the other way round.
-    let Some((tenant, subject_type)) = subject::parts_of_event(&msg.subject) else {
-        tracing::warn!(subject = %msg.subject, sequence, "dropping an event without a tenant and type in its subject");
-        settle_event(&msg, AckKind::Term).await;
-        return (EventOutcome::Rejected, 0);
-    };
-    let msg_id = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-        .map(|v| v.as_str());
-    // An event refused here can never become valid: it is terminated, so it neither loops
-    // nor blocks others, and counted under its subject's type.
-    let checked = check_size(msg.payload.len(), max_event_bytes).and_then(|()| {
-        let event = Event::from_published(&msg.payload, Utc::now()).map_err(|e| e.to_string())?;
-        check_identity(&event, subject_type, msg_id).map(|()| event)
-    });
-    let event = match checked {
-        Ok(event) => event,
-        Err(error) => {
-            tracing::warn!(%error, subject = %msg.subject, sequence, "dropping an event the fan-out refuses");
-            tallies.count(tenant, subject_type, &error);
+impl FanOut {
+    /// Fans one event out; what happened to it, and to how many webhooks it went.
+    pub async fn fan_out(self, msg: jetstream::Message) -> (EventOutcome, usize) {
+        let span = tracing::info_span!(
+            "fan_out",
+            event_id = tracing::field::Empty,
+            event_type = tracing::field::Empty
+        );
+        hookd_nats::trace::set_parent_from_headers(&span, msg.headers.as_ref());
+        self.fan_out_one(msg).instrument(span).await
+    }
+
+    async fn fan_out_one(&self, msg: jetstream::Message) -> (EventOutcome, usize) {
+        let FanOut { js, definitions, tallies, max_event_bytes, deliverer } = self;
+        let max_event_bytes = *max_event_bytes;
+        let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+        // The tenant and the type are the subject's: NATS permissions decide who may publish
+        // under it, so the body must agree with it, not the other way round.
+        let Some((tenant, subject_type)) = subject::parts_of_event(&msg.subject) else {
+            tracing::warn!(subject = %msg.subject, sequence, "dropping an event without a tenant and type in its subject");
+            settle_event(&msg, AckKind::Term).await;
+            return (EventOutcome::Rejected, 0);
+        };
+        let msg_id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str());
+        // An event refused here can never become valid: it is terminated, so it neither loops
+        // nor blocks others, and counted under its subject's type.
+        let checked = check_size(msg.payload.len(), max_event_bytes).and_then(|()| {
+            let event =
+                Event::from_published(&msg.payload, Utc::now()).map_err(|e| e.to_string())?;
+            check_identity(&event, subject_type, msg_id).map(|()| event)
+        });
+        let event = match checked {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, subject = %msg.subject, sequence, "dropping an event the fan-out refuses");
+                tallies.count(tenant, subject_type, &error);
+                settle_event(&msg, AckKind::Term).await;
+                return (EventOutcome::Rejected, 0);
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("event_id", event.id.as_str());
+        span.record("event_type", event.event_type.as_str());
+        if let Err(error) = check_schema(definitions, tallies, tenant, &event) {
+            // It can never become valid either.
+            tracing::warn!(%error, sequence, "dropping an event whose data does not match its type's schema");
             settle_event(&msg, AckKind::Term).await;
             return (EventOutcome::Rejected, 0);
         }
-    };
-    let span = tracing::Span::current();
-    span.record("event_id", event.id.as_str());
-    span.record("event_type", event.event_type.as_str());
-    if let Err(error) = check_schema(definitions, tallies, tenant, &event) {
-        // It can never become valid either.
-        tracing::warn!(%error, sequence, "dropping an event whose data does not match its type's schema");
-        settle_event(&msg, AckKind::Term).await;
-        return (EventOutcome::Rejected, 0);
-    }
-    let webhooks = definitions.matching(tenant, &event.event_type);
-    let inactive = definitions.matching_inactive(tenant, &event.event_type);
-    if webhooks.is_empty() && inactive.is_empty() {
-        tracing::debug!("no webhook subscribes to this event");
-        settle_event(&msg, AckKind::Ack).await;
-        return (EventOutcome::Unmatched, 0);
-    }
-    let traceparent = hookd_nats::trace::traceparent(&span);
-    let job_for = |w: &std::sync::Arc<hookd_core::Webhook>| DeliveryJob {
-        event_sequence: Some(sequence),
-        traceparent: traceparent.clone(),
-        ..DeliveryJob::new(tenant, &w.id, &event, &msg.payload)
-    };
-    let jobs: Vec<DeliveryJob> = webhooks.iter().map(job_for).collect();
-    // A deactivated webhook's events are kept in its buffer, in order, for a reactivation
-    // with replay; the id makes a repeated fan-out keep them once.
-    let kept: Vec<DeliveryJob> = inactive.iter().map(job_for).collect();
-    let publishes = jobs.iter().map(|job| futures::future::Either::Left(job.publish(js)));
-    let parks = kept.iter().map(|job| {
-        futures::future::Either::Right(async move { job.park(js, &job.message_id()).await })
-    });
-    let results = join_all(publishes.chain(parks)).await;
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    if failed > 0 {
-        if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
-            tracing::warn!(%error, failed, "cannot store every delivery job; retrying the fan-out");
+        let webhooks = definitions.matching(tenant, &event.event_type);
+        let inactive = definitions.matching_inactive(tenant, &event.event_type);
+        if webhooks.is_empty() && inactive.is_empty() {
+            tracing::debug!("no webhook subscribes to this event");
+            settle_event(&msg, AckKind::Ack).await;
+            return (EventOutcome::Unmatched, 0);
         }
-        settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
-        return (EventOutcome::Retried, 0);
-    }
-    for (job, result) in kept.iter().zip(&results[jobs.len()..]) {
-        if matches!(result, Ok(published) if !published.duplicate) {
-            tallies.kept(&job.tenant, job.webhook_id.as_str());
+        let traceparent = hookd_nats::trace::traceparent(&span);
+        let job_for = |w: &Arc<hookd_core::Webhook>| DeliveryJob {
+            event_sequence: Some(sequence),
+            traceparent: traceparent.clone(),
+            ..DeliveryJob::new(tenant, &w.id, &event, &msg.payload)
+        };
+        // A redelivered event's first fan-out may have made attempts already: only jobs now,
+        // which the deliveries stream stores once.
+        let first_delivery = msg.info().is_ok_and(|i| i.delivered == 1);
+        let mut inline = Vec::new();
+        let mut jobs = Vec::new();
+        for webhook in &webhooks {
+            match first_delivery.then(|| deliverer.inline_place(webhook)).flatten() {
+                Some(place) => inline.push((webhook, job_for(webhook), place)),
+                None => jobs.push(job_for(webhook)),
+            }
         }
+        // A deactivated webhook's events are kept in its buffer, in order, for a reactivation
+        // with replay; the id makes a repeated fan-out keep them once.
+        let kept: Vec<DeliveryJob> = inactive.iter().map(job_for).collect();
+        let publishes = jobs.iter().map(|job| futures::future::Either::Left(job.publish(js)));
+        let parks = kept.iter().map(|job| {
+            futures::future::Either::Right(async move { job.park(js, &job.message_id()).await })
+        });
+        let stored = join_all(publishes.chain(parks));
+        let made_here = inline.len();
+        let attempts = join_all(inline.into_iter().map(|(webhook, job, place)| {
+            let span = attempt_span(&job, job.attempt);
+            deliverer.attempt_inline(job, webhook, &event, place).instrument(span)
+        }));
+        let (results, attempts) = if made_here == 0 {
+            (stored.await, Vec::new())
+        } else {
+            // The attempts take as long as the endpoints do: keep the event ours meanwhile.
+            with_progress(&msg, deliverer.ack_wait, futures::future::join(stored, attempts)).await
+        };
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        let unrecorded = attempts.iter().filter(|r| r.is_err()).count();
+        if failed > 0 || unrecorded > 0 {
+            if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
+                tracing::warn!(%error, failed, "cannot store every delivery job; retrying the fan-out");
+            }
+            if let Some(Err(error)) = attempts.iter().find(|r| r.is_err()) {
+                tracing::warn!(%error, unrecorded, "a first attempt is not durable; retrying the fan-out");
+            }
+            settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
+            return (EventOutcome::Retried, 0);
+        }
+        for (job, result) in kept.iter().zip(&results[jobs.len()..]) {
+            if matches!(result, Ok(published) if !published.duplicate) {
+                tallies.kept(&job.tenant, job.webhook_id.as_str());
+            }
+        }
+        tracing::debug!(
+            deliveries = jobs.len() + made_here,
+            attempted = made_here,
+            buffered = kept.len(),
+            "event fanned out"
+        );
+        if made_here == 0 {
+            settle_event(&msg, AckKind::Ack).await;
+        } else {
+            // Confirmed: a lost acknowledgement would fan the event out again, repeating the
+            // HTTP calls just made.
+            if let Err(error) = msg.double_ack().await {
+                tracing::warn!(%error, "cannot acknowledge event");
+            }
+        }
+        (EventOutcome::FannedOut, webhooks.len() + kept.len())
     }
-    tracing::debug!(deliveries = jobs.len(), buffered = kept.len(), "event fanned out");
-    settle_event(&msg, AckKind::Ack).await;
-    (EventOutcome::FannedOut, jobs.len() + kept.len())
 }
 
 /// Checks the event's data against its type's schema, if the type has one, and counts a

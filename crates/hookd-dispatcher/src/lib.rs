@@ -261,7 +261,10 @@ impl Dispatcher {
         let tallies = Tallies::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
-            self.config.report_batch_max,
+            reporter::Batching {
+                max: self.config.report_batch_max,
+                linger: self.config.report_linger(),
+            },
             self.config.report_buffer,
             tallies.clone(),
             metrics.clone(),
@@ -283,7 +286,12 @@ impl Dispatcher {
             js: self.jetstream.clone(),
             definitions: self.definitions.clone(),
             attempter: attempter.clone(),
-            endpoints: Endpoints::new(self.config.endpoint_concurrency, self.config.endpoint_queue),
+            endpoints: Endpoints::new(
+                self.config.endpoint_concurrency,
+                self.config.endpoint_queue,
+                self.config.max_in_flight,
+                self.config.inline_bound(),
+            ),
             reporter,
             tallies: tallies.clone(),
             metrics: metrics.clone(),
@@ -301,6 +309,7 @@ impl Dispatcher {
             let tallies = tallies.clone();
             let metrics = metrics.clone();
             let max_event_bytes = self.config.max_event_bytes;
+            let deliverer = deliverer.clone();
             let stage = Stage {
                 name: "fan-out",
                 js: self.jetstream.clone(),
@@ -311,14 +320,16 @@ impl Dispatcher {
             stage.run(
                 stop_rx.clone(),
                 move |msg| {
-                    let js = js.clone();
-                    let definitions = definitions.clone();
-                    let tallies = tallies.clone();
+                    let fanout = fanout::FanOut {
+                        js: js.clone(),
+                        definitions: definitions.clone(),
+                        tallies: tallies.clone(),
+                        max_event_bytes,
+                        deliverer: deliverer.clone(),
+                    };
                     let metrics = metrics.clone();
                     async move {
-                        let outcome =
-                            fanout::fan_out(&js, &definitions, &tallies, max_event_bytes, msg)
-                                .await;
+                        let outcome = fanout.fan_out(msg).await;
                         metrics.event(outcome.0, outcome.1);
                     }
                 },

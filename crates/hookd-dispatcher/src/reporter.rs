@@ -124,6 +124,14 @@ struct Pending {
     stored: oneshot::Sender<()>,
 }
 
+/// How reports are grouped into calls: at most `max` a call, and a call that is not full
+/// waits up to `linger` for more.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    pub max: usize,
+    pub linger: Duration,
+}
+
 #[derive(Clone)]
 pub struct Reporter {
     queue: mpsc::Sender<Pending>,
@@ -137,13 +145,14 @@ impl Reporter {
     /// full, [`Reporter::submit`] waits, which in turn stops new deliveries.
     pub fn spawn(
         client: ControlClient,
-        batch_max: usize,
+        batching: Batching,
         buffer: usize,
         tallies: Tallies,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(buffer.max(1));
-        let task = tokio::spawn(send_loop(client, rx, batch_max.max(1), tallies, metrics));
+        let batching = Batching { max: batching.max.max(1), ..batching };
+        let task = tokio::spawn(send_loop(client, rx, batching, tallies, metrics));
         (Self { queue }, task)
     }
 
@@ -158,10 +167,11 @@ impl Reporter {
 async fn send_loop(
     client: ControlClient,
     mut rx: mpsc::Receiver<Pending>,
-    batch_max: usize,
+    batching: Batching,
     tallies: Tallies,
     metrics: Arc<Metrics>,
 ) {
+    let batch_max = batching.max;
     // Several calls in flight: each waits for a database commit, and the control plane merges
     // concurrent calls into one transaction, so overlapping them multiplies throughput.
     let in_flight = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
@@ -177,6 +187,7 @@ async fn send_loop(
                 if received == 0 {
                     break;
                 }
+                linger(&mut rx, &mut batch, batching).await;
             }
             () = tallies.due(next_rejected) => {}
         }
@@ -200,6 +211,22 @@ async fn send_loop(
     let counts = tallies.take();
     if !counts.is_empty() {
         send_batch(client, Vec::new(), counts).await;
+    }
+}
+
+/// Lets a batch that is not full wait up to `batching.linger` for more reports (cancel-safe
+/// like `recv_many`: a report received is in `batch`).
+async fn linger(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, batching: Batching) {
+    if batching.linger.is_zero() {
+        return;
+    }
+    let until = Instant::now() + batching.linger;
+    while batch.len() < batching.max {
+        let room = batching.max - batch.len();
+        match tokio::time::timeout_at(until, rx.recv_many(batch, room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
@@ -309,7 +336,12 @@ mod tests {
         }
     }
 
-    async fn reporter(control: Control, batch_max: usize, tallies: Tallies) -> Reporter {
+    async fn reporter(
+        control: Control,
+        batch_max: usize,
+        linger: Duration,
+        tallies: Tallies,
+    ) -> Reporter {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("bound address");
         tokio::spawn(
@@ -321,7 +353,8 @@ mod tests {
             .expect("valid url")
             .connect_lazy();
         let client = crate::control_client(channel, "test-dispatcher-token");
-        Reporter::spawn(client, batch_max, 1_000, tallies, Arc::new(Metrics::new())).0
+        let batching = Batching { max: batch_max, linger };
+        Reporter::spawn(client, batching, 1_000, tallies, Arc::new(Metrics::new())).0
     }
 
     fn report(n: usize) -> AttemptReport {
@@ -337,7 +370,7 @@ mod tests {
         let tallies = Tallies::default();
         tallies.count("acme", "contact-created", "data/email: missing");
         tallies.kept("acme", "wh_1");
-        let reporter = reporter(control.clone(), 10, tallies).await;
+        let reporter = reporter(control.clone(), 10, Duration::ZERO, tallies).await;
 
         let mut waiting = Vec::new();
         for n in 0..45 {
@@ -359,5 +392,28 @@ mod tests {
         let rejected: u64 = calls.iter().flat_map(|c| &c.rejected).map(|r| r.count).sum();
         let kept: u64 = calls.iter().flat_map(|c| &c.kept).map(|k| k.count).sum();
         assert_eq!((rejected, kept), (1, 1), "the counts ride along once");
+    }
+
+    /// Reports trickling in one at a time go out together when they come within the linger:
+    /// one call (and one transaction) for several attempts at a steady rate.
+    #[tokio::test]
+    async fn reports_that_come_within_the_linger_share_a_call() {
+        let control = Control::default();
+        let reporter =
+            reporter(control.clone(), 100, Duration::from_millis(200), Tallies::default()).await;
+        let mut waiting = Vec::new();
+        for n in 0..5 {
+            waiting.push(reporter.submit(report(n)).await);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for stored in waiting {
+            tokio::time::timeout(Duration::from_secs(5), stored)
+                .await
+                .expect("confirmed within 5 s")
+                .expect("stored");
+        }
+        let calls = lock(&control.calls).clone();
+        assert_eq!(calls.len(), 1, "one call for five reports 10 ms apart: {}", calls.len());
+        assert_eq!(calls[0].reports.len(), 5);
     }
 }

@@ -153,6 +153,23 @@ impl Store {
         Ok(row.as_ref().map(health_of))
     }
 
+    /// The health of each of `ids` that exists, in one query (a page of a listing).
+    pub async fn get_webhooks_health(
+        &self,
+        tenant: &str,
+        ids: &[&WebhookId],
+    ) -> Result<std::collections::HashMap<WebhookId, WebhookHealth>, StorageError> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let rows = webhook::Entity::find()
+            .filter(webhook::Column::Tenant.eq(tenant))
+            .filter(webhook::Column::Id.is_in(ids.iter().map(|id| id.as_str())))
+            .all(&self.db)
+            .await?;
+        Ok(rows.iter().map(|row| (WebhookId::from(row.id.as_str()), health_of(row))).collect())
+    }
+
     /// Records who deactivated the webhook (call after storing `active = false`), or, with
     /// `None`, that it was (re)activated: the failure count restarts and the rule's clock
     /// starts now, so a reactivated webhook gets a full window before it can trip again.

@@ -117,6 +117,9 @@ async fn run_control(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         if let Some(metrics) = control.metrics_addr() {
             println!("hookd control metrics on {metrics}");
         }
+        if let Some(console) = control.console_addr() {
+            println!("hookd control console on http://{console}");
+        }
         // The one line on stdout: scripts and tests wait for it.
         println!("hookd control ready on {addr}");
         control.serve(listener, shutdown_signal()).await?;

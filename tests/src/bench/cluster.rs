@@ -10,13 +10,23 @@ use tonic::transport::Channel;
 
 use crate::{
     Authed, DISPATCHER_TOKEN, HookdProcess, Nats, NatsOptions, OWNER_TOKEN, Role, authed,
-    control_config, dispatcher_config,
+    control_config, control_config_for_url, dispatcher_config,
 };
+
+/// Where the control plane under test keeps its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// A fresh database on the test process' throwaway PostgreSQL 15 (`hookd-testpg`).
+    Postgres,
+}
 
 pub struct BenchCluster {
     pub nats: Nats,
     pub control: HookdProcess,
     pub dispatchers: Vec<HookdProcess>,
+    /// The PostgreSQL server's postmaster, whose backends do the control plane's writes.
+    postgres: Option<u32>,
     dispatcher_toml: String,
     log: String,
     // Dropped last: it holds the database file.
@@ -27,19 +37,37 @@ impl BenchCluster {
     /// nats-server, the control plane on SQLite, and `dispatchers` dispatchers with
     /// `dispatcher_extra` appended to their settings.
     pub fn start(dispatchers: usize, dispatcher_extra: &str) -> anyhow::Result<Self> {
-        Self::start_on(Nats::single(NatsOptions::default())?, dispatchers, dispatcher_extra)
+        Self::start_on(Backend::Sqlite, dispatchers, dispatcher_extra)
     }
 
-    /// Like [`BenchCluster::start`] on the given NATS (a cluster, or settings other than
-    /// the defaults); streams get `min(servers, 3)` replicas.
+    /// As [`BenchCluster::start`], on `backend`.
     pub fn start_on(
+        backend: Backend,
+        dispatchers: usize,
+        dispatcher_extra: &str,
+    ) -> anyhow::Result<Self> {
+        let nats = Nats::single(NatsOptions::default())?;
+        Self::start_with(nats, backend, dispatchers, dispatcher_extra)
+    }
+
+    /// As [`BenchCluster::start_on`], on the given NATS (a cluster, or settings other than
+    /// the defaults); streams get `min(servers, 3)` replicas.
+    pub fn start_with(
         nats: Nats,
+        backend: Backend,
         dispatchers: usize,
         dispatcher_extra: &str,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("hookd-bench-").tempdir()?;
         let log = std::env::var("HOOKD_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned());
-        let mut control_toml = control_config(&nats.url(), &dir.path().join("hookd.db"));
+        let (mut control_toml, postgres) = match backend {
+            Backend::Sqlite => (control_config(&nats.url(), &dir.path().join("hookd.db")), None),
+            Backend::Postgres => {
+                let server = hookd_testpg::PgServer::shared();
+                let url = server.create_database().map_err(|e| anyhow::anyhow!("{e}"))?;
+                (control_config_for_url(&nats.url(), &url), server.pid())
+            }
+        };
         if nats.len() > 1 {
             control_toml.push_str(&format!("stream_replicas = {}\n", nats.len().min(3)));
         }
@@ -50,8 +78,15 @@ impl BenchCluster {
             dispatcher_config(&nats.url(), &control.grpc_url()),
             dispatcher_extra
         );
-        let mut cluster =
-            Self { nats, control, dispatchers: Vec::new(), dispatcher_toml, log, _dir: dir };
+        let mut cluster = Self {
+            nats,
+            control,
+            dispatchers: Vec::new(),
+            postgres,
+            dispatcher_toml,
+            log,
+            _dir: dir,
+        };
         for _ in 0..dispatchers {
             cluster.add_dispatcher()?;
         }
@@ -106,6 +141,10 @@ impl BenchCluster {
         procs.push(("control".to_owned(), self.control.pid()));
         for (i, d) in self.dispatchers.iter().enumerate() {
             procs.push((format!("dispatcher{}", i + 1), d.pid()));
+        }
+        if let Some(pid) = self.postgres {
+            // Sampled with its backends (see `procs::cpu_seconds`).
+            procs.push((crate::bench::procs::POSTGRES.to_owned(), pid));
         }
         procs.push(("bench (load+sink)".to_owned(), std::process::id()));
         procs

@@ -15,6 +15,34 @@ fn clock_ticks() -> f64 {
 }
 
 /// User plus system CPU seconds `pid` has used, or 0 if it is gone.
+/// The name under which a PostgreSQL server is sampled together with its backends.
+pub const POSTGRES: &str = "postgres";
+
+/// CPU seconds of `pid` and its children (a PostgreSQL postmaster and the backends that do
+/// the control plane's work), living ones only.
+pub fn tree_cpu_seconds(pid: u32) -> f64 {
+    let mut total = cpu_seconds(pid);
+    let Ok(entries) = std::fs::read_dir("/proc") else { return total };
+    for entry in entries.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) {
+            total += cpu_seconds(child);
+        }
+    }
+    total
+}
+
+fn sample(name: &str, pid: u32) -> f64 {
+    if name == POSTGRES { tree_cpu_seconds(pid) } else { cpu_seconds(pid) }
+}
+
 pub fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
     // The command name may contain spaces; fields after it start with the state (field 3).
@@ -79,7 +107,7 @@ pub struct CpuShare {
 impl CpuSampler {
     pub fn start(procs: &[(String, u32)]) -> Self {
         Self {
-            procs: procs.iter().map(|(n, p)| (n.clone(), *p, cpu_seconds(*p))).collect(),
+            procs: procs.iter().map(|(n, p)| (n.clone(), *p, sample(n, *p))).collect(),
             started: Instant::now(),
         }
     }
@@ -90,7 +118,7 @@ impl CpuSampler {
         self.procs
             .iter()
             .map(|(name, pid, before)| {
-                let used = (cpu_seconds(*pid) - before).max(0.0);
+                let used = (sample(name, *pid) - before).max(0.0);
                 CpuShare {
                     name: name.clone(),
                     cpu_seconds: used,
@@ -110,6 +138,40 @@ pub fn format_shares(shares: &[CpuShare]) -> String {
     let parts: Vec<String> =
         sorted.iter().map(|s| format!("{} {:.0}%", s.name, s.machine_share * 100.0)).collect();
     format!("{} (sum {:.0}%)", parts.join(", "), total * 100.0)
+}
+
+/// The hookd processes of a sample (nats-server, control plane, dispatchers; not the bench).
+fn is_hookd(share: &CpuShare) -> bool {
+    !share.name.starts_with("bench")
+}
+
+/// CPU microseconds per delivery of each hookd process, and of all of them together.
+pub fn per_delivery_us(shares: &[CpuShare], deliveries: u64) -> (Vec<(String, f64)>, f64) {
+    let n = deliveries.max(1) as f64;
+    let each: Vec<(String, f64)> = shares
+        .iter()
+        .filter(|s| is_hookd(s))
+        .map(|s| (s.name.clone(), s.cpu_seconds * 1e6 / n))
+        .collect();
+    let total = each.iter().map(|(_, us)| us).sum();
+    (each, total)
+}
+
+/// `CPU per delivery 262 µs (dispatcher1 118, control 71, nats-server 73)`.
+pub fn format_per_delivery(shares: &[CpuShare], deliveries: u64) -> String {
+    let (each, total) = per_delivery_us(shares, deliveries);
+    let parts: Vec<String> = each.iter().map(|(name, us)| format!("{name} {us:.0}")).collect();
+    format!("CPU per delivery {total:.0} µs ({})", parts.join(", "))
+}
+
+pub fn per_delivery_json(shares: &[CpuShare], deliveries: u64) -> serde_json::Value {
+    let (each, total) = per_delivery_us(shares, deliveries);
+    let mut map = serde_json::Map::new();
+    for (name, us) in each {
+        map.insert(name, us.into());
+    }
+    map.insert("hookd_total".to_owned(), total.into());
+    serde_json::Value::Object(map)
 }
 
 pub fn shares_json(shares: &[CpuShare]) -> serde_json::Value {

@@ -13,7 +13,7 @@ use super::load::{self, Load};
 use super::procs::{self, CpuSampler, CpuShare};
 use super::report::{Latency, Row};
 use super::sink::{Behavior, Group, LATENESS_OFFSET_US, Sink};
-use super::{BenchCluster, count_deliveries, create_webhook, js_context, now_ns};
+use super::{BenchCluster, cluster::Backend, count_deliveries, create_webhook, js_context, now_ns};
 use crate::{Nats, NatsOptions};
 
 /// Dispatcher settings for the throughput scenarios: one endpoint may take many attempts at
@@ -32,6 +32,8 @@ struct Sizes {
     sustain_secs: u64,
     latency_rates: Vec<f64>,
     latency_secs: u64,
+    /// Row 2c: a moderate, steady rate.
+    low_rate: f64,
     fan_webhooks: usize,
     fan_rate: f64,
     fan_secs: u64,
@@ -54,6 +56,7 @@ impl Sizes {
                 sustain_secs: 2,
                 latency_rates: vec![100.0],
                 latency_secs: 2,
+                low_rate: 50.0,
                 fan_webhooks: 10,
                 fan_rate: 20.0,
                 fan_secs: 2,
@@ -73,6 +76,7 @@ impl Sizes {
                 sustain_secs: 20,
                 latency_rates: vec![1000.0, 5000.0],
                 latency_secs: 60,
+                low_rate: 500.0,
                 fan_webhooks: 100,
                 fan_rate: 100.0,
                 fan_secs: 30,
@@ -147,11 +151,36 @@ pub struct Bench {
     ceiling: Option<f64>,
     s1: Option<Drain>,
     s3_p99: Option<f64>,
+    /// The database the throughput and latency rows run on (scenario 9: Postgres).
+    backend: Backend,
 }
 
 impl Bench {
     pub fn new(quick: bool) -> Bench {
-        Bench { quick, sizes: Sizes::new(quick), ceiling: None, s1: None, s3_p99: None }
+        Bench {
+            quick,
+            sizes: Sizes::new(quick),
+            ceiling: None,
+            s1: None,
+            s3_p99: None,
+            backend: Backend::Sqlite,
+        }
+    }
+
+    /// A row id, marked `p` on Postgres (`1` → `1p`).
+    fn id(&self, base: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => base.to_owned(),
+            Backend::Postgres => format!("{base}p"),
+        }
+    }
+
+    /// A row name, marked on Postgres.
+    fn name(&self, base: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => base.to_owned(),
+            Backend::Postgres => format!("{base}, Postgres"),
+        }
     }
 
     fn error_row(id: &str, name: &str, e: &anyhow::Error) -> Row {
@@ -228,7 +257,8 @@ impl Bench {
             6 => ("6", "slow endpoint isolation"),
             7 => ("7", "result write path (ReportAttempts, SQLite)"),
             8 => ("8", "scale-out 1 → 2 dispatchers"),
-            _ => ("9", "3-node NATS cluster, R3, 3 dispatchers"),
+            9 => ("9", "rows 1, 1s, 1d and 2b on Postgres"),
+            _ => ("10", "3-node NATS cluster, R3, 3 dispatchers"),
         };
         let result = match n {
             1 => self.throughput().await,
@@ -239,6 +269,7 @@ impl Bench {
             6 => self.fanout(true).await,
             7 => self.write_path().await,
             8 => self.scale_out().await,
+            9 => self.on_postgres().await,
             _ => self.replicated().await,
         };
         result.unwrap_or_else(|e| vec![Self::error_row(id, name, &e)])
@@ -265,7 +296,7 @@ impl Bench {
     ) -> anyhow::Result<(Drain, BenchCluster, Sink, String)> {
         let sink = Sink::single()?;
         let group = sink.group(0).clone();
-        let mut cluster = BenchCluster::start_on(nats, 0, extra)?;
+        let mut cluster = BenchCluster::start_with(nats, self.backend, 0, extra)?;
         let webhook =
             create_webhook(&cluster, "bench", group.urls()[0].clone(), &["bench-event"], None)
                 .await?;
@@ -311,12 +342,14 @@ impl Bench {
         row.ratio = self.ceiling.map(|c| d.settled_rate / c);
         row.ratio_of = "ceiling".to_owned();
         row.notes = format!(
-            "all {} attempts stored in {:.1} s; sink rate 5–95 %: {}/s; CPU {}",
+            "all {} attempts stored in {:.1} s; sink rate 5–95 %: {}/s; CPU {}; {}",
             d.n,
             d.settle_secs,
             fmt_rate(d.sink_rate),
-            procs::format_shares(&d.cpu)
+            procs::format_shares(&d.cpu),
+            procs::format_per_delivery(&d.cpu, d.n)
         );
+        row.metric("cpu_us_per_delivery", procs::per_delivery_json(&d.cpu, d.n));
         row.metric("events", d.n.into());
         row.metric("received", d.received.into());
         row.metric("settle_secs", d.settle_secs.into());
@@ -330,7 +363,12 @@ impl Bench {
         let n = self.sizes.drain_n;
         let (drain, cluster, sink, webhook_id) = self.drain(1, TUNED, n).await?;
         let mut rows = Vec::new();
-        let mut row = self.drain_row("1", "throughput, 1 endpoint", "1 dispatcher", &drain);
+        let mut row = self.drain_row(
+            &self.id("1"),
+            &self.name("throughput, 1 endpoint"),
+            "1 dispatcher",
+            &drain,
+        );
         // The database agrees: page through ListDeliveries (untimed).
         let (listed, complete) =
             count_deliveries(&cluster, &webhook_id, None, Duration::from_secs(60)).await?;
@@ -345,25 +383,41 @@ impl Bench {
         let rate = (drain.settled_rate * 0.8).floor().max(10.0);
         let group = sink.group(0).clone();
         let js = js_context(&cluster).await?;
+        let cpu = CpuSampler::start(&cluster.procs());
         let mut sustain = self.fixed_rate(&js, &group, "s", rate, self.sizes.sustain_secs).await?;
-        sustain.id = "1s".to_owned();
-        sustain.name = "throughput, sustained at 80 % of row 1".to_owned();
+        let cpu = cpu.finish();
+        let delivered =
+            sustain.metrics.get("received").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        sustain.notes.push_str(&format!(
+            "; CPU {}; {}",
+            procs::format_shares(&cpu),
+            procs::format_per_delivery(&cpu, delivered)
+        ));
+        sustain.metric("cpu_us_per_delivery", procs::per_delivery_json(&cpu, delivered));
+        sustain.id = self.id("1s");
+        sustain.name = self.name("throughput, sustained at 80 % of row 1");
         sustain.ratio = self.ceiling.and_then(|c| sustain.throughput.map(|t| t / c));
         sustain.ratio_of = "ceiling".to_owned();
         rows.push(sustain);
         drop(cluster);
-        self.s1 = Some(drain);
+        if self.backend == Backend::Sqlite {
+            self.s1 = Some(drain);
+        }
 
         // The defaults (endpoint_concurrency 32, endpoint_queue 64) for comparison.
         let n_default = (n / 2).max(500);
         match self.drain(1, "", n_default).await {
             Ok((d, _, _, _)) => rows.push(self.drain_row(
-                "1d",
-                "throughput, 1 endpoint, default settings",
+                &self.id("1d"),
+                &self.name("throughput, 1 endpoint, default settings"),
                 "1 dispatcher, endpoint_concurrency 32, endpoint_queue 64",
                 &d,
             )),
-            Err(e) => rows.push(Self::error_row("1d", "throughput, default settings", &e)),
+            Err(e) => rows.push(Self::error_row(
+                &self.id("1d"),
+                &self.name("throughput, default settings"),
+                &e,
+            )),
         }
         Ok(rows)
     }
@@ -425,24 +479,88 @@ impl Bench {
 
     /// 2: publish → receipt latency at 1 000 and 5 000 events/s.
     async fn latency(&mut self) -> anyhow::Result<Vec<Row>> {
+        let rates = self.sizes.latency_rates.clone();
+        let secs = self.sizes.latency_secs;
+        let short = (secs / 2).max(1);
+        // 2a, 2b: the rates with bench settings; 2c: a platform's usual load, where
+        // fixed per-message costs show; 2d: 2b with the default settings users run.
+        let mut tuned: Vec<(String, f64, u64)> = rates
+            .iter()
+            .enumerate()
+            .map(|(i, rate)| (format!("2{}", (b'a' + i as u8) as char), *rate, secs))
+            .collect();
+        tuned.push(("2c".to_owned(), self.sizes.low_rate, short));
+        let mut rows = self.fixed_rate_rows(TUNED, &tuned).await?;
+        let top = rates.last().copied().unwrap_or(self.sizes.low_rate);
+        rows.extend(self.fixed_rate_rows("", &[("2d".to_owned(), top, short)]).await?);
+        Ok(rows)
+    }
+
+    /// One cluster with `settings`, and a fixed-rate row for each `(id, rate, secs)`, with the
+    /// CPU every process spent per delivery. Row 2c's ratio is its CPU per delivery over row
+    /// 1's (how much more each message costs at a low rate than in a drain).
+    async fn fixed_rate_rows(
+        &mut self,
+        settings: &str,
+        runs: &[(String, f64, u64)],
+    ) -> anyhow::Result<Vec<Row>> {
         let sink = Sink::single()?;
         let group = sink.group(0).clone();
-        let cluster = BenchCluster::start(1, TUNED)?;
+        let cluster = BenchCluster::start_on(self.backend, 1, settings)?;
         create_webhook(&cluster, "bench", group.urls()[0].clone(), &["bench-event"], None).await?;
         let js = js_context(&cluster).await?;
         let mut rows = Vec::new();
-        for (i, rate) in self.sizes.latency_rates.clone().into_iter().enumerate() {
+        for (id, rate, secs) in runs {
+            // A run that fell behind leaves a backlog: measure the next one without it.
+            super::wait_all_settled(&js, Duration::from_secs(120)).await?;
             let cpu = CpuSampler::start(&cluster.procs());
-            let mut row = self
-                .fixed_rate(&js, &group, &format!("l{i}"), rate, self.sizes.latency_secs)
-                .await?;
+            let mut row = self.fixed_rate(&js, &group, &format!("l{id}"), *rate, *secs).await?;
             let cpu = cpu.finish();
-            row.id = format!("2{}", (b'a' + i as u8) as char);
-            row.notes.push_str(&format!("; CPU {}", procs::format_shares(&cpu)));
+            row.id = self.id(id);
+            if settings.is_empty() {
+                row.name = self.name("latency at fixed load, default settings");
+            } else {
+                row.name = self.name(&row.name);
+            }
+            let delivered =
+                row.metrics.get("received").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            row.notes.push_str(&format!(
+                "; CPU {}; {}",
+                procs::format_shares(&cpu),
+                procs::format_per_delivery(&cpu, delivered)
+            ));
             row.metric("cpu", procs::shares_json(&cpu));
+            row.metric("cpu_us_per_delivery", procs::per_delivery_json(&cpu, delivered));
+            if id == "2c"
+                && let Some(s1) = &self.s1
+            {
+                let (_, low) = procs::per_delivery_us(&cpu, delivered);
+                let (_, drained) = procs::per_delivery_us(&s1.cpu, s1.n);
+                row.ratio = Some(low / drained.max(1e-9));
+                row.ratio_of = "row 1's CPU per delivery".to_owned();
+            }
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// 9: rows 1, 1s, 1d and 2b again with the control plane on Postgres (production's
+    /// database); the PostgreSQL server's CPU is counted with hookd's.
+    async fn on_postgres(&mut self) -> anyhow::Result<Vec<Row>> {
+        self.backend = Backend::Postgres;
+        let mut rows = self.throughput().await;
+        if let Ok(rows) = &mut rows {
+            let top = self.sizes.latency_rates.last().copied().unwrap_or(self.sizes.low_rate);
+            match self
+                .fixed_rate_rows(TUNED, &[("2b".to_owned(), top, self.sizes.latency_secs)])
+                .await
+            {
+                Ok(more) => rows.extend(more),
+                Err(e) => rows.push(Self::error_row("2bp", "latency, Postgres", &e)),
+            }
+        }
+        self.backend = Backend::Sqlite;
+        rows
     }
 
     /// 3 (and 6 with `slow`): events to many webhooks, each on its own sink port.
@@ -809,10 +927,10 @@ impl Bench {
 }
 
 impl Bench {
-    /// 9: what replication and fsync cost, each against row 1 (one dispatcher, one server,
-    /// the default fsync interval) of the same run. 9: row 1's backlog drained by 3
-    /// dispatchers on a 3-node cluster with every stream at 3 replicas. 9a: one server with
-    /// `sync_interval: always`; 9b: the cluster with it (the production settings). A backlog
+    /// 10: what replication and fsync cost, each against row 1 (one dispatcher, one server,
+    /// the default fsync interval) of the same run. 10: row 1's backlog drained by 3
+    /// dispatchers on a 3-node cluster with every stream at 3 replicas. 10a: one server with
+    /// `sync_interval: always`; 10b: the cluster with it (the production settings). A backlog
     /// a fifth of row 1's for these two: an fsync per write is slow on a shared disk.
     async fn replicated(&mut self) -> anyhow::Result<Vec<Row>> {
         let n = self.sizes.drain_n;
@@ -822,9 +940,9 @@ impl Bench {
         };
         let fsynced = NatsOptions { sync_always: true, ..NatsOptions::default() };
         let cases = [
-            ("9", "3-node NATS cluster, R3, 3 dispatchers", 3, NatsOptions::default(), n),
-            ("9a", "1 server, sync_interval: always", 1, fsynced.clone(), n / 5),
-            ("9b", "3-node cluster, R3, sync_interval: always", 3, fsynced, n / 5),
+            ("10", "3-node NATS cluster, R3, 3 dispatchers", 3, NatsOptions::default(), n),
+            ("10a", "1 server, sync_interval: always", 1, fsynced.clone(), n / 5),
+            ("10b", "3-node cluster, R3, sync_interval: always", 3, fsynced, n / 5),
         ];
         let mut rows = Vec::new();
         for (id, name, servers, options, backlog) in cases {

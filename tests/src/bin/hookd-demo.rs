@@ -1,7 +1,8 @@
 //! `make run`: a whole hookd on this machine (nats-server, control plane on SQLite, one
 //! dispatcher) with a demo HTTP receiver; it loads the seed event-type catalog
 //! (`demo-catalog.json`), creates a webhook, publishes sample events, shows them delivered and
-//! in the history, and runs until Ctrl-C.
+//! in the history, prints the web console's address with a one-time sign-in link, and runs
+//! until Ctrl-C.
 
 use std::time::Duration;
 
@@ -143,6 +144,9 @@ impl Demo {
         }))?;
         println!("nats-server     {}", cluster.nats.url());
         println!("control plane   {} (gRPC)", cluster.control.grpc_url());
+        if let Some(console) = cluster.control.console_url() {
+            println!("web console     {console}");
+        }
         println!("dispatcher      http://{} (/healthz, /readyz)", cluster.dispatchers[0].addr());
         println!("demo receiver   {}", receiver.url("/webhooks"));
 
@@ -223,6 +227,25 @@ impl Demo {
             );
         }
         let server = cluster.control.grpc_url();
+        if let Some(console) = cluster.control.console_url() {
+            // A portal link is exchanged for a session cookie on first use and expires, so
+            // printing it leaves no reusable token in the terminal's scrollback.
+            let link = cluster
+                .access()
+                .await?
+                .create_portal_link(v1::CreatePortalLinkRequest {
+                    role: "owner".into(),
+                    app: String::new(),
+                    ttl_seconds: 3600,
+                })
+                .await?
+                .into_inner()
+                .url;
+            println!("\nweb console     {console}");
+            println!("  open this one-time sign-in link (valid for an hour) in a browser:");
+            println!("  {link}");
+            println!("  or sign in at {console}/sign-in with the owner token below.");
+        }
         // The binary this demo runs, by its real path: these commands work as printed, with
         // nothing installed (`make install` puts `hookd` on PATH for good).
         let hookd = hookd_tests::hookd_binary()?;

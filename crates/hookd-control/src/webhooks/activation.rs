@@ -7,18 +7,19 @@ use hookd_core::{WebhookId, health::DeactivatedBy};
 use hookd_proto::v1;
 
 use super::WebhookApi;
-use crate::{ControlError, changes::Change};
+use crate::{ControlError, auth::Caller, changes::Change};
 
 impl WebhookApi {
     /// Activates the webhook, then replays (`replay`) or discards what was kept for it. A
     /// no-op for an active webhook: nothing is buffered for it.
     pub(super) async fn activate(
         &self,
-        tenant: &str,
+        caller: &Caller,
         id: &str,
         replay: bool,
     ) -> Result<v1::ActivateWebhookResponse, ControlError> {
-        let current = self.load(tenant, id).await?;
+        let tenant = caller.tenant.as_str();
+        let current = self.load(caller, id).await?;
         if current.spec.active {
             let webhook = self.shown(tenant, &current).await?;
             return Ok(v1::ActivateWebhookResponse {
@@ -29,7 +30,7 @@ impl WebhookApi {
         }
         let by_system = self.deactivated_by_system(tenant, &current.id).await?;
         // set_active returns once the dispatchers applied the activation.
-        let webhook = self.set_active(tenant, id, true).await?;
+        let webhook = self.set_active(caller, id, true).await?;
         let (replayed, discarded) =
             self.after_activation(tenant, &current.id, replay, by_system).await?;
         Ok(v1::ActivateWebhookResponse { webhook: Some(webhook), replayed, discarded })
@@ -38,11 +39,12 @@ impl WebhookApi {
     /// Stores `webhook` with `active` set and tells the dispatchers; no-op when it already is.
     pub(super) async fn set_active(
         &self,
-        tenant: &str,
+        caller: &Caller,
         id: &str,
         active: bool,
     ) -> Result<v1::Webhook, ControlError> {
-        let mut webhook = self.load(tenant, id).await?;
+        let tenant = caller.tenant.as_str();
+        let mut webhook = self.load(caller, id).await?;
         if webhook.spec.active != active {
             webhook.spec.active = active;
             webhook.updated_at = Utc::now();

@@ -10,7 +10,7 @@ use hookd_nats::test_send::{TEST_SEND_SUBJECT, TestSendReply, TestSendRequest};
 use hookd_proto::{convert::value_to_json, v1};
 
 use super::WebhookApi;
-use crate::ControlError;
+use crate::{ControlError, auth::Caller};
 
 /// How long a test send may take beyond two HTTP tries (the second after an OAuth2 refresh):
 /// two token fetches of up to 10 s each and queueing at the dispatcher.
@@ -21,10 +21,11 @@ const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 impl WebhookApi {
     pub(super) async fn test_send(
         &self,
-        tenant: &str,
+        caller: &Caller,
         r: v1::TestWebhookRequest,
     ) -> Result<v1::TestWebhookResponse, ControlError> {
-        let webhook = self.load(tenant, &r.id).await?;
+        let tenant = caller.tenant.as_str();
+        let webhook = self.load(caller, &r.id).await?;
         let event_type = EventType::parse(r.event_type.trim())
             .map_err(|e| InvalidField::new("event_type", e.reason))?;
         if !webhook.spec.subscribes_to(&event_type) {

@@ -1,5 +1,6 @@
-//! `hookd access ...`: the tenant's roles and API tokens, and `whoami`. A new token's value
-//! is printed once, by `token create`; hookd cannot show it again.
+//! `hookd access ...`: the tenant's roles and API tokens, `whoami`, and portal links into the
+//! web console. A new token's value is printed once, by `token create`; hookd cannot show it
+//! again.
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -18,6 +19,22 @@ pub enum AccessCommand {
     Token(TokenCommand),
     /// Show the tenant, role and permissions of the token in use.
     Whoami {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Print a short-lived link into the web console for one role of your tenant, optionally
+    /// limited to the webhooks of one app label (for one of your customers). It can be
+    /// opened until it expires; the session gets the role's webhook permissions only.
+    PortalLink {
+        /// The role the session gets (`owner`, `viewer` or a custom one).
+        #[arg(long)]
+        role: String,
+        /// Limit the session to webhooks with this app label.
+        #[arg(long, default_value = "")]
+        app: String,
+        /// How long the link can be opened, in seconds (default 900, at most 604800).
+        #[arg(long = "ttl-secs", default_value_t = 0)]
+        ttl_secs: u32,
         #[command(flatten)]
         conn: Connection,
     },
@@ -84,6 +101,30 @@ pub async fn run(command: AccessCommand) -> anyhow::Result<()> {
     match command {
         AccessCommand::Role(c) => role(c).await,
         AccessCommand::Token(c) => token(c).await,
+        AccessCommand::PortalLink { role, app, ttl_secs, conn } => {
+            let mut client = AccessServiceClient::new(connect(&conn).await?);
+            let link = client
+                .create_portal_link(v1::CreatePortalLinkRequest {
+                    role,
+                    app,
+                    ttl_seconds: ttl_secs,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            match conn.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({ "url": link.url, "expires_at": time_json(link.expires_at.as_ref()) })
+                ),
+                Output::Text => {
+                    println!("{}", link.url);
+                    let until = time_json(link.expires_at.as_ref());
+                    eprintln!("(valid until {})", until.as_str().unwrap_or("?"));
+                }
+            }
+            Ok(())
+        }
         AccessCommand::Whoami { conn } => {
             let mut client = AccessServiceClient::new(connect(&conn).await?);
             let me =
@@ -93,7 +134,7 @@ pub async fn run(command: AccessCommand) -> anyhow::Result<()> {
                     "{}",
                     serde_json::json!({
                         "tenant": me.tenant, "token_id": me.token_id, "role": me.role,
-                        "permissions": me.permissions,
+                        "permissions": me.permissions, "app": me.app,
                     })
                 ),
                 Output::Text => {
@@ -101,6 +142,9 @@ pub async fn run(command: AccessCommand) -> anyhow::Result<()> {
                     println!("token        {}", me.token_id);
                     println!("role         {}", me.role);
                     println!("permissions  {}", me.permissions.join(", "));
+                    if !me.app.is_empty() {
+                        println!("app label    {}", me.app);
+                    }
                 }
             }
             Ok(())
