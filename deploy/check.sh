@@ -85,4 +85,24 @@ check_manifests \
     --expect ServiceMonitor=2 \
     servicemonitor-${kube_versions[0]}.yaml
 
-echo "deploy-check: 3 renders, 0 problems"
+echo "== NATS values (deploy/nats-values.yaml) against the chart's defaults"
+# The NATS chart cannot be rendered offline; its values are checked for what hookd relies on.
+python3 - "$chart/values.yaml" deploy/nats-values.yaml <<'PY'
+import sys, yaml
+hookd, nats = (yaml.safe_load(open(p)) for p in sys.argv[1:3])
+config = nats["config"]
+problems = []
+if not config["cluster"].get("enabled") or config["cluster"].get("replicas", 0) < 3:
+    problems.append("config.cluster: enabled with at least 3 replicas (a JetStream quorum)")
+if not config["jetstream"].get("enabled"):
+    problems.append("config.jetstream.enabled: true")
+if config["jetstream"].get("merge", {}).get("sync_interval") != "always":
+    problems.append("config.jetstream.merge.sync_interval: always (fsync before every ack)")
+if hookd["nats"]["streamReplicas"] > config["cluster"].get("replicas", 0):
+    problems.append("the hookd chart's nats.streamReplicas cannot exceed the NATS servers")
+if problems:
+    sys.exit("deploy/nats-values.yaml must set: " + "; ".join(problems))
+print(f"ok: {config['cluster']['replicas']} servers, streams at {hookd['nats']['streamReplicas']} replicas, sync_interval always")
+PY
+
+echo "deploy-check: 3 renders and the NATS values, 0 problems"

@@ -1,6 +1,7 @@
-//! A whole local hookd: nats-server, one control plane on SQLite (or on a fresh database of a
-//! throwaway Postgres server, with as many control-plane replicas as a test adds) and any
-//! number of dispatchers, each a real process on its own loopback port.
+//! A whole local hookd: nats-server (one, or a JetStream cluster of several), one control
+//! plane on SQLite (or on a fresh database of a throwaway Postgres server, with as many
+//! control-plane replicas as a test adds) and any number of dispatchers, each a real process
+//! on its own loopback port.
 
 use hookd_proto::v1::{
     self, access_service_client::AccessServiceClient,
@@ -12,7 +13,7 @@ use hookd_proto::v1::{
 use tonic::transport::Channel;
 
 use crate::{
-    Authed, HookdProcess, NatsServer, OWNER_TOKEN, Role, authed, control_config_for_url,
+    Authed, HookdProcess, Nats, NatsOptions, OWNER_TOKEN, Role, authed, control_config_for_url,
     dispatcher_config,
 };
 
@@ -35,6 +36,9 @@ pub struct ClusterBuilder {
     control_env: Vec<(String, String)>,
     dispatcher_env: Vec<(String, String)>,
     database: Database,
+    nats_servers: usize,
+    nats_options: NatsOptions,
+    database_url: Option<String>,
 }
 
 fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -71,26 +75,56 @@ impl ClusterBuilder {
         self
     }
 
+    /// A JetStream cluster of `n` nats-servers instead of one (n ≥ 2); the control plane
+    /// creates its streams with `min(n, 3)` replicas, and every process is given every
+    /// server's URL.
+    pub fn nats_cluster(mut self, n: usize) -> Self {
+        self.nats_servers = n;
+        self
+    }
+
+    /// JetStream settings of every nats-server (fsync, storage limit).
+    pub fn nats_options(mut self, options: NatsOptions) -> Self {
+        self.nats_options = options;
+        self
+    }
+
+    /// A Postgres database of the test's own server (one it may restart), instead of the
+    /// shared server's.
+    pub fn postgres_url(mut self, url: String) -> Self {
+        self.database = Database::Postgres;
+        self.database_url = Some(url);
+        self
+    }
+
     /// Shorthand for `.database(Database::Postgres)`.
     pub fn postgres(self) -> Self {
         self.database(Database::Postgres)
     }
 
-    /// Starts nats-server, the control plane and the dispatchers.
+    /// Starts nats-server(s), the control plane and the dispatchers.
     pub fn start(self) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("hookd-cluster-").tempdir()?;
-        let database_url = match self.database {
-            Database::Sqlite => {
+        let database_url = match (self.database, self.database_url) {
+            (_, Some(url)) => url,
+            (Database::Sqlite, None) => {
                 format!("sqlite://{}?mode=rwc", dir.path().join("hookd.db").display())
             }
-            Database::Postgres => crate::process::blocking(|| {
+            (Database::Postgres, None) => crate::process::blocking(|| {
                 hookd_testpg::PgServer::shared()
                     .create_database()
                     .map_err(|e| anyhow::anyhow!("cannot create a Postgres database: {e}"))
             })?,
         };
-        let nats = NatsServer::start()?;
-        let control_toml = control_config_for_url(&nats.url(), &database_url);
+        let nats = if self.nats_servers > 1 {
+            Nats::cluster(self.nats_servers, self.nats_options.clone())?
+        } else {
+            Nats::single(self.nats_options.clone())?
+        };
+        let mut control_toml = control_config_for_url(&nats.url(), &database_url);
+        if nats.len() > 1 {
+            control_toml.push_str(&format!("stream_replicas = {}\n", nats.len().min(3)));
+        }
         let env: Vec<(&str, &str)> =
             self.control_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let control = HookdProcess::start_with_env(Role::Control, &control_toml, &env)?;
@@ -113,7 +147,7 @@ impl ClusterBuilder {
 }
 
 pub struct Cluster {
-    pub nats: NatsServer,
+    pub nats: Nats,
     pub control: HookdProcess,
     pub dispatchers: Vec<HookdProcess>,
     dispatcher_extra: String,

@@ -22,6 +22,7 @@ mod process;
 mod producer;
 mod receiver;
 mod scrape;
+mod steady;
 mod wait;
 
 pub use auth::{
@@ -32,9 +33,10 @@ pub use hookd::{
     HookdProcess, Role, TEST_ENCRYPTION_KEY, control_config, control_config_for_url,
     dispatcher_config, hookd_binary,
 };
-pub use nats::{NatsServer, nats_server_binary};
+pub use nats::{Nats, NatsOptions, NatsServer, nats_server_binary};
 pub use otlp::{CollectedSpan, OtlpReceiver};
 pub use producer::{publish_many_to_nats, publish_to_nats};
 pub use receiver::{ReceivedRequest, Receiver, Responder, Response, responder};
 pub use scrape::{promtool_binary, promtool_check, sample, scrape};
+pub use steady::{Arrivals, Published, SteadyLoad, publish_steadily};
 pub use wait::wait_until;

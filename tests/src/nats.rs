@@ -1,5 +1,10 @@
-//! A real `nats-server` with JetStream on a kernel-chosen loopback port, killed on drop.
+//! A real `nats-server` with JetStream on kernel-chosen loopback ports, killed on drop: alone
+//! ([`NatsServer`]), or three of them routed into a JetStream cluster ([`Nats`], in
+//! `nats/cluster.rs`), the shape hookd runs on in production.
 
+mod cluster;
+
+use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,6 +15,8 @@ use tempfile::TempDir;
 
 use crate::process::{ChildGuard, blocking, file_tail, tool_binary};
 
+pub use cluster::Nats;
+
 /// How long `start`/`restart` wait for the server to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -19,38 +26,98 @@ pub fn nats_server_binary() -> PathBuf {
     tool_binary("HOOKD_NATS_SERVER", "nats-server")
 }
 
-/// A running `nats-server -js` whose store and log live in its own temporary directory.
+/// JetStream settings of a server, beyond the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsOptions {
+    /// `sync_interval: always`: every write is fsynced before it is acknowledged. The default
+    /// (false) is nats-server's: an fsync every 2 minutes, the OS page cache in between.
+    pub sync_always: bool,
+    /// `max_file_store`: the bytes JetStream may store on this server (its "disk"); a stream
+    /// that would need more is refused writes. `None`: the server's default (the disk).
+    pub max_file_store: Option<u64>,
+}
+
+/// A server's place in a cluster: its name, its route port and the other servers' routes.
+#[derive(Debug, Clone)]
+struct Membership {
+    name: String,
+    cluster_port: u16,
+    routes: Vec<u16>,
+}
+
+/// The ports a server listens on, once it has started.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    client: u16,
+    monitoring: u16,
+}
+
+/// A running `nats-server` with JetStream, whose settings file, store and log live in its own
+/// temporary directory.
 ///
 /// Dropping it kills the process and deletes the directory (JetStream store included).
 pub struct NatsServer {
     // Field order matters: the process must die before its directory is removed.
     child: Option<ChildGuard>,
-    port: u16,
+    ports: Ports,
+    options: NatsOptions,
+    membership: Option<Membership>,
     dir: TempDir,
 }
 
 impl NatsServer {
-    /// Starts a server on `127.0.0.1` with a random port and waits (up to 10 s) until it accepts
-    /// TCP connections.
+    /// Starts a server on `127.0.0.1` with random ports and waits (up to 10 s) until it
+    /// accepts TCP connections.
     pub fn start() -> anyhow::Result<NatsServer> {
+        NatsServer::start_with(NatsOptions::default())
+    }
+
+    /// Like [`NatsServer::start`], with JetStream `options`.
+    pub fn start_with(options: NatsOptions) -> anyhow::Result<NatsServer> {
+        NatsServer::start_member(options, None)
+    }
+
+    fn start_member(
+        options: NatsOptions,
+        membership: Option<Membership>,
+    ) -> anyhow::Result<NatsServer> {
         let dir = tempfile::Builder::new().prefix("hookd-nats-").tempdir()?;
-        // `-p -1` lets nats-server pick the port; it reports it in the ports file.
-        let (child, port) = blocking(|| spawn(dir.path(), None))?;
-        Ok(NatsServer { child: Some(child), port, dir })
+        // Port -1 lets nats-server pick; it reports the ports in the ports file.
+        let (child, ports) = blocking(|| spawn(dir.path(), None, &options, membership.as_ref()))?;
+        Ok(NatsServer { child: Some(child), ports, options, membership, dir })
     }
 
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.ports.client)
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.ports.client
+    }
+
+    /// `http://127.0.0.1:PORT`: the monitoring endpoint (`/varz`, `/jsz`, ...).
+    pub fn monitoring_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.monitoring)
+    }
+
+    /// The server's name in its cluster (`n1`, ...), or `None` alone.
+    pub fn name(&self) -> Option<&str> {
+        self.membership.as_ref().map(|m| m.name.as_str())
+    }
+
+    pub fn options(&self) -> &NatsOptions {
+        &self.options
     }
 
     /// The process id, or 0 while stopped.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, ChildGuard::pid)
+    }
+
+    /// The JetStream store (for its size on disk).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("js")
     }
 
     /// The server's log file (kept across restarts; each start appends).
@@ -76,14 +143,16 @@ impl NatsServer {
         Ok(())
     }
 
-    /// Stops the server if it runs, then starts it again on the same port with the same store,
-    /// so clients configured with [`NatsServer::url`] can reconnect. Use `stop` + `restart` to
-    /// simulate an outage.
+    /// Stops the server if it runs, then starts it again on the same ports with the same
+    /// store and settings, so clients configured with [`NatsServer::url`] can reconnect. Use
+    /// `stop` + `restart` to simulate an outage.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
-        let (child, port) = blocking(|| spawn(self.dir.path(), Some(self.port)))?;
+        let (child, ports) = blocking(|| {
+            spawn(self.dir.path(), Some(self.ports), &self.options, self.membership.as_ref())
+        })?;
         self.child = Some(child);
-        self.port = port;
+        self.ports = ports;
         Ok(())
     }
 
@@ -92,6 +161,13 @@ impl NatsServer {
         async_nats::connect(self.url())
             .await
             .with_context(|| format!("connecting to nats-server at {}", self.url()))
+    }
+
+    /// `GET <monitoring>/<path>` as JSON (`varz`, `jsz`, ...).
+    pub async fn monitor(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/{path}", self.monitoring_url());
+        let text = crate::scrape::get_text(&url).await?;
+        serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON"))
     }
 }
 
@@ -109,14 +185,55 @@ impl Drop for NatsServer {
     }
 }
 
-/// Spawns the server in `dir` and waits until it is ready; returns it with its port.
-fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(ChildGuard, u16)> {
+/// The settings file: ports (`-1`: the kernel's choice), JetStream, and the cluster block.
+fn config(
+    dir: &Path,
+    ports: Option<Ports>,
+    options: &NatsOptions,
+    m: Option<&Membership>,
+) -> String {
+    let (client, monitoring) = ports.map_or(("-1".to_owned(), "-1".to_owned()), |p| {
+        (p.client.to_string(), p.monitoring.to_string())
+    });
+    let store = serde_json::Value::from(dir.join("js").display().to_string());
+    let mut conf = format!("listen: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitoring}\n");
+    let _ = write!(conf, "jetstream {{\n  store_dir: {store}\n");
+    if options.sync_always {
+        conf.push_str("  sync_interval: always\n");
+    }
+    if let Some(bytes) = options.max_file_store {
+        let _ = writeln!(conf, "  max_file_store: {bytes}");
+    }
+    conf.push_str("}\n");
+    if let Some(m) = m {
+        let routes: Vec<String> =
+            m.routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
+        let _ = write!(
+            conf,
+            "server_name: {}\ncluster {{\n  name: hookd-test\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+            m.name,
+            m.cluster_port,
+            routes.join(", ")
+        );
+    }
+    conf
+}
+
+/// Spawns the server in `dir` and waits until it is ready; returns it with its ports.
+fn spawn(
+    dir: &Path,
+    ports: Option<Ports>,
+    options: &NatsOptions,
+    membership: Option<&Membership>,
+) -> anyhow::Result<(ChildGuard, Ports)> {
     let binary = nats_server_binary();
-    let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+    let conf_path = dir.join("nats.conf");
+    std::fs::write(&conf_path, config(dir, ports, options, membership))
+        .with_context(|| format!("writing {}", conf_path.display()))?;
     let log = dir.join("nats-server.log");
     let child = Command::new(&binary)
-        .args(["-a", "127.0.0.1", "-p", &port_arg, "--js", "-sd"])
-        .arg(dir.join("js"))
+        .arg("-c")
+        .arg(&conf_path)
         .arg("--ports_file_dir")
         .arg(dir)
         .arg("-l")
@@ -136,7 +253,7 @@ fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(ChildGuard, u16)> {
     // binary is called, so match on the pid suffix only. It deletes the file on clean shutdown.
     let suffix = format!("_{pid}.ports");
     let mut last_problem = String::from("no ports file yet");
-    let port = loop {
+    let ports = loop {
         if let Some(status) = child.try_wait() {
             anyhow::bail!(
                 "nats-server exited before becoming ready ({status}); log tail:\n{}",
@@ -144,7 +261,7 @@ fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(ChildGuard, u16)> {
             );
         }
         match read_ports_file(dir, &suffix) {
-            Ok(Some(port)) => break port,
+            Ok(Some(ports)) => break ports,
             Ok(None) => {}
             // Possibly a half-written file; retry until the deadline.
             Err(e) => last_problem = format!("{e:#}"),
@@ -159,7 +276,7 @@ fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(ChildGuard, u16)> {
         std::thread::sleep(Duration::from_millis(20));
     };
 
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::from(([127, 0, 0, 1], ports.client));
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -170,7 +287,7 @@ fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(ChildGuard, u16)> {
             );
         }
         if TcpStream::connect_timeout(&addr, remaining.min(Duration::from_secs(1))).is_ok() {
-            return Ok((child, port));
+            return Ok((child, ports));
         }
         if let Some(status) = child.try_wait() {
             anyhow::bail!(
@@ -182,8 +299,9 @@ fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(ChildGuard, u16)> {
     }
 }
 
-/// Reads the client port from the ports file ending in `suffix`, if it exists yet.
-fn read_ports_file(dir: &Path, suffix: &str) -> anyhow::Result<Option<u16>> {
+/// Reads the client and monitoring ports from the ports file ending in `suffix`, if it
+/// exists yet.
+fn read_ports_file(dir: &Path, suffix: &str) -> anyhow::Result<Option<Ports>> {
     let Some(path) =
         std::fs::read_dir(dir)?.filter_map(Result::ok).map(|entry| entry.path()).find(|path| {
             path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(suffix))
@@ -194,16 +312,17 @@ fn read_ports_file(dir: &Path, suffix: &str) -> anyhow::Result<Option<u16>> {
     let text = std::fs::read_to_string(&path)?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("parsing {}: {text:?}", path.display()))?;
-    let url = json["nats"]
-        .get(0)
-        .and_then(serde_json::Value::as_str)
-        .with_context(|| format!("no `nats` url in {}: {text}", path.display()))?;
-    let port = url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .with_context(|| format!("no port in {url:?} from {}", path.display()))?;
-    Ok(Some(port))
+    let port = |key: &str| -> anyhow::Result<u16> {
+        let url = json[key]
+            .get(0)
+            .and_then(serde_json::Value::as_str)
+            .with_context(|| format!("no `{key}` url in {}: {text}", path.display()))?;
+        url.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("no port in {url:?} from {}", path.display()))
+    };
+    Ok(Some(Ports { client: port("nats")?, monitoring: port("monitoring")? }))
 }
 
 #[cfg(test)]

@@ -101,6 +101,33 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Runs a future to completion from synchronous code, inside a tokio runtime or not: on a
+/// multi-threaded runtime in place (see [`blocking`]), otherwise on a runtime of its own in
+/// another thread (a current-thread runtime cannot block on itself).
+pub(crate) fn block_on<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map(|runtime| runtime.block_on(future))
+                })
+                .join()
+        })
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        .unwrap_or_else(|e| panic!("cannot build a tokio runtime: {e}")),
+    }
+}
+
 /// The last `lines` lines of a log file, or a note why it could not be read.
 pub(crate) fn file_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {

@@ -34,6 +34,15 @@ pub async fn scrape(url: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8(body.to_vec())?)
 }
 
+/// `GET url`: the body of a 200 answer as text (a monitoring endpoint's JSON, say).
+pub async fn get_text(url: &str) -> anyhow::Result<String> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client.get(url.parse()?).await.with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(response.status() == 200, "GET {url}: {}", response.status());
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8(body.to_vec())?)
+}
+
 /// Runs `promtool check metrics` on `text`; its complaints are the error.
 pub fn promtool_check(text: &str) -> anyhow::Result<()> {
     let binary = promtool_binary();

@@ -22,13 +22,14 @@ async fn quick_bench_produces_a_sane_row_per_scenario() -> anyhow::Result<()> {
     assert!(ceiling > 0.0, "ceiling {ceiling}");
     let row =
         |id: &str| report.rows.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no row {id}"));
-    for id in
-        ["1", "1s", "1d", "2a", "2c", "2d", "3", "5", "6", "7", "8", "1p", "1sp", "1dp", "2bp"]
-    {
+    for id in [
+        "1", "1s", "1d", "2a", "2c", "2d", "3", "5", "6", "7", "8", "1p", "1sp", "1dp", "2bp",
+        "10", "10a", "10b",
+    ] {
         let t = row(id).throughput.unwrap_or(0.0);
         assert!(t > 0.0, "row {id}: throughput {t}");
     }
-    for id in ["1", "1d", "8", "1p"] {
+    for id in ["1", "1d", "8", "1p", "10", "10a", "10b"] {
         assert!(row(id).ratio.is_some_and(|r| r > 0.0), "row {id}: no ratio to the ceiling");
     }
     assert!(row("2c").ratio.is_some_and(|r| r > 0.0), "row 2c: no CPU ratio to row 1");

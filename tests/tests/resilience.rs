@@ -633,3 +633,143 @@ async fn always_failing_endpoint_ends_failed_without_more_calls() -> anyhow::Res
     println!("test took {:.1} s", test_started.elapsed().as_secs_f64());
     Ok(())
 }
+
+/// An attempt report as a dispatcher's fan-out sends it for the first attempt it made itself.
+fn first_attempt_report(
+    webhook: &v1::Webhook,
+    event_id: &str,
+    success: bool,
+    next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> v1::AttemptReport {
+    let delivery_id = hookd_core::DeliveryId::for_event(
+        &hookd_core::EventId::from(event_id),
+        &hookd_core::WebhookId::from(webhook.id.as_str()),
+    )
+    .to_string();
+    let status = if success { DELIVERED } else { PENDING };
+    v1::AttemptReport {
+        delivery_id,
+        webhook_id: webhook.id.clone(),
+        event_id: event_id.to_owned(),
+        event_type: "resume".to_owned(),
+        payload: "{}".to_owned(),
+        event: format!(r#"{{"id":"{event_id}","type":"resume","data":{{}}}}"#),
+        tenant: hookd_tests::TENANT.to_owned(),
+        attempt: Some(v1::Attempt {
+            number: 1,
+            started_at: Some(hookd_proto::convert::timestamp(chrono::Utc::now())),
+            http_status: if success { 200 } else { 500 },
+            latency_ms: 1,
+            success,
+            ..Default::default()
+        }),
+        status,
+        next_attempt_at: next_attempt_at.map(hookd_proto::convert::timestamp),
+        traceparent: String::new(),
+    }
+}
+
+/// The fan-out makes a delivery's first attempt itself, which leaves no job behind. When the
+/// event comes back (its acknowledgement lost to a NATS leader change, say), the repeated
+/// fan-out must neither call again under attempt number 1 (the history would keep one of the
+/// two calls) nor call at all for a delivery that is over. The first run is played here by
+/// the test: it takes the event from the fan-out's consumer, reports what "its" attempts did
+/// over the dispatcher API, and hands the event back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_continues_each_delivery_where_its_first_fan_out_left_off()
+-> anyhow::Result<()> {
+    use futures::StreamExt;
+    let _shared = ALONE.read().await;
+    let mut cluster = Cluster::start(1, "")?;
+    let receiver = Receiver::ok()?;
+    let over = cluster.create_webhook("over", receiver.url("/over"), &["resume"]).await?;
+    let retry = cluster.create_webhook("retry", receiver.url("/retry"), &["resume"]).await?;
+    let start = cluster.create_webhook("start", receiver.url("/start"), &["resume"]).await?;
+    // The consumer exists (the dispatcher made it); with no dispatcher, the test takes the event.
+    for mut dispatcher in cluster.dispatchers.drain(..) {
+        dispatcher.terminate()?;
+    }
+    let event_id = "evt-resume-1";
+    cluster.publish("resume", event_id).await?;
+    let js = jetstream(&cluster).await?;
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream("HOOKD_EVENTS")
+        .await?
+        .get_consumer("hookd-fanout")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut batch =
+        consumer.fetch().max_messages(1).expires(Duration::from_secs(10)).messages().await?;
+    let msg = batch
+        .next()
+        .await
+        .context("the event from the fan-out's consumer")?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(msg.info().map_err(|e| anyhow::anyhow!("{e}"))?.delivered, 1);
+
+    let mut dispatch = v1::dispatch_service_client::DispatchServiceClient::new(
+        cluster.authed(Some(hookd_tests::DISPATCHER_TOKEN)).await?,
+    );
+    let due = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let answer = dispatch
+        .report_attempts(v1::ReportAttemptsRequest {
+            reports: vec![
+                first_attempt_report(&over, event_id, true, None),
+                first_attempt_report(&retry, event_id, false, Some(due)),
+            ],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(answer.recorded, 2);
+    // The first run stops before acknowledging (and before scheduling the retry).
+    msg.ack_with(jetstream::AckKind::Nak(None)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    cluster.add_dispatcher()?;
+
+    let retried = cluster
+        .first_delivery_when(
+            &retry.id,
+            "the retried delivery delivered",
+            Duration::from_secs(30),
+            |d| d.status == DELIVERED,
+        )
+        .await?;
+    let numbers: Vec<u32> = retried.attempts.iter().map(|a| a.number).collect();
+    assert_eq!(numbers, [1, 2], "the retry continues under the next number");
+    let started = cluster.settled_delivery(&start.id, Duration::from_secs(30)).await?;
+    assert_eq!(started.attempts.len(), 1);
+    assert_eq!(started.status, DELIVERED);
+    // Every job the repeated fan-out wrote has been worked off: a call for the delivery that
+    // was over would have been made by now.
+    let deliveries: jetstream::consumer::PullConsumer = js
+        .get_stream("HOOKD_DELIVERIES")
+        .await?
+        .get_consumer("hookd-delivery")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let events = consumer;
+    wait_until("both consumers drained", Duration::from_secs(30), || {
+        let (mut deliveries, mut events) = (deliveries.clone(), events.clone());
+        async move {
+            let (d, e) = (deliveries.info().await?.clone(), events.info().await?.clone());
+            Ok((d.num_pending
+                + d.num_ack_pending as u64
+                + e.num_pending
+                + e.num_ack_pending as u64
+                == 0)
+                .then_some(()))
+        }
+    })
+    .await?;
+    let paths: Vec<String> = receiver.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths.iter().filter(|p| *p == "/over").count(),
+        0,
+        "a delivery that was over is not made again: {paths:?}"
+    );
+    assert_eq!(paths.iter().filter(|p| *p == "/retry").count(), 1, "{paths:?}");
+    assert_eq!(paths.iter().filter(|p| *p == "/start").count(), 1, "{paths:?}");
+    let over_delivery = cluster.settled_delivery(&over.id, Duration::from_secs(5)).await?;
+    assert_eq!(over_delivery.attempts.len(), 1);
+    Ok(())
+}

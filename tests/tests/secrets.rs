@@ -154,7 +154,7 @@ async fn no_secret_reaches_a_log_or_the_database_in_clear() -> anyhow::Result<()
 
     let mut logs = vec![
         ("control", std::fs::read(cluster.control.log_path())?),
-        ("nats", std::fs::read(cluster.nats.log_path())?),
+        ("nats", std::fs::read(cluster.nats.server(0).log_path())?),
     ];
     for d in &cluster.dispatchers {
         logs.push(("dispatcher", std::fs::read(d.log_path())?));

@@ -21,6 +21,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// How long a query waits for a free connection (or the server for a new one).
     pub database_acquire_timeout_secs: u64,
+    /// One NATS server, or the servers of a cluster: a comma-separated string or a list.
+    #[serde(deserialize_with = "hookd_core::servers::one_or_many")]
     pub nats_url: String,
     /// How long to wait for NATS at start-up.
     pub nats_connect_timeout_secs: u64,
@@ -30,6 +32,12 @@ pub struct Config {
     pub stream_max_age_secs: u64,
     /// Replicas of each stream (1 on a single server, 3 in a cluster).
     pub stream_replicas: usize,
+    /// Most messages the events and the deliveries stream each hold; when one is full,
+    /// publishes to it are refused (`PublishEvent` answers RESOURCE_EXHAUSTED) until it has
+    /// drained. 0: no limit but the server's storage.
+    pub stream_max_messages: u64,
+    /// Most bytes each of those two streams holds; refused likewise. 0: no limit.
+    pub stream_max_bytes: u64,
     /// Webhooks per page of a dispatcher snapshot.
     pub snapshot_page_size: usize,
     /// Most attempt results written in one transaction.
@@ -118,6 +126,8 @@ impl Default for Config {
             dedupe_window_secs: 120,
             stream_max_age_secs: 7 * 24 * 3600,
             stream_replicas: 1,
+            stream_max_messages: 0,
+            stream_max_bytes: 0,
             snapshot_page_size: 500,
             record_batch_max: 2000,
             signing_grace_secs: 24 * 3600,
@@ -254,6 +264,7 @@ impl Config {
                 ),
             );
         }
+        self.nats_servers()?;
         self.console_listen()?;
         self.console_settings()
             .validate()
@@ -289,7 +300,15 @@ impl Config {
             max_event_message_bytes: i32::try_from(self.max_event_bytes.saturating_mul(4))
                 .unwrap_or(i32::MAX),
             buffer_window: Duration::from_secs(self.buffer_window_secs.max(1)),
+            max_messages: limit(self.stream_max_messages),
+            max_bytes: limit(self.stream_max_bytes),
         }
+    }
+
+    /// The NATS servers to connect to; the error names the setting.
+    pub(crate) fn nats_servers(&self) -> Result<Vec<async_nats::ServerAddr>, ControlError> {
+        hookd_nats::server_addrs(&self.nats_url)
+            .map_err(|reason| ControlError::Config { setting: "nats_url", reason })
     }
 
     /// The egress policy with `allow_cidrs` opened; the error names the setting.
@@ -297,6 +316,11 @@ impl Config {
         EgressPolicy::new(&self.allow_cidrs)
             .map_err(|e| ControlError::Config { setting: "allow_cidrs", reason: e.to_string() })
     }
+}
+
+/// A stream limit as JetStream takes it: -1 for none (0 in the settings).
+fn limit(setting: u64) -> i64 {
+    if setting == 0 { -1 } else { i64::try_from(setting).unwrap_or(i64::MAX) }
 }
 
 /// Printable ASCII without spaces: what fits in an `authorization` header unchanged.

@@ -79,7 +79,7 @@ impl DeliveryApi {
         if let Err(e) = job.publish(&self.jetstream).await {
             // Nothing was queued: put the delivery back as it was.
             let _ = self.store.restore_status(tenant, &before).await;
-            return Err(ControlError::Nats(e));
+            return Err(ControlError::from(e));
         }
         tracing::info!(delivery_id = %id, attempt, "delivery resent");
         let mut after = before;

@@ -5,7 +5,8 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use hookd_core::{
-    AttemptReport, CredentialId, InvalidField, Webhook, WebhookId, catalog::EventTypeDef,
+    AttemptReport, CredentialId, DeliveryId, InvalidField, Webhook, WebhookId,
+    catalog::EventTypeDef,
 };
 use hookd_proto::{
     convert::{
@@ -246,6 +247,39 @@ impl DispatchService for DispatchApi {
             access_token: token.expose().to_owned(),
             expires_at: Some(timestamp(expires_at)),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(deliveries = request.get_ref().delivery_ids.len()))]
+    async fn get_delivery_progress(
+        &self,
+        request: Request<v1::GetDeliveryProgressRequest>,
+    ) -> Result<Response<v1::GetDeliveryProgressResponse>, Status> {
+        /// A fan-out asks for the deliveries of one event: its matching webhooks.
+        const MAX_IDS: usize = 10_000;
+        let r = request.into_inner();
+        if r.tenant.is_empty() {
+            return Err(ControlError::from(InvalidField::new("tenant", "is required")).into());
+        }
+        if r.delivery_ids.len() > MAX_IDS {
+            return Err(ControlError::from(InvalidField::new(
+                "delivery_ids",
+                format!("names more than {MAX_IDS} deliveries"),
+            ))
+            .into());
+        }
+        let ids: Vec<DeliveryId> = r.delivery_ids.into_iter().map(DeliveryId::from).collect();
+        let found =
+            self.store.delivery_progress(&r.tenant, &ids).await.map_err(ControlError::from)?;
+        let deliveries = found
+            .into_iter()
+            .map(|d| v1::DeliveryProgress {
+                delivery_id: d.id.to_string(),
+                status: v1::DeliveryStatus::from(d.status).into(),
+                last_attempt: d.attempt_count,
+                next_attempt_at: d.next_attempt_at.map(timestamp),
+            })
+            .collect();
+        Ok(Response::new(v1::GetDeliveryProgressResponse { deliveries }))
     }
 
     #[tracing::instrument(skip_all, fields(reports = request.get_ref().reports.len()))]

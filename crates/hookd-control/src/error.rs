@@ -42,6 +42,14 @@ pub enum ControlError {
     NatsConnect(String),
     #[error("event stream: {0}")]
     Nats(NatsError),
+    /// A stream refused a publish for lack of room; nothing was stored. Worth retrying once
+    /// the dispatchers have drained it: `RESOURCE_EXHAUSTED`.
+    #[error(
+        "{0}; nothing was stored: the dispatchers have not drained the stream yet, or its \
+         limits (stream_max_messages, stream_max_bytes) or the NATS server's storage are too \
+         small; retry later"
+    )]
+    StreamFull(NatsError),
     #[error("{0}")]
     Unavailable(String),
     /// No token, or one hookd does not know (never says which token).
@@ -71,6 +79,12 @@ impl From<StorageError> for ControlError {
     }
 }
 
+impl From<NatsError> for ControlError {
+    fn from(e: NatsError) -> Self {
+        if e.is_stream_full() { Self::StreamFull(e) } else { Self::Nats(e) }
+    }
+}
+
 impl From<ControlError> for Status {
     fn from(e: ControlError) -> Self {
         let code = match &e {
@@ -86,13 +100,16 @@ impl From<ControlError> for Status {
             ControlError::PermissionDenied(_) | ControlError::OutOfScope { .. } => {
                 Code::PermissionDenied
             }
+            ControlError::StreamFull(_) => Code::ResourceExhausted,
             ControlError::Storage(_)
             | ControlError::NatsConnect(_)
             | ControlError::Nats(_)
             | ControlError::Unavailable(_) => Code::Unavailable,
             ControlError::Internal(_) | ControlError::Config { .. } => Code::Internal,
         };
-        if code == Code::Unavailable || code == Code::Internal {
+        if code == Code::ResourceExhausted {
+            tracing::warn!(error = %e, "request refused: stream full");
+        } else if code == Code::Unavailable || code == Code::Internal {
             tracing::error!(error = %e, "request failed");
         }
         Status::new(code, bound_message(&e.to_string()))

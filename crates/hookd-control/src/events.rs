@@ -130,7 +130,7 @@ impl EventApi {
         }
         let published = hookd_nats::publish_event(&self.jetstream, tenant, &event)
             .await
-            .map_err(ControlError::Nats)?;
+            .map_err(ControlError::from)?;
         let result = if published.duplicate { "duplicate" } else { "stored" };
         self.metrics.events_published.with_label_values(&[result]).inc();
         Ok(Response::new(v1::PublishEventResponse {

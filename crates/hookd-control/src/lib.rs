@@ -95,7 +95,7 @@ impl ControlPlane {
             })
             .retry_on_initial_connect()
             .connection_timeout(config.nats_connect_timeout())
-            .connect(&config.nats_url);
+            .connect(config.nats_servers()?);
         // `retry_on_initial_connect` returns at once; the first request waits for the link.
         let nats = nats.await.map_err(|e| ControlError::NatsConnect(e.to_string()))?;
         let jetstream = async_nats::jetstream::new(nats);

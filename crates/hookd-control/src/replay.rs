@@ -381,7 +381,7 @@ impl Replays {
                 // A kept job gave up its place in its key's line when it was parked: replayed,
                 // it joins the end of the line (ordered webhooks, B6).
                 job.order_key = None;
-                job.replay(&self.js, sequence).await.map_err(ControlError::Nats)?;
+                job.replay(&self.js, sequence).await.map_err(ControlError::from)?;
                 msg.double_ack().await.map_err(nats_error)?;
                 moved += 1;
                 // Counted after the ack: a crash in between undercounts released jobs (and

@@ -16,6 +16,7 @@ pub mod payload;
 pub mod portal;
 pub mod rate_limit;
 pub mod retry;
+pub mod servers;
 pub mod signing;
 pub mod text;
 pub mod webhook;

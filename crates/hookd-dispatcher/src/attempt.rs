@@ -155,6 +155,13 @@ mod tests {
             Err(Status::unimplemented("not in this test"))
         }
 
+        async fn get_delivery_progress(
+            &self,
+            _: Request<v1::GetDeliveryProgressRequest>,
+        ) -> Result<Response<v1::GetDeliveryProgressResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
         async fn get_access_token(
             &self,
             request: Request<v1::GetAccessTokenRequest>,

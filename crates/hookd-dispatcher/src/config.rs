@@ -17,11 +17,15 @@ const MIN_ACK_WAIT_SECS: u64 = 6;
 pub struct Config {
     /// Address of the health endpoints (`/healthz`, `/readyz`).
     pub listen: SocketAddr,
-    /// gRPC address of the control plane.
+    /// gRPC address of the control plane, or of several replicas (a comma-separated string or
+    /// a list): calls go to one at a time and move to the next when it cannot be reached.
+    #[serde(deserialize_with = "hookd_core::servers::one_or_many")]
     pub control_url: String,
     /// The control plane's `dispatcher_token`, sent on every call to it. Required
     /// (`HOOKD_CONTROL_TOKEN`).
     pub control_token: String,
+    /// One NATS server, or the servers of a cluster: a comma-separated string or a list.
+    #[serde(deserialize_with = "hookd_core::servers::one_or_many")]
     pub nats_url: String,
     /// How long to wait for NATS and the first definitions snapshot at start-up.
     pub startup_timeout_secs: u64,
@@ -165,7 +169,17 @@ impl Config {
             return err("max_event_bytes", "must be at least 1");
         }
         self.egress_policy()?;
+        self.nats_servers()?;
+        if hookd_core::servers::split(&self.control_url).next().is_none() {
+            return err("control_url", "names no control plane; give http://HOST:PORT");
+        }
         Ok(())
+    }
+
+    /// The NATS servers to connect to; the error names the setting.
+    pub(crate) fn nats_servers(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+        hookd_nats::server_addrs(&self.nats_url)
+            .map_err(|reason| ConfigError { setting: "nats_url", reason })
     }
 
     /// The egress policy with `allow_cidrs` opened.
@@ -238,6 +252,19 @@ mod tests {
         Config { ack_wait_secs: 6, attempt_timeout_secs: 30.0, ..valid }
             .validate()
             .expect("attempts longer than the ack wait are progress-acked");
+    }
+
+    #[test]
+    fn several_servers_are_accepted_and_a_bad_one_is_named() {
+        let valid = Config { control_token: "dispatcher-secret-1".into(), ..Config::default() };
+        let c = Config { nats_url: "nats://a:4222, nats://b:4222".into(), ..valid.clone() };
+        assert_eq!(c.nats_servers().expect("valid").len(), 2);
+        let c = Config { nats_url: "nats://a:4222,http://[b".into(), ..valid.clone() };
+        let err = c.validate().expect_err("invalid");
+        assert_eq!(err.setting, "nats_url");
+        assert!(err.to_string().contains("\"http://[b\""), "{err}");
+        let c = Config { control_url: " , ".into(), ..valid };
+        assert_eq!(c.validate().expect_err("invalid").setting, "control_url");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Deliverer {
     pub attempter: Arc<Attempter>,
     pub endpoints: Endpoints,
     pub reporter: Reporter,
+    /// Asked where deliveries stand when an event's fan-out is repeated (see `resume`).
+    pub control: crate::ControlClient,
     /// Counts the jobs parked in buffers.
     pub tallies: Tallies,
     /// Ordering per key and rate limits (B6, B8), checked before each attempt.
@@ -53,6 +55,14 @@ pub struct Deliverer {
     /// Turns true when the dispatcher shuts down: jobs still waiting for their endpoint are
     /// handed back instead of attempted.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Whether the fan-out may make a first attempt to this webhook itself (on any dispatcher,
+/// whatever its `inline_attempts`): not when the webhook's controls or credential belong to
+/// the delivery stage.
+pub fn may_go_inline(webhook: &hookd_core::Webhook) -> bool {
+    let spec = &webhook.spec;
+    spec.credential_id.is_none() && spec.ordering.is_none() && spec.rate_limit.is_none()
 }
 
 /// Why a first attempt made by the fan-out cannot let its event be acknowledged.
@@ -221,8 +231,7 @@ impl Deliverer {
     /// (an ordered or rate-limited webhook's attempts wait for their turn in the delivery
     /// stage).
     pub fn inline_place(&self, webhook: &hookd_core::Webhook) -> Option<Place<'_>> {
-        let spec = &webhook.spec;
-        if spec.credential_id.is_some() || spec.ordering.is_some() || spec.rate_limit.is_some() {
+        if !may_go_inline(webhook) {
             return None;
         }
         self.endpoints.claim_now(&webhook.spec.url)

@@ -5,7 +5,9 @@
 //! job is stored and every first attempt made here is recorded (with its retry scheduled, if
 //! it needs one). A fan-out repeated after a crash creates no second job, because each job's
 //! `Nats-Msg-Id` is `<event id>.<webhook id>`, and makes no first attempt itself: a
-//! redelivered event takes the job path only.
+//! redelivered event takes the job path only, after asking the control plane where the
+//! deliveries the first run may have attempted stand (see `resume`): one that is over gets no
+//! job, one waiting for a retry gets that retry scheduled again, under the next number.
 //!
 //! An event the fan-out refuses is terminated here: never delivered, never retried, and
 //! counted for the control plane under the tenant and type its subject names. Refused: an
@@ -28,17 +30,18 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
-use futures::future::join_all;
-use hookd_core::Event;
+use futures::{FutureExt, future::join_all};
+use hookd_core::{DeliveryId, Event};
 use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
 use crate::{
     definitions::Definitions,
-    delivery::{Deliverer, attempt_span, with_progress},
+    delivery::{Deliverer, attempt_span, may_go_inline, with_progress},
     metrics::EventOutcome,
     ordering::Ordering,
     reporter::Tallies,
+    resume::{self, Resume},
 };
 
 /// How soon a fan-out that could not store all its jobs is tried again.
@@ -133,14 +136,45 @@ impl FanOut {
             ..DeliveryJob::new(tenant, &w.id, &event, &msg.payload)
         };
         // A redelivered event's first fan-out may have made attempts already: only jobs now,
-        // which the deliveries stream stores once.
+        // which the deliveries stream stores once, continuing where those attempts left off.
         let first_delivery = msg.info().is_ok_and(|i| i.delivered == 1);
         let mut inline = Vec::new();
         let mut queued = Vec::new();
-        for webhook in &webhooks {
-            match first_delivery.then(|| deliverer.inline_place(webhook)).flatten() {
-                Some(place) => inline.push((webhook, job_for(webhook), place)),
-                None => queued.push(webhook.clone()),
+        let mut resumed = Vec::new();
+        let mut over = 0;
+        if first_delivery {
+            for webhook in &webhooks {
+                match deliverer.inline_place(webhook) {
+                    Some(place) => inline.push((webhook, job_for(webhook), place)),
+                    None => queued.push(webhook.clone()),
+                }
+            }
+        } else {
+            let (maybe_made, jobs_only): (Vec<_>, Vec<_>) =
+                webhooks.iter().cloned().partition(|w| may_go_inline(w));
+            queued = jobs_only;
+            let ids: Vec<_> =
+                maybe_made.iter().map(|w| DeliveryId::for_event(&event.id, &w.id)).collect();
+            let progress = if ids.is_empty() {
+                Default::default()
+            } else {
+                match resume::progress(&deliverer.control, tenant, &ids).await {
+                    Ok(progress) => progress,
+                    Err(error) => {
+                        tracing::warn!(error = %error.message(), "cannot learn what the event's first fan-out did; retrying the fan-out");
+                        settle_event(&msg, AckKind::Nak(Some(FANOUT_RETRY))).await;
+                        return (EventOutcome::Retried, 0);
+                    }
+                }
+            };
+            for (webhook, id) in maybe_made.into_iter().zip(&ids) {
+                match progress.get(id).cloned().unwrap_or(Resume::Start) {
+                    Resume::Start => queued.push(webhook),
+                    Resume::Over => over += 1,
+                    Resume::RetryAt { attempt, at } => {
+                        resumed.push((DeliveryJob { attempt, ..job_for(&webhook) }, at));
+                    }
+                }
             }
         }
         let mut jobs: Vec<DeliveryJob> = queued.iter().map(job_for).collect();
@@ -154,11 +188,11 @@ impl FanOut {
         // A deactivated webhook's events are kept in its buffer, in order, for a reactivation
         // with replay; the id makes a repeated fan-out keep them once.
         let kept: Vec<DeliveryJob> = inactive.iter().map(job_for).collect();
-        let publishes = jobs.iter().map(|job| futures::future::Either::Left(job.publish(js)));
-        let parks = kept.iter().map(|job| {
-            futures::future::Either::Right(async move { job.park(js, &job.message_id()).await })
-        });
-        let stored = join_all(publishes.chain(parks));
+        let publishes = jobs.iter().map(|job| job.publish(js).boxed());
+        let parks =
+            kept.iter().map(|job| async move { job.park(js, &job.message_id()).await }.boxed());
+        let schedules = resumed.iter().map(|(job, at)| job.schedule(js, *at).boxed());
+        let stored = join_all(publishes.chain(parks).chain(schedules));
         let made_here = inline.len();
         let attempts = join_all(inline.into_iter().map(|(webhook, job, place)| {
             let span = attempt_span(&job, job.attempt);
@@ -191,6 +225,8 @@ impl FanOut {
             deliveries = jobs.len() + made_here,
             attempted = made_here,
             buffered = kept.len(),
+            resumed = resumed.len(),
+            over,
             "event fanned out"
         );
         if made_here == 0 {

@@ -12,6 +12,7 @@ mod controls;
 mod definitions;
 mod delivery;
 mod endpoints;
+mod failover;
 mod fanout;
 mod health;
 mod http;
@@ -21,6 +22,7 @@ mod pull;
 mod rate_limit;
 mod reporter;
 mod request;
+mod resume;
 mod test_send;
 #[cfg(test)]
 mod test_server;
@@ -43,10 +45,7 @@ use async_nats::{
 use bytes::Bytes;
 use hookd_proto::{auth::Bearer, v1::dispatch_service_client::DispatchServiceClient};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Channel, Endpoint},
-};
+use tonic::{service::interceptor::InterceptedService, transport::Endpoint};
 
 pub use config::{Config, ConfigError};
 
@@ -55,6 +54,7 @@ use crate::{
     definitions::Definitions,
     delivery::Deliverer,
     endpoints::Endpoints,
+    failover::ControlChannel,
     health::Readiness,
     http::HttpClient,
     metrics::Metrics,
@@ -78,19 +78,71 @@ pub enum DispatcherError {
     NoSnapshot { url: String, secs: u64 },
 }
 
-/// The dispatcher's client of the control plane: every call carries the dispatcher token,
-/// which is all `DispatchService` accepts.
-pub(crate) type ControlClient = DispatchServiceClient<InterceptedService<Channel, Bearer>>;
+/// The dispatcher's client of the control plane (one replica of those it knows at a time):
+/// every call carries the dispatcher token, which is all `DispatchService` accepts.
+pub(crate) type ControlClient = DispatchServiceClient<InterceptedService<ControlChannel, Bearer>>;
 
 /// A control-plane client sending `token`. [`Config::validate`] has checked that it fits a
 /// header; one that does not is left out, and the control plane answers UNAUTHENTICATED.
-pub(crate) fn control_client(channel: Channel, token: &str) -> ControlClient {
-    DispatchServiceClient::with_interceptor(channel, Bearer::new(Some(token)).unwrap_or_default())
+pub(crate) fn control_client(channel: impl Into<ControlChannel>, token: &str) -> ControlClient {
+    DispatchServiceClient::with_interceptor(
+        channel.into(),
+        Bearer::new(Some(token)).unwrap_or_default(),
+    )
+}
+
+/// A lazily connected channel to each control plane of `control_url`, in its order. Each
+/// dispatcher starts at a replica chosen by its process id, so a fleet spreads over them.
+fn control_channel(control_url: &str) -> Result<ControlChannel, DispatcherError> {
+    let replicas = hookd_core::servers::split(control_url)
+        .map(|url| {
+            let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| {
+                DispatcherError::ControlUrl { url: url.to_owned(), reason: e.to_string() }
+            })?;
+            let channel = endpoint
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true)
+                .connect_lazy();
+            Ok((url.to_owned(), channel))
+        })
+        .collect::<Result<Vec<_>, DispatcherError>>()?;
+    Ok(ControlChannel::new(replicas, std::process::id() as usize))
 }
 
 /// Beyond the grace period, how long the stages may take to NAK what they abandon (a publish
 /// each, no round trip); only reached if NATS is gone.
 const STAGE_STOP_SLACK: Duration = Duration::from_secs(5);
+/// How often scheduled retries stuck by a full stream are looked for, and for how long after
+/// the last refusal for lack of room (see `hookd_nats::schedules`).
+const REARM_EVERY: Duration = Duration::from_secs(5);
+const REARM_WINDOW: Duration = Duration::from_secs(600);
+
+/// Publishes again the scheduled retries nats-server failed to fire while a stream was full,
+/// as long as this process has seen a write refused for lack of room recently.
+async fn rearm_stuck_retries(js: jetstream::Context) {
+    let mut every = tokio::time::interval(REARM_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rearmer = hookd_nats::schedules::Rearmer::default();
+    loop {
+        every.tick().await;
+        if hookd_nats::schedules::last_refused_for_room().is_none_or(|ago| ago >= REARM_WINDOW) {
+            continue;
+        }
+        match rearmer.sweep(&js, chrono::Utc::now()).await {
+            Ok(sweep) if sweep.rearmed > 0 || sweep.left > 0 => tracing::info!(
+                scanned = sweep.scanned,
+                rearmed = sweep.rearmed,
+                left = sweep.left,
+                "scheduled retries the server had not fired published again"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot look for stuck scheduled retries"),
+        }
+    }
+}
 
 /// A started dispatcher: definitions loaded, consumers in place.
 pub struct Dispatcher {
@@ -111,18 +163,8 @@ impl Dispatcher {
     pub async fn start(config: Config) -> Result<Self, DispatcherError> {
         config.validate()?;
         let startup = Duration::from_secs(config.startup_timeout_secs.max(1));
-        let channel = Endpoint::from_shared(config.control_url.clone())
-            .map_err(|e| DispatcherError::ControlUrl {
-                url: config.control_url.clone(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        let control = control_client(channel, &config.control_token);
+        let replicas = control_channel(&config.control_url)?;
+        let control = control_client(replicas.clone(), &config.control_token);
         let definitions = Definitions::default();
         let watch = tokio::spawn(
             definitions
@@ -137,7 +179,7 @@ impl Dispatcher {
             async_nats::ConnectOptions::new()
                 .name("hookd-dispatcher")
                 .retry_on_initial_connect()
-                .connect(&config.nats_url),
+                .connect(config.nats_servers()?),
         )
         .await
         .map_err(|_| nats_err(format!("no answer within {} s", startup.as_secs())))?
@@ -189,7 +231,11 @@ impl Dispatcher {
                 secs: startup.as_secs(),
             });
         }
-        tracing::info!(webhooks = definitions.len(), "dispatcher started");
+        tracing::info!(
+            webhooks = definitions.len(),
+            control_plane = replicas.active_url(),
+            "dispatcher started"
+        );
         Ok(Self { config, jetstream, definitions, watch, control, fanout, deliveries, buckets })
     }
 
@@ -231,6 +277,7 @@ impl Dispatcher {
             let every = Duration::from_secs(self.config.metrics_refresh_secs);
             tokio::spawn(async move { metrics.poll(js, consumers, streams, every).await })
         };
+        let rearmer = tokio::spawn(rearm_stuck_retries(self.jetstream.clone()));
         let tallies = Tallies::default();
         let (reporter, reporter_task) = Reporter::spawn(
             self.control.clone(),
@@ -279,6 +326,7 @@ impl Dispatcher {
                 self.config.inline_bound(),
             ),
             reporter,
+            control: self.control.clone(),
             tallies: tallies.clone(),
             metrics: metrics.clone(),
             default_schedule: self.config.retry_schedule(),
@@ -383,6 +431,7 @@ impl Dispatcher {
             tracing::warn!(%error, "cannot flush the nats connection");
         }
         self.watch.abort();
+        rearmer.abort();
         poller.abort();
         health.abort();
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "dispatcher stopped");

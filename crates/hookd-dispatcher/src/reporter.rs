@@ -352,6 +352,13 @@ mod tests {
             Ok(Response::new(v1::ReportAttemptsResponse { recorded, duplicates: 0 }))
         }
 
+        async fn get_delivery_progress(
+            &self,
+            _: Request<v1::GetDeliveryProgressRequest>,
+        ) -> Result<Response<v1::GetDeliveryProgressResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
         async fn get_access_token(
             &self,
             _: Request<v1::GetAccessTokenRequest>,

@@ -15,6 +15,7 @@
 //! `traceparent` field inside a delivery job, which survives NAK redeliveries, schedules, parks
 //! and replays because it is part of the job itself.
 
+pub mod schedules;
 pub mod setup;
 pub mod subject;
 pub mod test_send;
@@ -63,6 +64,40 @@ pub enum NatsError {
         #[source]
         source: async_nats::Error,
     },
+    /// The stream refused the message because it is full: its own limits
+    /// (`stream_max_msgs`, `stream_max_bytes`) or the server's storage (disk, account
+    /// limits). Nothing was stored; the same publish can succeed once the stream is drained.
+    #[error("cannot publish to {subject}: the stream is full ({reason})")]
+    StreamFull { subject: String, reason: String },
+}
+
+impl NatsError {
+    /// True when the stream refused the message for lack of room: worth retrying later.
+    pub fn is_stream_full(&self) -> bool {
+        matches!(self, NatsError::StreamFull { .. })
+    }
+}
+
+/// The servers of a `nats_url` setting (one address, or several separated by commas: the
+/// servers of a cluster), for `async_nats::ConnectOptions::connect`. The client connects to
+/// any of them, learns the rest of the cluster from the server, and reconnects to another
+/// one when its server goes away. The error names the address that is not one.
+pub fn server_addrs(setting: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let addrs: Vec<async_nats::ServerAddr> = hookd_core::servers::split(setting)
+        .map(|url| {
+            url.parse().map_err(|e| {
+                format!("{:?} is not a NATS server address (nats://HOST:PORT): {e}", shorten(url))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if addrs.is_empty() {
+        return Err("names no server; give nats://HOST:PORT, or several separated by commas".into());
+    }
+    Ok(addrs)
+}
+
+fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
+    hookd_core::text::shorten(text, hookd_core::text::MAX_VALUE_BYTES)
 }
 
 /// The outcome of publishing to a stream.
@@ -95,13 +130,48 @@ pub(crate) async fn publish_with_id(
     body: Bytes,
 ) -> Result<Published, NatsError> {
     headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-    let ack = async {
-        js.publish_with_headers(subject.clone(), headers, body).await?.await.map_err(Into::into)
-    };
+    publish_stored(js, subject, headers, body).await
+}
+
+/// Publishes and waits for the stream's store ack; a refusal for lack of room becomes
+/// [`NatsError::StreamFull`].
+async fn publish_stored(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    body: Bytes,
+) -> Result<Published, NatsError> {
+    let ack = async { js.publish_with_headers(subject.clone(), headers, body).await?.await };
     match ack.await {
         Ok(ack) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
-        Err(source) => Err(NatsError::Publish { subject, source }),
+        Err(error) => Err(match full_reason(&error) {
+            Some(reason) => {
+                schedules::note_refused_for_room();
+                NatsError::StreamFull { subject, reason }
+            }
+            None => NatsError::Publish { subject, source: error.into() },
+        }),
     }
+}
+
+/// Why the server refused a message for lack of room, if that is why: the stream's own
+/// limits with `discard: new` ("maximum messages exceeded", "maximum bytes exceeded"), or the
+/// server's or account's storage ("insufficient resources").
+fn full_reason(error: &async_nats::jetstream::context::PublishError) -> Option<String> {
+    use async_nats::jetstream::ErrorCode;
+    /// `JSStreamStoreFailedF`: the store refused the message; its description says why.
+    const STREAM_STORE_FAILED: ErrorCode = ErrorCode(10077);
+    let server =
+        std::error::Error::source(error)?.downcast_ref::<async_nats::jetstream::Error>()?;
+    let reason = server.to_string();
+    let full = match server.error_code() {
+        ErrorCode::ACCOUNT_RESOURCES_EXCEEDED
+        | ErrorCode::INSUFFICIENT_RESOURCES
+        | ErrorCode::STORAGE_RESOURCES_EXCEEDED => true,
+        STREAM_STORE_FAILED => reason.contains("maximum") || reason.contains("resources"),
+        _ => false,
+    };
+    full.then(|| shorten(&reason).into_owned())
 }
 
 /// One delivery job on `HOOKD_DELIVERIES`: the event, verbatim as the producer published it,
@@ -253,16 +323,7 @@ impl DeliveryJob {
             "Nats-Schedule-Target",
             subject::delivery(&self.tenant, &self.webhook_id).as_str(),
         );
-        let ack = async {
-            js.publish_with_headers(subject.clone(), headers, self.to_bytes())
-                .await?
-                .await
-                .map_err(Into::into)
-        };
-        match ack.await {
-            Ok(ack) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
-            Err(source) => Err(NatsError::Publish { subject, source }),
-        }
+        publish_stored(js, subject, headers, self.to_bytes()).await
     }
 }
 

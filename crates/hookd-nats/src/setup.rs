@@ -27,6 +27,12 @@ pub struct StreamSettings {
     /// How long the buffer of a deactivated webhook keeps each job (the buffer stream's max
     /// age); older ones are dropped by the server.
     pub buffer_window: Duration,
+    /// Most messages the events and the deliveries stream each hold (-1: no limit). When
+    /// one is full it refuses new messages (discard policy `new`): a stream that made room by
+    /// dropping its oldest messages would lose events or deliveries already acknowledged.
+    pub max_messages: i64,
+    /// Most bytes each of those two streams holds (-1: no limit); refused likewise.
+    pub max_bytes: i64,
 }
 
 impl Default for StreamSettings {
@@ -37,6 +43,8 @@ impl Default for StreamSettings {
             replicas: 1,
             max_event_message_bytes: 1024 * 1024,
             buffer_window: Duration::from_secs(5 * 24 * 3600),
+            max_messages: -1,
+            max_bytes: -1,
         }
     }
 }
@@ -70,6 +78,11 @@ fn stream_config(name: &'static str, subjects: Vec<String>, s: &StreamSettings) 
         num_replicas: s.replicas,
         // Delivery jobs carry an event that passed the fan-out's size check.
         max_message_size: if name == EVENTS_STREAM { s.max_event_message_bytes } else { -1 },
+        // Full means full: refuse what is new, never drop what was acknowledged. (The buffer
+        // stream, which keeps a deactivated webhook's jobs for a window, sets no limits.)
+        discard: stream::DiscardPolicy::New,
+        max_messages: if name == BUFFER_STREAM { -1 } else { s.max_messages },
+        max_bytes: if name == BUFFER_STREAM { -1 } else { s.max_bytes },
         ..Default::default()
     }
 }
@@ -115,7 +128,10 @@ async fn ensure_one(
         || current.duplicate_window != config.duplicate_window
         || current.max_age != config.max_age
         || current.allow_message_schedules != config.allow_message_schedules
-        || current.max_message_size != config.max_message_size;
+        || current.max_message_size != config.max_message_size
+        || current.discard != config.discard
+        || current.max_messages != config.max_messages
+        || current.max_bytes != config.max_bytes;
     if drifted {
         tracing::info!(stream = name, "updating stream settings");
         js.update_stream(config).await.map_err(|e| err(e.into()))?;

@@ -340,6 +340,28 @@ impl Store {
         Ok(())
     }
 
+    /// The stored state of each of `ids` (of `tenant`) with at least one attempt recorded;
+    /// deliveries not returned have none. One query, however many ids.
+    pub async fn delivery_progress(
+        &self,
+        tenant: &str,
+        ids: &[DeliveryId],
+    ) -> Result<Vec<DeliveryRecord>, StorageError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let rows = delivery::Entity::find()
+                .filter(delivery::Column::Tenant.eq(tenant))
+                .filter(delivery::Column::Id.is_in(chunk.iter().map(DeliveryId::as_str)))
+                .filter(delivery::Column::AttemptCount.gt(0))
+                .all(&self.db)
+                .await?;
+            for row in rows {
+                found.push(to_delivery(row)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// The delivery and its attempts ordered by number.
     pub async fn get_delivery(
         &self,

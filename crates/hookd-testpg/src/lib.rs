@@ -52,6 +52,9 @@ pub struct PgServer {
     /// Held open for the watchdog; closing it stops the server.
     watchdog_pipe: Mutex<Option<ChildStdin>>,
     watchdog: Mutex<Option<Child>>,
+    /// Who runs `pg_ctl`, and the options the server was started with, for a restart.
+    run_as: RunAs,
+    options: String,
     // Removed by the watchdog (the data folder belongs to another user); the handle is
     // kept so the path stays reserved.
     _dir: tempfile::TempDir,
@@ -242,6 +245,8 @@ impl PgServer {
             bin: bin.clone(),
             watchdog_pipe: Mutex::new(pipe),
             watchdog: Mutex::new(Some(watchdog)),
+            run_as: run_as.clone(),
+            options: String::new(),
             _dir: dir,
             startup: Duration::ZERO,
         };
@@ -279,6 +284,7 @@ impl PgServer {
             match started_server {
                 Ok(_) => {
                     server.port = port;
+                    server.options = options;
                     server.startup = started.elapsed();
                     return Ok(server);
                 }
@@ -338,6 +344,35 @@ impl PgServer {
     pub fn pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self._dir.path().join("data/postmaster.pid")).ok()?;
         text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Restarts the server as an operator would (`pg_ctl stop -m fast`: sessions are ended,
+    /// committed work is flushed), keeps it down for `down`, and starts it again on the same
+    /// port and data. Connections break meanwhile; clients must reconnect.
+    pub fn restart(&self, down: Duration) -> Result<(), PgError> {
+        let data = self._dir.path().join("data");
+        let pg_ctl = self.bin.join("pg_ctl");
+        output(self.run_as.command(&pg_ctl).arg("-D").arg(&data).args([
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            PG_CTL_TIMEOUT_SECS,
+            "stop",
+        ]))
+        .map_err(|e| error(format!("pg_ctl stop failed: {e}")))?;
+        std::thread::sleep(down);
+        let log = self._dir.path().join("run/postgres.log");
+        output(self.run_as.command(&pg_ctl).arg("-D").arg(&data).arg("-l").arg(&log).args([
+            "-w",
+            "-t",
+            PG_CTL_TIMEOUT_SECS,
+            "-o",
+            &self.options,
+            "start",
+        ]))
+        .map_err(|e| error(format!("pg_ctl start failed: {e}")))?;
+        Ok(())
     }
 
     /// The folder holding the data folder and the socket; gone once the server stopped.

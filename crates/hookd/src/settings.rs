@@ -48,6 +48,21 @@ mod tests {
     }
 
     #[test]
+    fn servers_are_a_list_or_a_comma_separated_string() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "nats_url = [\"nats://a:4222\", \"nats://b:4222\"]\n\
+             control_url = \"http://c1:7070, http://c2:7070\""
+        )
+        .expect("write");
+        let env = Env::prefixed("HOOKD_TEST_SETTINGS_UNSET_");
+        let c: hookd_dispatcher::Config = layered(Some(file.path()), env).expect("loads");
+        assert_eq!(c.nats_url, "nats://a:4222,nats://b:4222");
+        assert_eq!(c.control_url, "http://c1:7070,http://c2:7070");
+    }
+
+    #[test]
     fn tokens_come_from_a_toml_table() {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         writeln!(

@@ -9,8 +9,8 @@ use hookd_proto::v1::{
 use tonic::transport::Channel;
 
 use crate::{
-    Authed, DISPATCHER_TOKEN, HookdProcess, NatsServer, OWNER_TOKEN, Role, authed, control_config,
-    control_config_for_url, dispatcher_config,
+    Authed, DISPATCHER_TOKEN, HookdProcess, Nats, NatsOptions, OWNER_TOKEN, Role, authed,
+    control_config, control_config_for_url, dispatcher_config,
 };
 
 /// Where the control plane under test keeps its history.
@@ -22,7 +22,7 @@ pub enum Backend {
 }
 
 pub struct BenchCluster {
-    pub nats: NatsServer,
+    pub nats: Nats,
     pub control: HookdProcess,
     pub dispatchers: Vec<HookdProcess>,
     /// The PostgreSQL server's postmaster, whose backends do the control plane's writes.
@@ -46,10 +46,21 @@ impl BenchCluster {
         dispatchers: usize,
         dispatcher_extra: &str,
     ) -> anyhow::Result<Self> {
+        let nats = Nats::single(NatsOptions::default())?;
+        Self::start_with(nats, backend, dispatchers, dispatcher_extra)
+    }
+
+    /// As [`BenchCluster::start_on`], on the given NATS (a cluster, or settings other than
+    /// the defaults); streams get `min(servers, 3)` replicas.
+    pub fn start_with(
+        nats: Nats,
+        backend: Backend,
+        dispatchers: usize,
+        dispatcher_extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("hookd-bench-").tempdir()?;
-        let nats = NatsServer::start()?;
         let log = std::env::var("HOOKD_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned());
-        let (control_toml, postgres) = match backend {
+        let (mut control_toml, postgres) = match backend {
             Backend::Sqlite => (control_config(&nats.url(), &dir.path().join("hookd.db")), None),
             Backend::Postgres => {
                 let server = hookd_testpg::PgServer::shared();
@@ -57,6 +68,9 @@ impl BenchCluster {
                 (control_config_for_url(&nats.url(), &url), server.pid())
             }
         };
+        if nats.len() > 1 {
+            control_toml.push_str(&format!("stream_replicas = {}\n", nats.len().min(3)));
+        }
         let control =
             HookdProcess::start_with_env(Role::Control, &control_toml, &[("RUST_LOG", &log)])?;
         let dispatcher_toml = format!(
@@ -118,10 +132,13 @@ impl BenchCluster {
     /// The processes sampled for CPU, memory and sockets, by name; the benchmark itself
     /// (load generator and sink) last.
     pub fn procs(&self) -> Vec<(String, u32)> {
-        let mut procs = vec![
-            ("nats-server".to_owned(), self.nats.pid()),
-            ("control".to_owned(), self.control.pid()),
-        ];
+        let mut procs: Vec<(String, u32)> = if self.nats.len() == 1 {
+            vec![("nats-server".to_owned(), self.nats.pid())]
+        } else {
+            let servers = self.nats.servers().iter();
+            servers.enumerate().map(|(i, s)| (format!("nats{}", i + 1), s.pid())).collect()
+        };
+        procs.push(("control".to_owned(), self.control.pid()));
         for (i, d) in self.dispatchers.iter().enumerate() {
             procs.push((format!("dispatcher{}", i + 1), d.pid()));
         }

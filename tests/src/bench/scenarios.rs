@@ -14,6 +14,7 @@ use super::procs::{self, CpuSampler, CpuShare};
 use super::report::{Latency, Row};
 use super::sink::{Behavior, Group, LATENESS_OFFSET_US, Sink};
 use super::{BenchCluster, cluster::Backend, count_deliveries, create_webhook, js_context, now_ns};
+use crate::{Nats, NatsOptions};
 
 /// Dispatcher settings for the throughput scenarios: one endpoint may take many attempts at
 /// once and queue a whole in-flight window (the defaults, 32 and 64, cap one endpoint and put
@@ -256,7 +257,8 @@ impl Bench {
             6 => ("6", "slow endpoint isolation"),
             7 => ("7", "result write path (ReportAttempts, SQLite)"),
             8 => ("8", "scale-out 1 → 2 dispatchers"),
-            _ => ("9", "rows 1, 1s, 1d and 2b on Postgres"),
+            9 => ("9", "rows 1, 1s, 1d and 2b on Postgres"),
+            _ => ("10", "3-node NATS cluster, R3, 3 dispatchers"),
         };
         let result = match n {
             1 => self.throughput().await,
@@ -267,7 +269,8 @@ impl Bench {
             6 => self.fanout(true).await,
             7 => self.write_path().await,
             8 => self.scale_out().await,
-            _ => self.on_postgres().await,
+            9 => self.on_postgres().await,
+            _ => self.replicated().await,
         };
         result.unwrap_or_else(|e| vec![Self::error_row(id, name, &e)])
     }
@@ -280,14 +283,35 @@ impl Bench {
         extra: &str,
         n: u64,
     ) -> anyhow::Result<(Drain, BenchCluster, Sink, String)> {
+        self.drain_on(Nats::single(NatsOptions::default())?, dispatchers, extra, n).await
+    }
+
+    /// [`Bench::drain`] on the given NATS: a cluster, or other JetStream settings.
+    async fn drain_on(
+        &self,
+        nats: Nats,
+        dispatchers: usize,
+        extra: &str,
+        n: u64,
+    ) -> anyhow::Result<(Drain, BenchCluster, Sink, String)> {
         let sink = Sink::single()?;
         let group = sink.group(0).clone();
-        let mut cluster = BenchCluster::start_on(self.backend, 0, extra)?;
+        let mut cluster = BenchCluster::start_with(nats, self.backend, 0, extra)?;
         let webhook =
             create_webhook(&cluster, "bench", group.urls()[0].clone(), &["bench-event"], None)
                 .await?;
         let js = js_context(&cluster).await?;
-        let published = load::publish(&js, &Load::events("bench-event", "d", None, n)).await?;
+        // The backlog is untimed. A store ack can time out where every write is fsynced or
+        // replicated on a busy machine: the same ids again, which the stream stores once.
+        let mut prefill = Load::events("bench-event", "d", None, n);
+        prefill.max_outstanding = 1024;
+        let mut published = load::publish(&js, &prefill).await?;
+        for _ in 0..3 {
+            if published.acked == n {
+                break;
+            }
+            published = load::publish(&js, &prefill).await?;
+        }
         anyhow::ensure!(published.acked == n, "only {} of {n} events stored", published.acked);
         for _ in 0..dispatchers {
             cluster.add_dispatcher()?;
@@ -749,7 +773,7 @@ impl Bench {
         watch_drain(&healthy, warm, Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (nats_pid, disp_pid) = (cluster.nats.pid(), cluster.dispatchers[0].pid());
-        let store = cluster.nats.log_path().parent().map(|d| d.join("js")).unwrap_or_default();
+        let store = cluster.nats.server(0).store_dir();
         let (nats0, disp0, disk0) =
             (procs::rss_bytes(nats_pid), procs::rss_bytes(disp_pid), procs::dir_bytes(&store));
         let n = self.sizes.park_n;
@@ -899,6 +923,63 @@ impl Bench {
         row.metric("one_dispatcher_rate", one.settled_rate.into());
         row.metric("two_over_one", ratio.into());
         Ok(vec![row])
+    }
+}
+
+impl Bench {
+    /// 10: what replication and fsync cost, each against row 1 (one dispatcher, one server,
+    /// the default fsync interval) of the same run. 10: row 1's backlog drained by 3
+    /// dispatchers on a 3-node cluster with every stream at 3 replicas. 10a: one server with
+    /// `sync_interval: always`; 10b: the cluster with it (the production settings). A backlog
+    /// a fifth of row 1's for these two: an fsync per write is slow on a shared disk.
+    async fn replicated(&mut self) -> anyhow::Result<Vec<Row>> {
+        let n = self.sizes.drain_n;
+        let one = match &self.s1 {
+            Some(d) => d.clone(),
+            None => self.drain(1, TUNED, n).await?.0,
+        };
+        let fsynced = NatsOptions { sync_always: true, ..NatsOptions::default() };
+        let cases = [
+            ("10", "3-node NATS cluster, R3, 3 dispatchers", 3, NatsOptions::default(), n),
+            ("10a", "1 server, sync_interval: always", 1, fsynced.clone(), n / 5),
+            ("10b", "3-node cluster, R3, sync_interval: always", 3, fsynced, n / 5),
+        ];
+        let mut rows = Vec::new();
+        for (id, name, servers, options, backlog) in cases {
+            let fsync = if options.sync_always { "fsync on every write" } else { "default fsync" };
+            let settings = match servers {
+                1 => format!("1 dispatcher, 1 server, {fsync}"),
+                _ => format!("3 dispatchers, streams R3, {fsync}"),
+            };
+            let drained = async {
+                let nats = match servers {
+                    1 => Nats::single(options)?,
+                    _ => Nats::cluster(servers, options)?,
+                };
+                Ok::<_, anyhow::Error>(self.drain_on(nats, servers, TUNED, backlog).await?.0)
+            };
+            let drained = match drained.await {
+                Ok(drained) => drained,
+                Err(e) => {
+                    rows.push(Self::error_row(id, name, &e));
+                    continue;
+                }
+            };
+            let mut row = self.drain_row(id, name, &settings, &drained);
+            let ratio = drained.settled_rate / one.settled_rate;
+            row.notes = format!(
+                "{ratio:.2} × row 1 (1 dispatcher, 1 server, default fsync: {}/s); {} processes \
+                 on {} cores; {}",
+                fmt_rate(one.settled_rate),
+                servers * 2 + 2,
+                procs::nproc(),
+                row.notes
+            );
+            row.metric("row1_rate", one.settled_rate.into());
+            row.metric("over_row1", ratio.into());
+            rows.push(row);
+        }
+        Ok(rows)
     }
 }
 
