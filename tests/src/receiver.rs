@@ -94,6 +94,8 @@ struct Shared {
     /// The number of recorded requests, so `wait_for` is woken instead of polling.
     count: watch::Sender<usize>,
     responder: Responder,
+    /// Requests being answered now, and the most at once so far.
+    in_flight: Mutex<(usize, usize)>,
 }
 
 impl Shared {
@@ -128,7 +130,12 @@ impl Receiver {
         // Fine without `handle.enter()`: `try_current` succeeding means we are in the runtime.
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (count, _) = watch::channel(0);
-        let shared = Arc::new(Shared { requests: Mutex::new(Vec::new()), count, responder });
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Vec::new()),
+            count,
+            responder,
+            in_flight: Mutex::default(),
+        });
         let server = handle.spawn(serve(listener, shared.clone()));
         Ok(Receiver { addr, shared, server })
     }
@@ -154,6 +161,11 @@ impl Receiver {
 
     pub fn count(&self) -> usize {
         self.shared.requests().len()
+    }
+
+    /// The most requests this receiver was answering at once (from arrival to the answer).
+    pub fn peak_concurrency(&self) -> usize {
+        self.shared.in_flight.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 
     /// Waits until at least `n` requests arrived and returns all of them.
@@ -221,10 +233,29 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Counts a request as being answered until dropped (also when its connection is aborted).
+struct Answering<'a>(&'a Shared);
+
+impl<'a> Answering<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let mut counts = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        counts.0 += 1;
+        counts.1 = counts.1.max(counts.0);
+        Answering(shared)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner()).0 -= 1;
+    }
+}
+
 async fn handle(
     shared: &Shared,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
+    let _answering = Answering::new(shared);
     let received_at = Instant::now();
     let received_wall = Utc::now();
     let (parts, body) = request.into_parts();

@@ -36,8 +36,13 @@ pub struct Config {
     /// Delivery jobs held at the same time by this process (attempting, or waiting for their
     /// endpoint's concurrency limit).
     pub max_in_flight: usize,
-    /// Attempts at the same endpoint (scheme, host and port) at the same time.
+    /// Attempts at the same endpoint (scheme, host and port) at the same time, when first
+    /// seen: the limit adapts to the endpoint (fewer on 429, 502-504 and slower answers, more
+    /// while it keeps up), and one webhook may hold at most three quarters of it.
     pub endpoint_concurrency: usize,
+    /// The most attempts at one endpoint the adaptive limit grows to; by default four times
+    /// `endpoint_concurrency`. Equal to it, the limit never grows (it still shrinks).
+    pub endpoint_concurrency_max: Option<usize>,
     /// Jobs that may wait for a busy endpoint; more are put back for a second and a slow
     /// endpoint can never take every slot.
     pub endpoint_queue: usize,
@@ -102,6 +107,7 @@ impl Default for Config {
             retry_schedule_secs: vec![15.0, 60.0, 225.0, 900.0, 3600.0],
             max_in_flight: 2048,
             endpoint_concurrency: 32,
+            endpoint_concurrency_max: None,
             endpoint_queue: 64,
             nak_max_delay_secs: 60.0,
             fanout_concurrency: 64,
@@ -162,6 +168,9 @@ impl Config {
         if self.endpoint_concurrency == 0 {
             return err("endpoint_concurrency", "must be at least 1");
         }
+        if self.endpoint_concurrency_max.is_some_and(|max| max < self.endpoint_concurrency) {
+            return err("endpoint_concurrency_max", "must be at least endpoint_concurrency");
+        }
         if self.max_in_flight == 0 || self.fanout_concurrency == 0 || self.report_batch_max == 0 {
             return err("max_in_flight", "concurrency and batch settings must be at least 1");
         }
@@ -204,6 +213,10 @@ impl Config {
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub(crate) fn endpoint_concurrency_max(&self) -> usize {
+        self.endpoint_concurrency_max.unwrap_or(self.endpoint_concurrency.saturating_mul(4))
     }
 
     /// First attempts the fan-out may make at once.

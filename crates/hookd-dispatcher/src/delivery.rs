@@ -14,7 +14,6 @@ use hookd_core::{
 };
 use hookd_nats::DeliveryJob;
 use hookd_proto::{convert::attempt_report_to_proto, v1};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::{
@@ -141,7 +140,7 @@ impl Deliverer {
                 return self.settle(&msg, &job, attempt, Settle::ScheduleAt(at)).await;
             }
         };
-        let Some(claim) = self.endpoints.claim(&webhook.spec.url) else {
+        let Some(mut claim) = self.endpoints.claim(&webhook.spec.url, webhook.id.as_str()) else {
             // Too many jobs already wait for this endpoint: put this one aside, unattempted.
             return self.put_back_unattempted(&msg, &job, attempt).await;
         };
@@ -152,10 +151,10 @@ impl Deliverer {
                 return self.drop_job(&msg).await;
             }
         };
-        let Some(permit) = self.wait_for_endpoint(&msg, &job, attempt, &claim).await else {
+        if !self.wait_for_endpoint(&msg, &job, attempt, &mut claim).await {
             return;
-        };
-        let made = self.make(&job, &webhook, &event, attempt, claim, permit, Some(&msg));
+        }
+        let made = self.make(&job, &webhook, &event, attempt, claim, Some(&msg));
         let Some((decision, report)) = made.await else { return };
         if self.store_result(&msg, report).await {
             self.controls.finish(pass, decision).await;
@@ -166,7 +165,6 @@ impl Deliverer {
     /// Attempt `attempt` of `job` at its endpoint with the place `claim` holds: the HTTP
     /// exchange, the retry decision, the metrics and logs, and the report to store. `msg` (the
     /// job's message, if it has one) is kept alive with progress acks meanwhile.
-    #[expect(clippy::too_many_arguments, reason = "the attempt's own parts, from two callers")]
     async fn make(
         &self,
         job: &DeliveryJob,
@@ -174,7 +172,6 @@ impl Deliverer {
         event: &Event,
         attempt: u32,
         claim: Claim<'_>,
-        permit: Option<OwnedSemaphorePermit>,
         msg: Option<&jetstream::Message>,
     ) -> Option<(RetryDecision, v1::AttemptReport)> {
         let started_at = Utc::now();
@@ -197,9 +194,7 @@ impl Deliverer {
             Some(msg) => with_progress(msg, self.ack_wait, made).await,
             None => made.await,
         };
-        drop(permit);
-        claim.finished(made.result.outcome.is_success());
-        drop(claim);
+        claim.finished(&made.result.outcome, made.result.latency);
 
         let schedule = webhook.spec.retry_schedule.as_ref().unwrap_or(&self.default_schedule);
         let decision = decide(
@@ -234,7 +229,7 @@ impl Deliverer {
         if !may_go_inline(webhook) {
             return None;
         }
-        self.endpoints.claim_now(&webhook.spec.url)
+        self.endpoints.claim_now(&webhook.spec.url, webhook.id.as_str())
     }
 
     /// The first attempt of a delivery made by the fan-out, with a place it holds at the
@@ -250,8 +245,7 @@ impl Deliverer {
     ) -> Result<(), InlineError> {
         self.metrics.in_flight.inc();
         let _held = InFlight(&self.metrics.in_flight);
-        let Place { claim, permit, .. } = place;
-        let made = self.make(&job, webhook, event, job.attempt, claim, Some(permit), None);
+        let made = self.make(&job, webhook, event, job.attempt, place.claim, None);
         let Some((decision, report)) = made.await else { return Err(InlineError::Stopping) };
         if self.reporter.submit(report).await.await.is_err() {
             return Err(InlineError::Stopping);
@@ -279,7 +273,7 @@ impl Deliverer {
         ack(msg, AckKind::Term).await;
     }
 
-    /// A place at the job's endpoint, waiting for one if need be; `None` when the dispatcher
+    /// A place at the job's endpoint, waiting for one if need be; false when the dispatcher
     /// stopped first and the job was handed back. Waiting can take long: the message stays
     /// ours meanwhile (progress acks).
     async fn wait_for_endpoint(
@@ -287,10 +281,10 @@ impl Deliverer {
         msg: &jetstream::Message,
         job: &DeliveryJob,
         attempt: u32,
-        claim: &Claim<'_>,
-    ) -> Option<Option<OwnedSemaphorePermit>> {
-        if let Some(permit) = claim.try_acquire() {
-            return Some(Some(permit));
+        claim: &mut Claim<'_>,
+    ) -> bool {
+        if claim.try_acquire() {
+            return true;
         }
         let mut stopping = self.stopping.clone();
         let acquire = claim.acquire();
@@ -299,11 +293,11 @@ impl Deliverer {
         progress.tick().await;
         loop {
             tokio::select! {
-                permit = &mut acquire => return Some(permit),
+                () = &mut acquire => return true,
                 true = stopped(&mut stopping) => {
                     tracing::debug!("dispatcher stopping; handing back a job that waited for its endpoint");
                     self.settle(msg, job, attempt, Settle::ScheduleAt(hand_back_at())).await;
-                    return None;
+                    return false;
                 }
                 _ = progress.tick() => ack(msg, AckKind::Progress).await,
             }

@@ -320,10 +320,14 @@ impl Dispatcher {
             definitions: self.definitions.clone(),
             attempter: attempter.clone(),
             endpoints: Endpoints::new(
-                self.config.endpoint_concurrency,
-                self.config.endpoint_queue,
-                self.config.max_in_flight,
-                self.config.inline_bound(),
+                endpoints::Limits {
+                    initial: self.config.endpoint_concurrency,
+                    max: self.config.endpoint_concurrency_max(),
+                    queue: self.config.endpoint_queue,
+                    capacity: self.config.max_in_flight,
+                    inline: self.config.inline_bound(),
+                },
+                metrics.endpoints.clone(),
             ),
             reporter,
             control: self.control.clone(),

@@ -74,6 +74,8 @@ pub struct Metrics {
     /// Success, failure.
     attempt_duration: [Histogram; 2],
     pub in_flight: IntGauge,
+    /// Kept by the endpoints' places and limits.
+    pub endpoints: crate::endpoints::EndpointMetrics,
     pub report_batch: Histogram,
     consumer_pending: IntGaugeVec,
     consumer_ack_pending: IntGaugeVec,
@@ -103,7 +105,26 @@ impl Metrics {
             &["result"],
             LATENCY_BUCKETS,
         );
+        let cuts = m::counter_vec(
+            &r,
+            "hookd_dispatcher_endpoint_limit_cuts_total",
+            "Adaptive concurrency cuts: an endpoint's limit (reason overloaded: 429, 502, 503, \
+             504; slower: answers over twice their usual time) or a webhook's share of its \
+             endpoint (webhook_failing: its own timeouts, 429 and 5xx).",
+            &["reason"],
+        );
+        let endpoints = crate::endpoints::EndpointMetrics {
+            overloaded: cuts.with_label_values(&["overloaded"]),
+            slower: cuts.with_label_values(&["slower"]),
+            webhook_failing: cuts.with_label_values(&["webhook_failing"]),
+            waiting: m::gauge(
+                &r,
+                "hookd_dispatcher_endpoint_waiting_jobs",
+                "Delivery jobs waiting for a place at their endpoint (in their webhook's line).",
+            ),
+        };
         Self {
+            endpoints,
             events: EventOutcome::ALL
                 .iter()
                 .map(|o| events.with_label_values(&[o.label()]))
