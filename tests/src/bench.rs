@@ -27,7 +27,7 @@ pub use report::{Report, Row};
 pub struct Options {
     /// Tiny counts and durations (seconds in all): a smoke test of the harness.
     pub quick: bool,
-    /// Scenario numbers 1–10; empty means all. The ceiling always runs.
+    /// Scenario numbers 1–11; empty means all. The ceiling always runs.
     pub scenarios: Vec<u8>,
     /// Where `results.md` and `results.json` go; `None` writes nothing.
     pub out: Option<PathBuf>,
@@ -69,7 +69,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         rows.push(row);
     };
     emit(bench.ceiling().await, &mut rows);
-    for n in 1..=10u8 {
+    for n in 1..=11u8 {
         if !options.wants(n) {
             continue;
         }

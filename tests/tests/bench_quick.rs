@@ -24,13 +24,16 @@ async fn quick_bench_produces_a_sane_row_per_scenario() -> anyhow::Result<()> {
         |id: &str| report.rows.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no row {id}"));
     for id in [
         "1", "1s", "1d", "2a", "2c", "2d", "3", "5", "6", "7", "8", "1p", "1sp", "1dp", "2bp",
-        "10", "10a", "10b",
+        "10", "10a", "10b", "11a", "11b", "11c",
     ] {
         let t = row(id).throughput.unwrap_or(0.0);
         assert!(t > 0.0, "row {id}: throughput {t}");
     }
     for id in ["1", "1d", "8", "1p", "10", "10a", "10b"] {
         assert!(row(id).ratio.is_some_and(|r| r > 0.0), "row {id}: no ratio to the ceiling");
+    }
+    for id in ["11a", "11b", "11c"] {
+        assert!(row(id).ratio.is_some_and(|r| r > 0.0), "row {id}: no ratio to its plain run");
     }
     assert!(row("2c").ratio.is_some_and(|r| r > 0.0), "row 2c: no CPU ratio to row 1");
     // CPU per delivery of every hookd process, and the database server's on Postgres.

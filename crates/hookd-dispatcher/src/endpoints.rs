@@ -5,8 +5,9 @@
 //! place wait in their *webhook's* line, and the endpoint hands freed places to its webhooks'
 //! lines in turn (round robin), not in arrival order: a webhook with a hundred jobs waiting
 //! does not delay one with a single job. No webhook may hold more than three quarters of its
-//! endpoint's places (its *share*), so one URL that hangs cannot take every place while the
-//! others wait for its timeouts: many customers of one platform point their webhooks at the
+//! endpoint's places (its *share*) while another waits, nor ever unless its last attempt
+//! succeeded, so one URL that hangs cannot take every place while the others wait for its
+//! timeouts: many customers of one platform point their webhooks at the
 //! same SaaS host, and each must be served at that host's own pace.
 //!
 //! **Adaptive limits** (additive increase, multiplicative decrease). An endpoint starts at
@@ -165,8 +166,12 @@ struct Line {
 }
 
 impl Line {
-    fn cap(&self, endpoint_limit: usize) -> usize {
-        self.limit.limit.min(share(endpoint_limit))
+    /// The places it may hold: a healthy webhook with nobody else waiting may use every
+    /// place (a platform's big integration catching up runs at the endpoint's full pace);
+    /// otherwise its share, so the others always have room.
+    fn cap(&self, endpoint_limit: usize, alone: bool) -> usize {
+        let most = if alone && self.healthy { endpoint_limit } else { share(endpoint_limit) };
+        self.limit.limit.min(most)
     }
 
     /// Whether `latency` (of a success) is slower than usual; then takes it into the usual.
@@ -206,10 +211,9 @@ impl Endpoint {
     }
 
     fn line(&mut self, webhook: &str) -> &mut Line {
-        let share = share(self.limit.limit);
-        let max = self.limit.max;
+        let (limit, max) = (self.limit.limit, self.limit.max);
         self.lines.entry(webhook.to_owned()).or_insert_with(|| Line {
-            limit: Aimd::new(share, max),
+            limit: Aimd::new(limit, max),
             in_use: 0,
             holders: 0,
             healthy: false,
@@ -227,7 +231,7 @@ impl Endpoint {
             return None;
         }
         let line = self.lines.get_mut(webhook)?;
-        if line.in_use >= line.cap(limit) {
+        if line.in_use >= line.cap(limit, true) {
             return None;
         }
         line.in_use += 1;
@@ -243,7 +247,7 @@ impl Endpoint {
             let Some(webhook) = self.turns.pop_front() else { break };
             let Some(line) = self.lines.get_mut(&webhook) else { continue };
             line.has_turn = false;
-            if line.in_use >= line.cap(self.limit.limit) {
+            if line.in_use >= line.cap(self.limit.limit, self.turns.is_empty()) {
                 continue;
             }
             let Some(waiter) = line.waiting.pop_front() else { continue };
@@ -370,7 +374,8 @@ impl Endpoints {
         let endpoint_limit = endpoint.limit.limit;
         let known = endpoint.lines.contains_key(webhook);
         let line = endpoint.line(webhook);
-        let own = endpoint_room && line.holders < line.cap(endpoint_limit) + limits.queue / 2;
+        let own =
+            endpoint_room && line.holders < line.cap(endpoint_limit, false) + limits.queue / 2;
         let borrow = line.healthy && total < limits.capacity - limits.capacity / 4;
         if !own && !borrow {
             if !known {
@@ -426,7 +431,7 @@ impl Endpoints {
     fn limits_of(&self, url: &str, webhook: &str) -> (usize, usize) {
         let state = self.state();
         let endpoint = &state.endpoints[&Self::key(url)];
-        let share = endpoint.lines.get(webhook).map_or(0, |l| l.cap(endpoint.limit.limit));
+        let share = endpoint.lines.get(webhook).map_or(0, |l| l.cap(endpoint.limit.limit, false));
         (endpoint.limit.limit, share)
     }
 }
@@ -587,10 +592,10 @@ impl Drop for Claim<'_> {
         endpoint.holders -= 1;
         if let Some(line) = endpoint.lines.get_mut(&self.webhook) {
             line.holders -= 1;
-            // A healthy webhook is remembered while idle; an unproven or failing one at its
-            // first share is not worth remembering (forgotten, it is unproven: the same).
-            let first_share = share(endpoint.limit.limit);
-            if line.holders == 0 && !line.healthy && line.limit.limit >= first_share {
+            // A healthy webhook is remembered while idle, and one whose share was cut; an
+            // unproven or failing one is not worth remembering (forgotten, it is unproven:
+            // the same).
+            if line.holders == 0 && !line.healthy && line.limit.limit >= endpoint.limit.limit {
                 endpoint.lines.remove(&self.webhook);
                 state.lines -= 1;
             }
@@ -709,7 +714,7 @@ mod tests {
         prove(&endpoints, "a");
         assert!(endpoints.claim_now(URL, "b").is_none(), "b is not proven at this endpoint");
         let places: Vec<_> = (0..4).map_while(|_| endpoints.claim_now(URL, "a")).collect();
-        assert_eq!(places.len(), 3, "a webhook's share of the endpoint");
+        assert_eq!(places.len(), 4, "healthy and alone: every place");
         drop(places);
         let place = endpoints.claim_now(URL, "a").expect("healthy and idle: remembered");
         place.claim.finished(&timed_out(), Duration::from_secs(10));
@@ -761,6 +766,24 @@ mod tests {
     }
 
     #[test]
+    fn a_healthy_webhook_alone_uses_every_place_until_another_waits() {
+        let endpoints = endpoints(4, 8, 100, 0);
+        prove(&endpoints, "big");
+        let mut big = hold(&endpoints, "big", 4);
+        let mut more = endpoints.claim(URL, "big").expect("a waiting place");
+        let mut other = endpoints.claim(URL, "other").expect("a waiting place");
+        for claim in [&mut more, &mut other] {
+            let mut wait = Box::pin(claim.acquire());
+            assert!(futures::FutureExt::now_or_never(wait.as_mut()).is_none(), "all taken");
+        }
+        big.pop().expect("held").finished(&answered(200), FAST);
+        assert!(other.try_acquire(), "the freed place goes to the webhook that waits");
+        assert!(!more.try_acquire());
+        big.pop().expect("held").finished(&answered(200), FAST);
+        assert!(more.try_acquire(), "nobody else waits: big may take it");
+    }
+
+    #[test]
     fn a_webhook_never_holds_more_than_its_share() {
         let endpoints = endpoints(8, 16, 100, 0);
         let hanging = hold(&endpoints, "hanging", 6);
@@ -775,7 +798,8 @@ mod tests {
     #[test]
     fn a_hanging_webhooks_share_is_cut_once_per_round_down_to_one() {
         let endpoints = endpoints(8, 16, 100, 0);
-        for (round, (held, share_after)) in [(6, 3), (3, 1), (1, 1)].into_iter().enumerate() {
+        let rounds = [(6, 4), (4, 2), (2, 1), (1, 1)];
+        for (round, (held, share_after)) in rounds.into_iter().enumerate() {
             for claim in hold(&endpoints, "hanging", held) {
                 claim.finished(&timed_out(), Duration::from_secs(10));
             }

@@ -124,11 +124,13 @@ mod tests {
     }
 
     /// A default as the page writes it (`10` for 10.0, lists with `, `); `None` for an empty
-    /// string, which the page describes in words ("none: required").
+    /// string or an unset option, which the page describes in words ("none: required",
+    /// "4 × `endpoint_concurrency`").
     fn shown_default(value: &serde_json::Value) -> Option<String> {
         use serde_json::Value;
         match value {
             Value::String(s) if s.is_empty() => None,
+            Value::Null => None,
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(match n.as_f64() {
                 Some(f) if f.fract() == 0.0 && n.is_f64() => format!("{f:.0}"),

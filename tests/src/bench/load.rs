@@ -26,6 +26,8 @@ pub struct Load {
     pub max_duration: Duration,
     /// Publishes whose store ack has not come back yet, at most.
     pub max_outstanding: usize,
+    /// Entity ids (`e<k>`) cycle over this many keys; `None`: one per event (`e<seq>`).
+    pub keys: Option<u64>,
 }
 
 impl Load {
@@ -39,6 +41,7 @@ impl Load {
             count,
             max_duration: Duration::from_secs(600),
             max_outstanding: 8192,
+            keys: None,
         }
     }
 
@@ -66,11 +69,12 @@ impl LoadResult {
     }
 }
 
-/// One event as a producer publishes it; `data.sent_at_ns` is the send time (wall clock, ns).
-pub fn event_body(id: &str, event_type: &str, seq: u64) -> String {
+/// One event as a producer publishes it, about entity `e<entity>`; `data.sent_at_ns` is the
+/// send time (wall clock, ns).
+pub fn event_body(id: &str, event_type: &str, seq: u64, entity: u64) -> String {
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     format!(
-        r#"{{"id":"{id}","type":"{event_type}","entity_id":"e{seq}","timestamp":"{ts}","data":{{"seq":{seq},"sent_at_ns":{}}}}}"#,
+        r#"{{"id":"{id}","type":"{event_type}","entity_id":"e{entity}","timestamp":"{ts}","data":{{"seq":{seq},"sent_at_ns":{}}}}}"#,
         now_ns()
     )
 }
@@ -104,7 +108,8 @@ pub async fn publish(js: &jetstream::Context, load: &Load) -> anyhow::Result<Loa
             let permit = permits.clone().acquire_owned().await?;
             let k = (seq as usize) % load.subjects.len();
             let id = format!("{}-{seq}", load.id_prefix);
-            let body = event_body(&id, &load.event_types[k], seq);
+            let entity = load.keys.map_or(seq, |keys| seq % keys.max(1));
+            let body = event_body(&id, &load.event_types[k], seq, entity);
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id.as_str());
             let ack =

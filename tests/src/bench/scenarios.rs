@@ -92,6 +92,19 @@ impl Sizes {
     }
 }
 
+/// The webhooks a backlog is drained to, and their delivery controls.
+#[derive(Debug, Clone, Default)]
+struct Drained {
+    /// Webhooks, each on its own sink port, all subscribed to every event (0 counts as 1).
+    count: usize,
+    /// B6: `entity_id` for ordered delivery per key; empty for none.
+    ordering_key: String,
+    /// B7: a payload filter on every webhook.
+    filter: Option<prost_types::Struct>,
+    /// Events' entity ids cycle over this many keys; `None`: one per event.
+    keys: Option<u64>,
+}
+
 /// A backlog drained by N consumers, as the sink saw it.
 #[derive(Debug, Clone)]
 pub struct Drain {
@@ -258,7 +271,8 @@ impl Bench {
             7 => ("7", "result write path (ReportAttempts, SQLite)"),
             8 => ("8", "scale-out 1 → 2 dispatchers"),
             9 => ("9", "rows 1, 1s, 1d and 2b on Postgres"),
-            _ => ("10", "3-node NATS cluster, R3, 3 dispatchers"),
+            10 => ("10", "3-node NATS cluster, R3, 3 dispatchers"),
+            _ => ("11", "delivery controls: ordering per key, payload filters"),
         };
         let result = match n {
             1 => self.throughput().await,
@@ -270,7 +284,8 @@ impl Bench {
             7 => self.write_path().await,
             8 => self.scale_out().await,
             9 => self.on_postgres().await,
-            _ => self.replicated().await,
+            10 => self.replicated().await,
+            _ => self.controls().await,
         };
         result.unwrap_or_else(|e| vec![Self::error_row(id, name, &e)])
     }
@@ -294,17 +309,45 @@ impl Bench {
         extra: &str,
         n: u64,
     ) -> anyhow::Result<(Drain, BenchCluster, Sink, String)> {
-        let sink = Sink::single()?;
+        self.drain_to(nats, dispatchers, extra, n, &Drained::default()).await
+    }
+
+    /// [`Bench::drain_on`] to `webhooks.count` webhooks (each on its own sink port) with the
+    /// given delivery controls: `n` events, `n × count` deliveries, which [`Drain::n`] counts.
+    async fn drain_to(
+        &self,
+        nats: Nats,
+        dispatchers: usize,
+        extra: &str,
+        n: u64,
+        webhooks: &Drained,
+    ) -> anyhow::Result<(Drain, BenchCluster, Sink, String)> {
+        let count = webhooks.count.max(1);
+        let sink = Sink::start(&[(count, Behavior::Ok)])?;
         let group = sink.group(0).clone();
         let mut cluster = BenchCluster::start_with(nats, self.backend, 0, extra)?;
-        let webhook =
-            create_webhook(&cluster, "bench", group.urls()[0].clone(), &["bench-event"], None)
-                .await?;
+        let mut first = None;
+        for (i, url) in group.urls().into_iter().enumerate() {
+            let request = v1::CreateWebhookRequest {
+                name: format!("bench-{i}"),
+                url,
+                event_types: vec!["bench-event".to_owned()],
+                active: true,
+                ordering_key: webhooks.ordering_key.clone(),
+                filter: webhooks.filter.clone(),
+                ..Default::default()
+            };
+            let created = cluster.webhooks().await?.create_webhook(request).await?.into_inner();
+            let webhook = created.webhook.context("no webhook in the answer")?;
+            first.get_or_insert(webhook.id);
+        }
+        let webhook_id = first.context("no webhook")?;
         let js = js_context(&cluster).await?;
         // The backlog is untimed. A store ack can time out where every write is fsynced or
         // replicated on a busy machine: the same ids again, which the stream stores once.
         let mut prefill = Load::events("bench-event", "d", None, n);
         prefill.max_outstanding = 1024;
+        prefill.keys = webhooks.keys;
         let mut published = load::publish(&js, &prefill).await?;
         for _ in 0..3 {
             if published.acked == n {
@@ -316,23 +359,28 @@ impl Bench {
         for _ in 0..dispatchers {
             cluster.add_dispatcher()?;
         }
+        let deliveries = n * count as u64;
         let cpu = CpuSampler::start(&cluster.procs());
-        let (received, first, sink_rate) = watch_drain(&group, n, self.sizes.drain_timeout).await;
-        anyhow::ensure!(received >= n, "the sink got {received} of {n} within the timeout");
+        let (received, first, sink_rate) =
+            watch_drain(&group, deliveries, self.sizes.drain_timeout).await;
+        anyhow::ensure!(
+            received >= deliveries,
+            "the sink got {received} of {deliveries} within the timeout"
+        );
         super::wait_deliveries_settled(&js, Duration::from_secs(120)).await?;
         let settled = Instant::now();
         let cpu = cpu.finish();
         let first = first.context("nothing received")?;
         let settle_secs = settled.duration_since(first).as_secs_f64();
         let drain = Drain {
-            n,
+            n: deliveries,
             received,
             sink_rate: sink_rate.unwrap_or(0.0),
-            settled_rate: n as f64 / settle_secs,
+            settled_rate: deliveries as f64 / settle_secs,
             settle_secs,
             cpu,
         };
-        Ok((drain, cluster, sink, webhook.id))
+        Ok((drain, cluster, sink, webhook_id))
     }
 
     fn drain_row(&self, id: &str, name: &str, settings: &str, d: &Drain) -> Row {
@@ -983,6 +1031,110 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// 11: what the delivery controls cost, each as a ratio to the same drain without them.
+    /// 11a and 11b: row 1's backlog (a 25th of it for one key) to one webhook delivering in
+    /// order per `entity_id`, with 1 000 keys and with 1 (one delivery at a time), against row
+    /// 1 (unordered). 11c: a backlog fanned out to `fan_webhooks` webhooks, each with a filter
+    /// of five conditions that every event passes (so the deliveries are the same), against
+    /// the same fan-out without filters.
+    async fn controls(&mut self) -> anyhow::Result<Vec<Row>> {
+        let n = self.sizes.drain_n;
+        let plain = match &self.s1 {
+            Some(d) => d.clone(),
+            None => self.drain(1, TUNED, n).await?.0,
+        };
+        let mut rows = Vec::new();
+        let ordered = [("11a", 1000, n), ("11b", 1, (n / 25).max(200))];
+        for (id, keys, backlog) in ordered {
+            let name = format!("ordered per key, {keys} key{}", if keys == 1 { "" } else { "s" });
+            let spec = Drained {
+                ordering_key: "entity_id".to_owned(),
+                keys: Some(keys),
+                ..Drained::default()
+            };
+            let drained = async {
+                let nats = Nats::single(NatsOptions::default())?;
+                anyhow::Ok(self.drain_to(nats, 1, TUNED, backlog, &spec).await?.0)
+            };
+            match drained.await {
+                Ok(d) => {
+                    let settings = format!(
+                        "1 dispatcher, ordering_key entity_id, {keys} key{}",
+                        if keys == 1 { "" } else { "s" }
+                    );
+                    let mut row = self.drain_row(id, &name, &settings, &d);
+                    let ratio = d.settled_rate / plain.settled_rate;
+                    row.ratio = Some(ratio);
+                    row.ratio_of = "row 1 (unordered)".to_owned();
+                    row.notes = format!(
+                        "{ratio:.2} × row 1 ({}/s); {}",
+                        fmt_rate(plain.settled_rate),
+                        row.notes
+                    );
+                    row.metric("keys", keys.into());
+                    row.metric("unordered_rate", plain.settled_rate.into());
+                    rows.push(row);
+                }
+                Err(e) => rows.push(Self::error_row(id, &name, &e)),
+            }
+        }
+
+        let w = self.sizes.fan_webhooks;
+        let events = (n / w as u64).max(20);
+        let filter = json_struct(serde_json::json!({"$and": [
+            {"/type": "bench-event"},
+            {"/data/seq": {"$gte": 0}},
+            {"/entity_id": {"$exists": true}},
+            {"/data/sent_at_ns": {"$gt": 0}},
+            {"$not": {"/data/seq": {"$lt": 0}}},
+        ]}));
+        let name = format!("fan-out to {w} webhooks with payload filters");
+        let fan = async {
+            let mut rates = Vec::new();
+            for filter in [None, filter] {
+                let spec = Drained { count: w, filter, ..Drained::default() };
+                let nats = Nats::single(NatsOptions::default())?;
+                rates.push(self.drain_to(nats, 1, TUNED, events, &spec).await?.0);
+            }
+            anyhow::Ok(rates)
+        };
+        match fan.await {
+            Ok(drains) => {
+                let (unfiltered, filtered) = (&drains[0], &drains[1]);
+                let settings = format!("{events} events × {w} webhooks, 1 dispatcher");
+                let mut row = self.drain_row("11c", &name, &settings, filtered);
+                let ratio = filtered.settled_rate / unfiltered.settled_rate;
+                row.ratio = Some(ratio);
+                row.ratio_of = "the same fan-out unfiltered".to_owned();
+                row.notes = format!(
+                    "{ratio:.2} × unfiltered ({}/s, {}); every event passes the 5 \
+                     conditions; {}",
+                    fmt_rate(unfiltered.settled_rate),
+                    procs::format_per_delivery(&unfiltered.cpu, unfiltered.n),
+                    row.notes
+                );
+                row.metric("unfiltered_rate", unfiltered.settled_rate.into());
+                row.metric(
+                    "unfiltered_cpu_us_per_delivery",
+                    procs::per_delivery_json(&unfiltered.cpu, unfiltered.n),
+                );
+                rows.push(row);
+            }
+            Err(e) => rows.push(Self::error_row("11c", &name, &e)),
+        }
+        Ok(rows)
+    }
+}
+
+/// A JSON object as a protobuf `Struct` (a webhook's filter).
+fn json_struct(json: serde_json::Value) -> Option<prost_types::Struct> {
+    match hookd_proto::convert::json_to_value(json).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
 fn timestamp(ns: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX),
@@ -994,7 +1146,7 @@ fn timestamp(ns: u64) -> prost_types::Timestamp {
 /// two recorded headers).
 fn report(webhook_id: &str, salt: u64, i: u64) -> v1::AttemptReport {
     let event_id = format!("w{salt}-{i}");
-    let event = load::event_body(&event_id, "bench-event", i);
+    let event = load::event_body(&event_id, "bench-event", i, i);
     let payload = format!(
         r#"{{"meta":{{"webhookId":"{webhook_id}","eventId":"{event_id}","eventType":"bench-event","eventTimestamp":"2026-01-01T00:00:00.000Z","entityId":"e{i}","version":"1.0"}},"data":{{"seq":{i}}}}}"#
     );

@@ -19,7 +19,7 @@ fn parse_args() -> anyhow::Result<Options> {
                 let list = args.next().context("--scenarios needs a list, e.g. 1,2,7")?;
                 for n in list.split(',').filter(|s| !s.trim().is_empty()) {
                     let n: u8 = n.trim().parse().with_context(|| format!("scenario {n:?}"))?;
-                    anyhow::ensure!((1..=10).contains(&n), "scenarios are 1 to 10, not {n}");
+                    anyhow::ensure!((1..=11).contains(&n), "scenarios are 1 to 11, not {n}");
                     options.scenarios.push(n);
                 }
             }
@@ -28,7 +28,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "-h" | "--help" => {
                 println!(
                     "hookd-bench [--quick] [--scenarios 1,2,...] [--out DIR | --no-out]\n\
-                     Runs the ceiling and scenarios 1-10 (all by default) and writes \
+                     Runs the ceiling and scenarios 1-11 (all by default) and writes \
                      DIR/results.md and DIR/results.json (default DIR: tests/bench)."
                 );
                 std::process::exit(0);
