@@ -114,3 +114,16 @@ run: tools ## build and start a local hookd with a demo receiver; Ctrl-C stops e
 bench: tools ## release build, then measure hookd against the machine's ceiling; writes tests/bench/results.{md,json}
 	cargo build --release -p hookd -p hookd-tests --bins
 	$(CARGO_TARGET_DIR)/release/hookd-bench --out tests/bench $(BENCH_ARGS)
+
+# inferno draws the flame graphs: from crates.io, pinned, installed under .tools/.
+INFERNO_VERSION := 0.12.8
+INFERNO := $(TOOLS)/inferno-$(INFERNO_VERSION)/bin/inferno-flamegraph
+
+$(INFERNO):
+	cargo install --quiet --locked --root $(TOOLS)/inferno-$(INFERNO_VERSION) inferno@$(INFERNO_VERSION)
+
+.PHONY: profile
+profile: tools $(INFERNO) ## flame graphs of bench row 1 (dispatcher, control plane, nats-server) into tests/bench/profiles/ (perf from Debian's linux-perf, installed if missing)
+	@command -v perf >/dev/null || apt-get install -y -qq linux-perf
+	cargo build --release -p hookd -p hookd-tests --bins
+	PATH=$(TOOLS)/inferno-$(INFERNO_VERSION)/bin:$$PATH tests/bench/profile.sh $(CARGO_TARGET_DIR)/release/hookd-bench tests/bench/profiles

@@ -605,7 +605,10 @@ async fn full_streams(limit: Limit) -> anyhow::Result<()> {
     let test_started = Instant::now();
     let mut builder = Cluster::builder()
         .dispatchers(1)
-        .dispatcher_extra("endpoint_concurrency = 4\nmetrics_refresh_secs = 1\n");
+        // A fixed limit (it would grow while the endpoint keeps up), so it stays slower.
+        .dispatcher_extra(
+            "endpoint_concurrency = 4\nendpoint_concurrency_max = 4\nmetrics_refresh_secs = 1\n",
+        );
     let limit_setting = match limit {
         Limit::StreamMessages(n) => n.to_string(),
         Limit::ServerStorage(_) => String::new(),
