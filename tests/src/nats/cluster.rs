@@ -231,8 +231,18 @@ mod tests {
 
         nats.restart_server(leader)?;
         nats.wait_ready(Duration::from_secs(30)).await?;
-        let mut stream = js.get_stream("T").await?;
-        assert_eq!(stream.info().await?.state.messages, 2);
+        // Stream info right after the restart may come from a server still catching up:
+        // both messages must be there once it has (neither lost nor doubled).
+        let counted = wait_until("both messages in the stream", Duration::from_secs(30), || {
+            let js = js.clone();
+            async move {
+                let messages = js.get_stream("T").await?.info().await?.state.messages;
+                anyhow::ensure!(messages <= 2, "{messages} messages: a publish was doubled");
+                Ok((messages == 2).then_some(messages))
+            }
+        })
+        .await?;
+        assert_eq!(counted, 2);
         Ok(())
     }
 }
