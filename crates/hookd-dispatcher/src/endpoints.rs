@@ -536,26 +536,25 @@ impl Endpoints {
             self.metrics.webhook_failing.inc();
         }
         let limit = &mut endpoint.limit;
-        if overloaded {
-            if limit.cut(50, grant.endpoint_round) {
-                self.metrics.overloaded.inc();
-                tracing::debug!(
-                    endpoint = key,
-                    limit = limit.limit,
-                    "endpoint overloaded: fewer attempts at once"
-                );
-            }
+        let cut = if overloaded {
+            Some((50, &self.metrics.overloaded, "overloaded"))
         } else if slower {
-            if limit.cut(90, grant.endpoint_round) {
-                self.metrics.slower.inc();
+            Some((90, &self.metrics.slower, "slower than usual"))
+        } else {
+            None
+        };
+        match cut {
+            Some((percent, counter, reason)) if limit.cut(percent, grant.endpoint_round) => {
+                counter.inc();
                 tracing::debug!(
                     endpoint = key,
                     limit = limit.limit,
-                    "endpoint slower than usual: fewer attempts at once"
+                    reason,
+                    "endpoint limit cut: fewer attempts at once"
                 );
             }
-        } else if success && saturated {
-            limit.grow();
+            None if success && saturated => limit.grow(),
+            _ => {}
         }
     }
 }
