@@ -75,6 +75,7 @@ impl DeliveryApi {
             // For an ordered webhook a resend has no place in its key's line yet: it joins
             // the end of the line when a dispatcher takes it.
             order_key: None,
+            hold_until: None,
         };
         if let Err(e) = job.publish(&self.jetstream).await {
             // Nothing was queued: put the delivery back as it was.

@@ -1,9 +1,13 @@
 //! The delivery stage: one attempt per delivery job message, its result reported to the
 //! control plane, then the message is settled as the retry decision (`hookd_core::decide`)
 //! says: acknowledged when delivered, terminated after the last retry, or put back for the
-//! next attempt. Near retries are NAK-delayed (precise,
-//! the server redelivers the same message); far ones become JetStream message schedules, so
-//! they wait as stored messages and count against no consumer's `max_ack_pending`.
+//! next attempt. Near retries are NAK-delayed until the time decided (precise: the server
+//! redelivers the same message to the millisecond); far ones become JetStream message
+//! schedules, so they wait as stored messages and count against no consumer's
+//! `max_ack_pending`. A near retry of a first attempt made by the fan-out, which has no
+//! message to NAK, is stored as a job *held* until it is due (`DeliveryJob::hold_until`): its
+//! first delivery here is put back with the remaining delay, which a schedule (fired up to a
+//! quarter second late by nats-server) could not match.
 
 use std::{sync::Arc, time::Duration};
 
@@ -69,7 +73,7 @@ pub fn may_go_inline(webhook: &hookd_core::Webhook) -> bool {
 pub enum InlineError {
     #[error("the dispatcher stopped before the result was stored")]
     Stopping,
-    #[error("cannot schedule the retry: {0}")]
+    #[error("cannot store the retry: {0}")]
     Schedule(hookd_nats::NatsError),
 }
 
@@ -78,7 +82,8 @@ pub enum InlineError {
 enum Settle {
     Ack,
     Term,
-    NakAfter(Duration),
+    /// NAK-delayed until the time decided, whatever the result write took meanwhile.
+    NakUntil(DateTime<Utc>),
     ScheduleAt(DateTime<Utc>),
 }
 
@@ -89,7 +94,7 @@ impl Settle {
         match decision {
             RetryDecision::Delivered => Self::Ack,
             RetryDecision::Failed => Self::Term,
-            RetryDecision::Retry { delay, path: RetryPath::Nak, .. } => Self::NakAfter(delay),
+            RetryDecision::Retry { at, path: RetryPath::Nak, .. } => Self::NakUntil(at),
             RetryDecision::Retry { at, path: RetryPath::Schedule, .. } => Self::ScheduleAt(at),
         }
     }
@@ -111,6 +116,10 @@ impl Deliverer {
                 return self.drop_job(&msg).await;
             }
         };
+        if let Some(delay) = job.hold_for(delivered, Utc::now()) {
+            // A near retry stored by the fan-out, not due yet: no attempt, no span.
+            return ack(&msg, AckKind::Nak(Some(delay))).await;
+        }
         let attempt = job.attempt_for(delivered);
         let span = attempt_span(&job, attempt);
         self.attempt(msg, job, attempt).instrument(span).await;
@@ -250,10 +259,15 @@ impl Deliverer {
         if self.reporter.submit(report).await.await.is_err() {
             return Err(InlineError::Stopping);
         }
-        if let RetryDecision::Retry { at, .. } = decision {
-            // No message to NAK: the retry waits as a stored schedule, near or far.
-            let retry = DeliveryJob { attempt: job.attempt + 1, ..job };
-            retry.schedule(&self.js, at).await.map_err(InlineError::Schedule)?;
+        if let RetryDecision::Retry { at, path, .. } = decision {
+            // No message to NAK: a near retry is stored as a job held until it is due, a far
+            // one as a schedule.
+            let retry = job.next(job.attempt + 1);
+            let stored = match path {
+                RetryPath::Nak => retry.publish_held(&self.js, at).await,
+                RetryPath::Schedule => retry.schedule(&self.js, at).await,
+            };
+            stored.map_err(InlineError::Schedule)?;
         }
         Ok(())
     }
@@ -366,9 +380,12 @@ impl Deliverer {
         match settle {
             Settle::Ack => ack(msg, AckKind::Ack).await,
             Settle::Term => ack(msg, AckKind::Term).await,
-            Settle::NakAfter(delay) => ack(msg, AckKind::Nak(Some(delay))).await,
+            Settle::NakUntil(at) => {
+                let delay = (at - Utc::now()).to_std().unwrap_or_default();
+                ack(msg, AckKind::Nak(Some(delay))).await;
+            }
             Settle::ScheduleAt(at) => {
-                let retry = DeliveryJob { attempt: next, ..job.clone() };
+                let retry = job.next(next);
                 match retry.schedule(&self.js, at).await {
                     Ok(_) => ack(msg, AckKind::Term).await,
                     Err(error) => {
@@ -414,10 +431,13 @@ impl Deliverer {
     pub async fn hand_back(self: Arc<Self>, msg: jetstream::Message) {
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         match DeliveryJob::from_bytes(&msg.payload) {
-            Ok(job) => {
-                let attempt = job.attempt_for(delivered);
-                self.settle(&msg, &job, attempt, Settle::ScheduleAt(hand_back_at())).await;
-            }
+            Ok(job) => match job.hold_for(delivered, Utc::now()) {
+                Some(delay) => ack(&msg, AckKind::Nak(Some(delay))).await,
+                None => {
+                    let attempt = job.attempt_for(delivered);
+                    self.settle(&msg, &job, attempt, Settle::ScheduleAt(hand_back_at())).await;
+                }
+            },
             // Whoever takes it next terminates it; only its delivery count goes up.
             Err(_) => ack(&msg, AckKind::Nak(None)).await,
         }
@@ -516,7 +536,7 @@ mod tests {
         assert_eq!(Settle::after(RetryDecision::Delivered), Settle::Ack);
         assert_eq!(Settle::after(RetryDecision::Failed), Settle::Term);
         let near = RetryDecision::Retry { delay, at, path: RetryPath::Nak };
-        assert_eq!(Settle::after(near), Settle::NakAfter(delay));
+        assert_eq!(Settle::after(near), Settle::NakUntil(at));
         let far = RetryDecision::Retry { delay, at, path: RetryPath::Schedule };
         assert_eq!(Settle::after(far), Settle::ScheduleAt(at));
     }

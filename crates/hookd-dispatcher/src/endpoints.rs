@@ -15,10 +15,12 @@
 //! 503, 504) and loses a tenth when a webhook's answers take more than twice their usual time
 //! (and 100 ms more); it gains a place after as many successes as it has places, while its
 //! places are all in use, up to `max`. A webhook's share shrinks the same way on its own
-//! failures (timeouts, 429 and 5xx; a refused connection fails at once and holds nothing), so a URL that hangs soon holds a
-//! single place while its neighbours keep the rest; successes win the share back. Other
-//! failures (a 500 of one webhook's code, a timeout of one URL) are not the host's: they cut
-//! that webhook's share only. A cut counts once per round: only an attempt that started after
+//! failures that held a place long or asked for less (timeouts, 429, 502–504, and other 5xx
+//! answers slower than usual), so a URL that hangs soon holds a single place while its
+//! neighbours keep the rest; successes win the share back. A refused connection or a quick
+//! 500 of the receiver's own code holds nothing: cutting the share for it would only make
+//! the retries wait, so it does not. Failures of one webhook (a 500, a timeout of one URL)
+//! are not the host's: they cut that webhook's share only. A cut counts once per round: only an attempt that started after
 //! the last cut can cause another, so a burst of 503s answered together halves the limit once.
 //!
 //! **Waiting places.** Every endpoint may have `queue` jobs waiting beyond its places, each
@@ -174,13 +176,20 @@ impl Line {
         self.limit.limit.min(most)
     }
 
+    /// Whether `latency` is slower than usual: more than twice the usual and more than
+    /// [`SLOWER_MARGIN`] above it (with no usual yet, more than the margin).
+    fn held_long(&self, latency: Duration) -> bool {
+        let usual = self.baseline.unwrap_or_default();
+        latency > usual * 2 && latency > usual + SLOWER_MARGIN
+    }
+
     /// Whether `latency` (of a success) is slower than usual; then takes it into the usual.
     fn slower(&mut self, latency: Duration) -> bool {
         let Some(usual) = self.baseline else {
             self.baseline = Some(latency);
             return false;
         };
-        let slower = latency > usual * 2 && latency > usual + SLOWER_MARGIN;
+        let slower = self.held_long(latency);
         let usual = usual.as_secs_f64();
         let next = usual + (latency.as_secs_f64() - usual) * BASELINE_WEIGHT;
         self.baseline = Some(Duration::from_secs_f64(next.max(0.0)));
@@ -522,10 +531,16 @@ impl Endpoints {
         let success = outcome.is_success();
         line.healthy = success;
         let overloaded = outcome.http_status().is_some_and(host_overloaded);
-        // What held a place long or asked for less: a refused connection fails at once and
-        // costs nobody anything (a connect that hangs ends as a timeout).
+        // What held a place long or asked for less. A refused connection, or a quick 500 of
+        // the receiver's own code, fails at once and costs nobody anything: cutting its share
+        // would only delay the retries that may succeed (a connect that hangs ends as a
+        // timeout, a 500 after a long wait is held long).
         let webhook_failing = match outcome {
-            AttemptOutcome::Answered { status, .. } => *status == 429 || *status >= 500,
+            AttemptOutcome::Answered { status, .. } => {
+                *status == 429
+                    || host_overloaded(*status)
+                    || (*status >= 500 && line.held_long(latency))
+            }
             AttemptOutcome::TimedOut { .. } => true,
             AttemptOutcome::Failed { .. } => false,
         };
@@ -816,6 +831,24 @@ mod tests {
             hold(&endpoints, "hanging", 1).pop().expect("held").finished(&answered(200), FAST);
         }
         assert!(endpoints.limits_of(URL, "hanging").1 >= 4, "recovering");
+    }
+
+    #[test]
+    fn a_quick_500_leaves_the_share_and_a_slow_one_cuts_it() {
+        let endpoints = endpoints(8, 16, 100, 0);
+        prove(&endpoints, "buggy");
+        // One claim stays, so the line (forgotten when idle and failing) can be looked at.
+        let _kept = hold(&endpoints, "buggy", 1);
+        // Answered at once: the receiver's own bug holds nothing, its retries must not wait.
+        for claim in hold(&endpoints, "buggy", 5) {
+            claim.finished(&answered(500), FAST);
+        }
+        assert_eq!(endpoints.limits_of(URL, "buggy"), (8, 6), "share and limit unchanged");
+        // Answered after a long wait: the place was held, as by a hanging URL.
+        for claim in hold(&endpoints, "buggy", 5) {
+            claim.finished(&answered(500), Duration::from_secs(5));
+        }
+        assert_eq!(endpoints.limits_of(URL, "buggy"), (8, 4), "halved once; the host untouched");
     }
 
     #[test]

@@ -191,7 +191,9 @@ impl FanOut {
         let publishes = jobs.iter().map(|job| job.publish(js).boxed());
         let parks =
             kept.iter().map(|job| async move { job.park(js, &job.message_id()).await }.boxed());
-        let schedules = resumed.iter().map(|(job, at)| job.schedule(js, *at).boxed());
+        let nak_max = deliverer.nak_max_delay;
+        let schedules =
+            resumed.iter().map(|(job, at)| resume::store_retry(js, job, *at, nak_max).boxed());
         let stored = join_all(publishes.chain(parks).chain(schedules));
         let made_here = inline.len();
         let attempts = join_all(inline.into_iter().map(|(webhook, job, place)| {

@@ -110,7 +110,7 @@ impl Metrics {
             "hookd_dispatcher_endpoint_limit_cuts_total",
             "Adaptive concurrency cuts: an endpoint's limit (reason overloaded: 429, 502, 503, \
              504; slower: answers over twice their usual time) or a webhook's share of its \
-             endpoint (webhook_failing: its own timeouts, 429 and 5xx).",
+             endpoint (webhook_failing: its own timeouts, 429, 502-504 and slow 5xx).",
             &["reason"],
         );
         let endpoints = crate::endpoints::EndpointMetrics {

@@ -6,10 +6,11 @@
 //! history, idempotent on (delivery, attempt number), would keep only one of the two calls)
 //! and no delivery that is over is made again.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use hookd_core::DeliveryId;
+use hookd_nats::{DeliveryJob, NatsError, Published};
 use hookd_proto::v1;
 
 use crate::ControlClient;
@@ -21,9 +22,9 @@ pub enum Resume {
     Start,
     /// Delivered, or failed after its last retry: nothing more to do.
     Over,
-    /// Pending: `attempt` is due at `at`. The first run scheduled it, unless it stopped in
-    /// between; scheduling it again replaces that schedule (one per delivery), and a job it
-    /// already fired is stored once (the job's `Nats-Msg-Id` names the attempt).
+    /// Pending: `attempt` is due at `at`. The first run stored its retry (a held job or a
+    /// schedule), unless it stopped in between; [`store_retry`] stores it again so that
+    /// either is kept once.
     RetryAt { attempt: u32, at: DateTime<Utc> },
 }
 
@@ -40,6 +41,25 @@ pub fn resume_of(progress: &v1::DeliveryProgress) -> Resume {
                 .unwrap_or_else(Utc::now);
             Resume::RetryAt { attempt: progress.last_attempt.saturating_add(1), at }
         }
+    }
+}
+
+/// Stores a resumed delivery's retry, due at `at`, as the first run did or would have: a near
+/// one as a job held until then, under the attempt's message id, so that one the first run
+/// stored is kept once (and a schedule it stored, when the retry was still far, is removed
+/// first); a far one as a schedule, which replaces any the first run stored.
+pub async fn store_retry(
+    js: &async_nats::jetstream::Context,
+    job: &DeliveryJob,
+    at: DateTime<Utc>,
+    nak_max_delay: Duration,
+) -> Result<Published, NatsError> {
+    let near = (at - Utc::now()).to_std().unwrap_or_default() <= nak_max_delay;
+    if near {
+        job.cancel_schedule(js).await?;
+        job.publish_held(js, at).await
+    } else {
+        job.schedule(js, at).await
     }
 }
 

@@ -21,6 +21,8 @@ pub mod subject;
 pub mod test_send;
 pub mod trace;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use hookd_core::{DeliveryId, Event, EventId, WebhookId};
 use serde_json::value::RawValue;
@@ -60,6 +62,12 @@ pub enum NatsError {
     },
     #[error("cannot publish to {subject}: {source}")]
     Publish {
+        subject: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("cannot remove the messages of {subject}: {source}")]
+    Purge {
         subject: String,
         #[source]
         source: async_nats::Error,
@@ -204,6 +212,12 @@ pub struct DeliveryJob {
     /// delivery in, at its `event_sequence`, before storing the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_key: Option<String>,
+    /// A near retry stored by the fan-out (which has no message of its own to NAK): the
+    /// job's first delivery is never an attempt, only put back (NAK-delayed) until this time,
+    /// and each later delivery makes the next attempt. A NAK's delay is kept to the
+    /// millisecond, where a message schedule fires up to a quarter second late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn first() -> u32 {
@@ -231,14 +245,31 @@ impl DeliveryJob {
             event_sequence: None,
             traceparent: None,
             order_key: None,
+            hold_until: None,
         }
     }
 
     /// The attempt number a delivery of this message makes, given JetStream's delivery count
-    /// (1 for the first delivery).
+    /// (1 for the first delivery). A held job's first delivery makes none (see
+    /// [`DeliveryJob::hold_for`]), so its second makes `attempt`.
     pub fn attempt_for(&self, delivered: i64) -> u32 {
-        let redeliveries = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
+        let held = i64::from(self.hold_until.is_some());
+        let redeliveries =
+            u32::try_from(delivered.saturating_sub(1 + held).max(0)).unwrap_or(u32::MAX);
         self.attempt.saturating_add(redeliveries)
+    }
+
+    /// How long to put back a held job's first delivery (zero once its time has come: the
+    /// first delivery is put back all the same, so that the count of deliveries says which
+    /// attempt each later one makes); `None` for a delivery that makes an attempt.
+    pub fn hold_for(&self, delivered: i64, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+        let until = self.hold_until?;
+        (delivered <= 1).then(|| (until - now).to_std().unwrap_or_default())
+    }
+
+    /// The job of a later attempt of the same delivery, as a new message (not held).
+    pub fn next(&self, attempt: u32) -> Self {
+        Self { attempt, hold_until: None, ..self.clone() }
     }
 
     /// Which retry of its chain `attempt` is, counted from 1 for the chain's first attempt, as
@@ -279,6 +310,32 @@ impl DeliveryJob {
             self.to_bytes(),
         )
         .await
+    }
+
+    /// Stores this job as a near retry due at `at`: published now, held until then by a NAK
+    /// of its first delivery ([`DeliveryJob::hold_until`]). The id names the attempt, so a
+    /// repeated store within the dedupe window keeps one.
+    pub async fn publish_held(
+        &self,
+        js: &async_nats::jetstream::Context,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Published, NatsError> {
+        Self { hold_until: Some(at), ..self.clone() }.publish(js).await
+    }
+
+    /// Removes this delivery's retry schedule, if one is waiting: a retry first stored as a
+    /// schedule is about to be stored again as a held job.
+    pub async fn cancel_schedule(
+        &self,
+        js: &async_nats::jetstream::Context,
+    ) -> Result<(), NatsError> {
+        let subject = subject::retry(&self.tenant, &self.delivery_id);
+        let purge = async {
+            let stream = js.get_stream_no_info(DELIVERIES_STREAM).await?;
+            stream.purge().filter(subject.as_str()).await?;
+            Ok::<_, async_nats::Error>(())
+        };
+        purge.await.map_err(|source| NatsError::Purge { subject, source })
     }
 
     /// Keeps this job in the webhook's buffer while the webhook is deactivated. `msg_id`
@@ -342,6 +399,28 @@ mod tests {
         assert_eq!(again.delivery_id, DeliveryId::for_event(&event.id, &WebhookId::from("wh_1")));
         assert_eq!(again.traceparent, None);
         assert!(!String::from_utf8_lossy(&job.to_bytes()).contains("traceparent"));
+    }
+
+    #[test]
+    fn a_held_jobs_first_delivery_is_no_attempt() {
+        let raw = br#"{"id":"e1","type":"t"}"#;
+        let event = Event::from_json(raw, chrono::Utc::now()).expect("valid event");
+        let now = chrono::Utc::now();
+        let due = now + chrono::Duration::seconds(5);
+        let plain = DeliveryJob { attempt: 2, ..DeliveryJob::new("t", &"wh".into(), &event, raw) };
+        let held = DeliveryJob { hold_until: Some(due), ..plain.clone() };
+        assert_eq!(plain.hold_for(1, now), None);
+        assert_eq!([1, 2, 3].map(|d| plain.attempt_for(d)), [2, 3, 4]);
+        assert_eq!(held.hold_for(1, now), Some(Duration::from_secs(5)));
+        assert_eq!(held.hold_for(1, due + chrono::Duration::seconds(1)), Some(Duration::ZERO));
+        assert_eq!(held.hold_for(2, now), None, "a redelivery is the attempt, due or not");
+        assert_eq!([1, 2, 3].map(|d| held.attempt_for(d)), [2, 2, 3]);
+        let again = DeliveryJob::from_bytes(&held.to_bytes()).expect("decodes");
+        assert_eq!(again.hold_until, Some(due));
+        assert_eq!(held.message_id(), plain.message_id(), "a repeated store is kept once");
+        let next = held.next(3);
+        assert_eq!((next.attempt, next.hold_until), (3, None));
+        assert!(!String::from_utf8_lossy(&plain.to_bytes()).contains("hold_until"));
     }
 
     #[test]
