@@ -23,10 +23,10 @@
 //! is skipped, so a line never blocks for good.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering as AtomicOrdering},
+        atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering},
     },
     time::Duration,
 };
@@ -48,8 +48,15 @@ const TURN_MARGIN: Duration = Duration::from_secs(30);
 /// A follower waits in place while the head is due within this; otherwise it is put back
 /// until the head's due time.
 const WAIT_IN_PLACE: Duration = Duration::from_secs(2);
-/// How often a waiting job looks at its line even without a change being seen.
+/// How often the first local job waiting on a line looks at it even without a change seen.
 const RECHECK: Duration = Duration::from_millis(500);
+/// How often the others do: they are woken when they become the first.
+const FOLLOWER_RECHECK: Duration = Duration::from_secs(30);
+/// A job put back because too many wait locally comes back after about this much per job
+/// ahead of it in its line (an ordered delivery's few key-value round trips and its attempt),
+/// at least a second and at most [`MAX_PUT_BACK`].
+const PER_JOB_AHEAD: Duration = Duration::from_millis(5);
+const MAX_PUT_BACK: Duration = Duration::from_secs(30);
 /// How often the watermark is read while someone waits for it.
 const WATERMARK_POLL: Duration = Duration::from_millis(20);
 
@@ -173,10 +180,26 @@ struct Read {
     line: Line,
 }
 
+/// The local jobs waiting on one line, by their place in it. A change of the line wakes only
+/// the first of them: it is the one that may be the head, take the turn, or find the head
+/// stale; the others could do nothing but read the line again. Waking every waiter on every
+/// change made a line's cost quadratic in its waiting jobs (one key with 2 000 jobs did not
+/// drain in four minutes). When the first leaves (its turn, or put back), the next is woken.
 #[derive(Default)]
 struct Interest {
-    notify: Arc<Notify>,
-    waiters: usize,
+    waiters: BTreeMap<WaiterKey, Arc<Notify>>,
+}
+
+/// A waiter's order in its line: its place's position (the end until it knows its place),
+/// then a number unique in this process.
+type WaiterKey = ((u64, u8), u64);
+
+impl Interest {
+    fn wake_first(&self) {
+        if let Some(notify) = self.waiters.values().next() {
+            notify.notify_one();
+        }
+    }
 }
 
 /// The ordered-delivery side of a dispatcher.
@@ -187,6 +210,8 @@ pub struct Ordering {
     stale_after: Duration,
     /// Lines local jobs wait on, woken by the bucket watch.
     interest: Mutex<HashMap<String, Interest>>,
+    /// Numbers the waiters.
+    next_waiter: AtomicU64,
     waiting: AtomicUsize,
     max_waiting: usize,
 }
@@ -218,6 +243,7 @@ impl Ordering {
             watermark: Watermark::start(fanout),
             stale_after,
             interest: Mutex::default(),
+            next_waiter: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             max_waiting: max_waiting.max(1),
         });
@@ -232,10 +258,8 @@ impl Ordering {
                 Ok(mut changes) => {
                     while let Some(change) = changes.next().await {
                         let Ok(change) = change else { break };
-                        let notify =
-                            lock(&self.interest).get(&change.key).map(|i| i.notify.clone());
-                        if let Some(notify) = notify {
-                            notify.notify_waiters();
+                        if let Some(interest) = lock(&self.interest).get(&change.key) {
+                            interest.wake_first();
                         }
                     }
                 }
@@ -353,12 +377,24 @@ impl Ordering {
                 (hookd_core::ordering::line_name(&job.tenant, &webhook.id, &key), None)
             }
         };
-        let _waiting = self.enter(&name);
-        let notify = lock(&self.interest).get(&name).map(|i| i.notify.clone()).unwrap_or_default();
+        let mut waiting = self.enter(&name);
+        if let Some(mine) = &place {
+            waiting.at(mine);
+            // Too many jobs wait here already and some of this line's are ahead of this one:
+            // put it back without reading the line (a long line is a large value, and jobs
+            // that come back only to be put back again must cost little), for about as long
+            // as those ahead take.
+            let ahead = waiting.ahead();
+            if self.waiting.load(AtomicOrdering::Relaxed) > self.max_waiting && ahead > 0 {
+                let wait = (PER_JOB_AHEAD * u32::try_from(ahead).unwrap_or(u32::MAX))
+                    .clamp(Duration::from_secs(1), MAX_PUT_BACK);
+                let wait = chrono::Duration::from_std(wait).unwrap_or_default()
+                    + chrono::Duration::milliseconds(jitter_ms(&job.delivery_id));
+                return Ok(Admission::Later(Utc::now() + wait));
+            }
+        }
         loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // A wake-up that comes while the line is read is kept (a permit) for the wait below.
             let Read { revision, mut line } = self.read(&name).await?;
             let now = now_ms();
             let found = place.as_ref().filter(|p| line.queue.contains(p)).cloned().or_else(|| {
@@ -387,6 +423,7 @@ impl Ordering {
                 continue;
             };
             place = Some(mine.clone());
+            waiting.at(&mine);
             if self.watermark.current() < mine.needs() {
                 // Earlier events are still being fanned out: one of them may belong here.
                 tokio::select! {
@@ -431,10 +468,12 @@ impl Ordering {
                 }
                 continue;
             }
-            // Wait for the line to change (or the turn to run out).
+            // Wait for the line to change (or the turn to run out). Only the first local
+            // waiter is woken by changes; the others look again now and then, in case.
+            let recheck = if waiting.is_first() { RECHECK } else { FOLLOWER_RECHECK };
             tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep(RECHECK) => {}
+                () = waiting.notify.notified() => {}
+                () = tokio::time::sleep(recheck) => {}
                 true = stopped(stopping) => return Ok(Admission::Stopped),
             }
         }
@@ -488,9 +527,15 @@ impl Ordering {
     }
 
     fn enter(&self, name: &str) -> Waiting<'_> {
-        lock(&self.interest).entry(name.to_owned()).or_default().waiters += 1;
+        let key = ((u64::MAX, u8::MAX), self.next_waiter.fetch_add(1, AtomicOrdering::Relaxed));
+        let notify = Arc::new(Notify::new());
+        lock(&self.interest)
+            .entry(name.to_owned())
+            .or_default()
+            .waiters
+            .insert(key, notify.clone());
         self.waiting.fetch_add(1, AtomicOrdering::Relaxed);
-        Waiting { ordering: self, name: name.to_owned() }
+        Waiting { ordering: self, name: name.to_owned(), key, notify }
     }
 }
 
@@ -498,6 +543,39 @@ impl Ordering {
 struct Waiting<'a> {
     ordering: &'a Ordering,
     name: String,
+    key: WaiterKey,
+    notify: Arc<Notify>,
+}
+
+impl Waiting<'_> {
+    /// Takes the waiter's order from its place in the line.
+    fn at(&mut self, place: &Place) {
+        let key = (place.position(), self.key.1);
+        if key == self.key {
+            return;
+        }
+        let mut interest = lock(&self.ordering.interest);
+        if let Some(i) = interest.get_mut(&self.name) {
+            i.waiters.remove(&self.key);
+            i.waiters.insert(key, self.notify.clone());
+        }
+        self.key = key;
+    }
+
+    /// How many local waiters of its line are ahead of it.
+    fn ahead(&self) -> usize {
+        lock(&self.ordering.interest)
+            .get(&self.name)
+            .map_or(0, |i| i.waiters.range(..self.key).count())
+    }
+
+    /// Whether it is the first local waiter of its line.
+    fn is_first(&self) -> bool {
+        lock(&self.ordering.interest)
+            .get(&self.name)
+            .and_then(|i| i.waiters.keys().next().copied())
+            .is_none_or(|first| first == self.key)
+    }
 }
 
 impl Drop for Waiting<'_> {
@@ -505,9 +583,13 @@ impl Drop for Waiting<'_> {
         self.ordering.waiting.fetch_sub(1, AtomicOrdering::Relaxed);
         let mut interest = lock(&self.ordering.interest);
         if let Some(i) = interest.get_mut(&self.name) {
-            i.waiters -= 1;
-            if i.waiters == 0 {
+            let was_first = i.waiters.keys().next() == Some(&self.key);
+            i.waiters.remove(&self.key);
+            if i.waiters.is_empty() {
                 interest.remove(&self.name);
+            } else if was_first {
+                // The next may be the head now, or have to be put back as this one was.
+                i.wake_first();
             }
         }
     }
