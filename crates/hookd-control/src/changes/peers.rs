@@ -218,6 +218,12 @@ impl Follower {
             .subscribe(HINT_SUBJECT)
             .await
             .map_err(|e| ControlError::Unavailable(format!("cannot follow other replicas: {e}")))?;
+        // `subscribe` only queues the request: the round trip of a flush makes sure the
+        // server has it before this replica says it is ready. Without it a busy machine let
+        // a hint sent right after the start reach nobody (the catalog test on Postgres).
+        nats.flush()
+            .await
+            .map_err(|e| ControlError::Unavailable(format!("cannot follow other replicas: {e}")))?;
         Ok(tokio::spawn(async move {
             loop {
                 tokio::select! {
