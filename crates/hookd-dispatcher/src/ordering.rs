@@ -384,8 +384,9 @@ impl Ordering {
             // put it back without reading the line (a long line is a large value, and jobs
             // that come back only to be put back again must cost little), for about as long
             // as those ahead take.
-            let ahead = waiting.ahead();
-            if self.waiting.load(AtomicOrdering::Relaxed) > self.max_waiting && ahead > 0 {
+            let crowded = self.waiting.load(AtomicOrdering::Relaxed) > self.max_waiting;
+            let ahead = if crowded { waiting.ahead() } else { 0 };
+            if ahead > 0 {
                 let wait = (PER_JOB_AHEAD * u32::try_from(ahead).unwrap_or(u32::MAX))
                     .clamp(Duration::from_secs(1), MAX_PUT_BACK);
                 let wait = chrono::Duration::from_std(wait).unwrap_or_default()
