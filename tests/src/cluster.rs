@@ -288,7 +288,6 @@ impl Cluster {
         Ok(AccessServiceClient::new(self.owner().await?))
     }
 
-    /// Creates a webhook from a full request (tests that set options beyond the defaults).
     /// Publishes an event of `event_type` with no data over gRPC, as the default tenant.
     pub async fn publish(&self, event_type: &str, id: &str) -> anyhow::Result<()> {
         self.events()
@@ -349,6 +348,7 @@ impl Cluster {
         .await
     }
 
+    /// Creates a webhook from a full request (tests that set options beyond the defaults).
     pub async fn create(&self, request: v1::CreateWebhookRequest) -> anyhow::Result<v1::Webhook> {
         let response = self.webhooks().await?.create_webhook(request).await?;
         response.into_inner().webhook.ok_or_else(|| anyhow::anyhow!("no webhook in the answer"))

@@ -110,6 +110,55 @@ async fn event_published_to_nats_is_delivered_and_recorded() -> anyhow::Result<(
     Ok(())
 }
 
+/// Results wait up to `report_linger_ms` to share a batch, and that holds up nothing but the
+/// events' acknowledgements: with a 1 s linger and room for one first attempt at a time in
+/// the fan-out, each event published after the previous one arrived is attempted by the
+/// fan-out itself (no delivery job is written), and every result is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lingering_results_hold_up_no_first_attempt() -> anyhow::Result<()> {
+    const EVENTS: usize = 10;
+    let cluster = Cluster::start(1, "report_linger_ms = 1000\nfanout_concurrency = 2")?;
+    let receiver = Receiver::ok()?;
+    let webhook =
+        cluster.create_webhook("linger", receiver.url("/linger"), &["contact-created"]).await?;
+    // An endpoint's first delivery takes the job path; once it succeeded the fan-out may
+    // attempt the next ones itself.
+    cluster.publish("contact-created", "linger-0").await?;
+    receiver.wait_for(1, DEADLINE).await?;
+    wait_until("the first delivery is recorded", DEADLINE, || async {
+        Ok((deliveries_of(&cluster, &webhook.id).await?.len() == 1).then_some(()))
+    })
+    .await?;
+    let js = async_nats::jetstream::new(cluster.nats.client().await?);
+    let jobs = || async {
+        let info = js.get_stream("HOOKD_DELIVERIES").await?.info().await?.clone();
+        anyhow::Ok(info.state.last_sequence)
+    };
+    let jobs_before = jobs().await?;
+
+    for i in 1..=EVENTS {
+        cluster.publish("contact-created", &format!("linger-{i}")).await?;
+        // Well within the linger: the previous event's result is not stored yet.
+        receiver.wait_for(i + 1, Duration::from_millis(500)).await.with_context(|| {
+            format!("event {i} was not attempted while earlier results lingered")
+        })?;
+    }
+    assert_eq!(
+        jobs().await?,
+        jobs_before,
+        "every first attempt was made by the fan-out, none written as a job"
+    );
+    wait_until("every result is stored", DEADLINE, || async {
+        let deliveries = deliveries_of(&cluster, &webhook.id).await?;
+        let delivered =
+            deliveries.iter().filter(|d| d.status == v1::DeliveryStatus::Delivered as i32).count();
+        Ok((delivered == EVENTS + 1).then_some(()))
+    })
+    .await?;
+    assert_eq!(receiver.count(), EVENTS + 1, "one request per event");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_published_right_after_create_webhook_returns_is_delivered() -> anyhow::Result<()> {
     // The dispatcher learns of changes 300 ms late, as over a slow link; events published the

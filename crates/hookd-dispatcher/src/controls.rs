@@ -52,6 +52,14 @@ impl Drop for Pass {
     }
 }
 
+impl Pass {
+    /// Whether another delivery waits for this one's result to be stored: the next job of an
+    /// ordered key takes its turn only then.
+    pub fn awaits_result(&self) -> bool {
+        self.turn.is_some()
+    }
+}
+
 impl Controls {
     /// Lets `job` through once its turn and its token come; or says to put it back.
     pub async fn admit(

@@ -27,7 +27,7 @@ use crate::{
     endpoints::{Claim, Endpoints, Place},
     http::AttemptResult,
     metrics::{DeliveryOutcome, Metrics},
-    reporter::{Reporter, Tallies},
+    reporter::{Reporter, Stored, Tallies, Urgency},
 };
 
 /// Longest wait for an unknown webhook to appear before it counts as deleted.
@@ -75,6 +75,33 @@ pub enum InlineError {
     Stopping,
     #[error("cannot store the retry: {0}")]
     Schedule(hookd_nats::NatsError),
+}
+
+/// A first attempt the fan-out made, its result handed to the reporter: what is left is
+/// waiting, which holds no place at the endpoint and no fan-out slot.
+pub struct InlineMade {
+    stored: Stored,
+    /// The retry's job, when it is due, and how it waits.
+    retry: Option<(DeliveryJob, DateTime<Utc>, RetryPath)>,
+    js: jetstream::Context,
+}
+
+impl InlineMade {
+    /// Resolves once the result is stored and the retry, if any, with it; `Err` when either
+    /// could not be done (the event must be fanned out again).
+    pub async fn settled(self) -> Result<(), InlineError> {
+        if self.stored.await.is_err() {
+            return Err(InlineError::Stopping);
+        }
+        let Some((retry, at, path)) = self.retry else { return Ok(()) };
+        // No message to NAK: a near retry is stored as a job held until it is due, a far one
+        // as a schedule.
+        let stored = match path {
+            RetryPath::Nak => retry.publish_held(&self.js, at).await,
+            RetryPath::Schedule => retry.schedule(&self.js, at).await,
+        };
+        stored.map(drop).map_err(InlineError::Schedule)
+    }
 }
 
 /// How a message is settled after its attempt.
@@ -165,7 +192,8 @@ impl Deliverer {
         }
         let made = self.make(&job, &webhook, &event, attempt, claim, Some(&msg));
         let Some((decision, report)) = made.await else { return };
-        if self.store_result(&msg, report).await {
+        let urgency = if pass.awaits_result() { Urgency::Now } else { Urgency::Batched };
+        if self.store_result(&msg, report, urgency).await {
             self.controls.finish(pass, decision).await;
             self.settle(&msg, &job, attempt + 1, Settle::after(decision)).await;
         }
@@ -242,34 +270,27 @@ impl Deliverer {
     }
 
     /// The first attempt of a delivery made by the fan-out, with a place it holds at the
-    /// endpoint: no delivery job is written unless a retry is needed. Returns once the result
-    /// is stored and, for a retry, its job scheduled: only then may the event be acknowledged.
-    /// `Err` when either could not be done (the event must be fanned out again).
+    /// endpoint: no delivery job is written unless a retry is needed. Returns once the attempt
+    /// is made and its result handed to the reporter, giving back the place and the share of
+    /// the inline bound; [`InlineMade::settled`] then waits until the result is stored and,
+    /// for a retry, its job stored: only then may the event be acknowledged.
     pub async fn attempt_inline(
         &self,
         job: DeliveryJob,
         webhook: &hookd_core::Webhook,
         event: &Event,
         place: Place<'_>,
-    ) -> Result<(), InlineError> {
+    ) -> Result<InlineMade, InlineError> {
         self.metrics.in_flight.inc();
         let _held = InFlight(&self.metrics.in_flight);
         let made = self.make(&job, webhook, event, job.attempt, place.claim, None);
         let Some((decision, report)) = made.await else { return Err(InlineError::Stopping) };
-        if self.reporter.submit(report).await.await.is_err() {
-            return Err(InlineError::Stopping);
-        }
-        if let RetryDecision::Retry { at, path, .. } = decision {
-            // No message to NAK: a near retry is stored as a job held until it is due, a far
-            // one as a schedule.
-            let retry = job.next(job.attempt + 1);
-            let stored = match path {
-                RetryPath::Nak => retry.publish_held(&self.js, at).await,
-                RetryPath::Schedule => retry.schedule(&self.js, at).await,
-            };
-            stored.map_err(InlineError::Schedule)?;
-        }
-        Ok(())
+        let stored = self.reporter.submit(report, Urgency::Batched).await;
+        let retry = match decision {
+            RetryDecision::Retry { at, path, .. } => Some((job.next(job.attempt + 1), at, path)),
+            RetryDecision::Delivered | RetryDecision::Failed => None,
+        };
+        Ok(InlineMade { stored, retry, js: self.js.clone() })
     }
 
     /// The job's webhook. The fan-out that wrote the job knew it; if this dispatcher does not
@@ -365,8 +386,13 @@ impl Deliverer {
     /// Hands the report to the reporter and waits until the control plane stored it, keeping
     /// the message ours meanwhile however long that takes: a redelivery now would repeat the
     /// HTTP call. False when the dispatcher stopped first (the message is left to JetStream).
-    async fn store_result(&self, msg: &jetstream::Message, report: v1::AttemptReport) -> bool {
-        let stored = self.reporter.submit(report).await;
+    async fn store_result(
+        &self,
+        msg: &jetstream::Message,
+        report: v1::AttemptReport,
+        urgency: Urgency,
+    ) -> bool {
+        let stored = self.reporter.submit(report, urgency).await;
         if with_progress(msg, self.ack_wait, stored).await.is_err() {
             tracing::warn!("dispatcher stopping before the result was stored");
             return false;

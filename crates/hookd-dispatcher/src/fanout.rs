@@ -36,6 +36,7 @@ use hookd_nats::{DeliveryJob, subject};
 use tracing::Instrument;
 
 use crate::{
+    Slot,
     definitions::Definitions,
     delivery::{Deliverer, attempt_span, may_go_inline, with_progress},
     metrics::EventOutcome,
@@ -60,18 +61,20 @@ pub struct FanOut {
 }
 
 impl FanOut {
-    /// Fans one event out; what happened to it, and to how many webhooks it went.
-    pub async fn fan_out(self, msg: jetstream::Message) -> (EventOutcome, usize) {
+    /// Fans one event out; what happened to it, and to how many webhooks it went. `slot` is
+    /// given back once the first attempts made here are made, before their results are
+    /// stored.
+    pub async fn fan_out(self, msg: jetstream::Message, slot: Slot) -> (EventOutcome, usize) {
         let span = tracing::info_span!(
             "fan_out",
             event_id = tracing::field::Empty,
             event_type = tracing::field::Empty
         );
         hookd_nats::trace::set_parent_from_headers(&span, msg.headers.as_ref());
-        self.fan_out_one(msg).instrument(span).await
+        self.fan_out_one(msg, slot).instrument(span).await
     }
 
-    async fn fan_out_one(&self, msg: jetstream::Message) -> (EventOutcome, usize) {
+    async fn fan_out_one(&self, msg: jetstream::Message, mut slot: Slot) -> (EventOutcome, usize) {
         let FanOut { js, definitions, tallies, ordering, max_event_bytes, deliverer } = self;
         let max_event_bytes = *max_event_bytes;
         let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
@@ -203,8 +206,17 @@ impl FanOut {
         let (results, attempts) = if made_here == 0 {
             (stored.await, Vec::new())
         } else {
-            // The attempts take as long as the endpoints do: keep the event ours meanwhile.
-            with_progress(&msg, deliverer.ack_wait, futures::future::join(stored, attempts)).await
+            // The attempts take as long as the endpoints do, and their results a batch's
+            // write: keep the event ours meanwhile.
+            with_progress(&msg, deliverer.ack_wait, async {
+                let (results, made) = futures::future::join(stored, attempts).await;
+                // Only waiting is left: another event can start meanwhile, and the results of
+                // many events share the reporter's batch instead of each waiting for its own.
+                slot.release();
+                let settled = made.into_iter().map(|made| async move { made?.settled().await });
+                (results, join_all(settled).await)
+            })
+            .await
         };
         let failed = results.iter().filter(|r| r.is_err()).count();
         let unrecorded = attempts.iter().filter(|r| r.is_err()).count();
@@ -231,15 +243,10 @@ impl FanOut {
             over,
             "event fanned out"
         );
-        if made_here == 0 {
-            settle_event(&msg, AckKind::Ack).await;
-        } else {
-            // Confirmed: a lost acknowledgement would fan the event out again, repeating the
-            // HTTP calls just made.
-            if let Err(error) = msg.double_ack().await {
-                tracing::warn!(%error, "cannot acknowledge event");
-            }
-        }
+        // Unconfirmed even after attempts made here: a lost acknowledgement fans the event out
+        // again, and that repeat asks the control plane what became of them (`resume`), so it
+        // repeats no HTTP call; confirming would cost a round trip per event for nothing.
+        settle_event(&msg, AckKind::Ack).await;
         (EventOutcome::FannedOut, webhooks.len() + kept.len())
     }
 }

@@ -358,7 +358,7 @@ impl Dispatcher {
             };
             stage.run(
                 stop_rx.clone(),
-                move |msg| {
+                move |msg, slot| {
                     let fanout = fanout::FanOut {
                         js: js.clone(),
                         definitions: definitions.clone(),
@@ -369,7 +369,7 @@ impl Dispatcher {
                     };
                     let metrics = metrics.clone();
                     async move {
-                        let outcome = fanout.fan_out(msg).await;
+                        let outcome = fanout.fan_out(msg, slot).await;
                         metrics.event(outcome.0, outcome.1);
                     }
                 },
@@ -393,7 +393,15 @@ impl Dispatcher {
             };
             stage.run(
                 stop_rx.clone(),
-                move |msg| deliver.clone().deliver(msg),
+                // A delivery keeps its slot until its message is settled: `max_in_flight` is
+                // large, and an ordered key's next job waits for that anyway.
+                move |msg, slot| {
+                    let deliver = deliver.clone();
+                    async move {
+                        let _slot = slot;
+                        deliver.deliver(msg).await;
+                    }
+                },
                 move |msg| hand_back.clone().hand_back(msg),
             )
         };
@@ -452,6 +460,10 @@ pub async fn run(
     Dispatcher::start(config).await?.serve(listener, shutdown).await
 }
 
+/// Messages a stage holds at once, per work slot: those whose work is done and that only wait
+/// for their result to be stored and their settlement (see [`Slot::release`]).
+const HELD_PER_SLOT: usize = 16;
+
 /// One stage: a shared durable consumer and the work done per message.
 struct Stage {
     name: &'static str,
@@ -462,23 +474,27 @@ struct Stage {
 }
 
 impl Stage {
-    /// Pulls messages and handles each on its own task, at most `concurrency` at a time, so
-    /// one slow message never holds up the others. On stop: stops pulling and hands back
-    /// (`hand_back`) what was received but not started, waits up to the grace period for the
-    /// tasks already started, and then NAKs the messages of those still running.
+    /// Pulls messages and handles each on its own task, at most `concurrency` working at a
+    /// time, so one slow message never holds up the others. A task may give its work slot
+    /// back before it ends ([`Slot::release`]) once all that is left is waiting for its result
+    /// to be stored and settling its message; at most `HELD_PER_SLOT` × `concurrency` messages
+    /// are held in all. On stop: stops pulling and hands back (`hand_back`) what was received
+    /// but not started, waits up to the grace period for the tasks already started, and then
+    /// NAKs the messages of those still running.
     async fn run<F, Fut, H, HFut>(
         self,
         mut stop: tokio::sync::watch::Receiver<bool>,
         handle: F,
         hand_back: H,
     ) where
-        F: Fn(jetstream::Message) -> Fut,
+        F: Fn(jetstream::Message, Slot) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
         H: Fn(jetstream::Message) -> HFut,
         HFut: Future<Output = ()>,
     {
         let name = self.name;
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let held = Arc::new(Semaphore::new(self.concurrency.saturating_mul(HELD_PER_SLOT)));
         let mut tasks = JoinSet::new();
         // The reply subject (the ack address) of each running task's message, to hand it back
         // if the task has to be abandoned.
@@ -500,16 +516,20 @@ impl Stage {
                 }
                 continue;
             };
-            // Take a slot first: while every slot is busy nothing more is pulled.
-            let permit = tokio::select! {
+            // Take a slot first: while every slot is busy, or too many messages wait to be
+            // settled, nothing more is pulled.
+            let (hold, permit) = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break 'pull,
-                permit = permits.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
+                both = async {
+                    let hold = held.clone().acquire_owned().await?;
+                    Ok::<_, tokio::sync::AcquireError>((hold, permits.clone().acquire_owned().await?))
+                } => match both {
+                    Ok(both) => both,
                     Err(_) => break 'pull,
                 },
             };
             // Only as many as can start now: the slot just taken and the free ones.
-            let room = permits.available_permits() + 1;
+            let room = permits.available_permits().min(held.available_permits()) + 1;
             let next = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break 'pull,
                 next = pull.next(room) => next,
@@ -518,10 +538,10 @@ impl Stage {
                 Some(Ok(msg)) => {
                     let reply = msg.reply.clone();
                     // Boxed: a delivery future is several KB, and spawning moves it more than once.
-                    let work = Box::pin(handle(msg));
+                    let work = Box::pin(handle(msg, Slot(Some(permit))));
                     let task = tasks.spawn(async move {
                         work.await;
-                        drop(permit);
+                        drop(hold);
                     });
                     if let Some(reply) = reply {
                         running.insert(task.id(), reply);
@@ -592,6 +612,19 @@ impl Stage {
                 tracing::warn!(stage = name, %error, "cannot hand back a message");
             }
         }
+    }
+}
+
+/// A message's work slot in its stage, given back when its task ends or, earlier, by
+/// [`Slot::release`].
+pub(crate) struct Slot(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Slot {
+    /// Gives the work slot back while the task goes on waiting (for its result to be stored,
+    /// for the settlement): another message can start meanwhile. The message still counts
+    /// against the stage's bound on messages held.
+    pub(crate) fn release(&mut self) {
+        self.0 = None;
     }
 }
 

@@ -3,6 +3,11 @@
 //! delivery is acknowledged on NATS only after its result is stored, and a failed write is
 //! retried as a write, never by repeating the HTTP call.
 //!
+//! A batch that is not full waits a little (`linger`) for more results: nobody waits for it
+//! but the acknowledgement, and at moderate rates that turns a call, a transaction and an ack
+//! round per attempt into one per batch. An *urgent* result (one another delivery waits for:
+//! the head of an ordered key's line) sends its batch at once.
+//!
 //! Counts of events the fan-out refused (their data did not satisfy their type's schema) and
 //! of jobs kept for deactivated webhooks ride along with the next batch, or go alone at most
 //! once a second when no attempts are made.
@@ -141,6 +146,16 @@ impl Tallies {
 struct Pending {
     report: AttemptReport,
     stored: oneshot::Sender<()>,
+    urgent: bool,
+}
+
+/// Whether anything but the acknowledgement waits for a result to be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// Only the message's settlement: the result may wait for the batch to fill or linger.
+    Batched,
+    /// Another delivery waits for it (an ordered key's next job): its batch goes at once.
+    Now,
 }
 
 /// How reports are grouped into calls: at most `max` a call, and a call that is not full
@@ -175,10 +190,11 @@ impl Reporter {
         (Self { queue }, task)
     }
 
-    pub async fn submit(&self, report: AttemptReport) -> Stored {
+    pub async fn submit(&self, report: AttemptReport, urgency: Urgency) -> Stored {
         let (stored, rx) = oneshot::channel();
+        let urgent = urgency == Urgency::Now;
         // If the loop is gone the receiver reports the error to the caller.
-        let _ = self.queue.send(Pending { report, stored }).await;
+        let _ = self.queue.send(Pending { report, stored, urgent }).await;
         rx
     }
 }
@@ -233,14 +249,19 @@ async fn send_loop(
     }
 }
 
-/// Lets a batch that is not full wait up to `batching.linger` for more reports (cancel-safe
-/// like `recv_many`: a report received is in `batch`).
+/// Lets a batch that is not full wait up to `batching.linger` for more reports, unless one
+/// of them is urgent (cancel-safe like `recv_many`: a report received is in `batch`).
 async fn linger(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, batching: Batching) {
     if batching.linger.is_zero() {
         return;
     }
     let until = Instant::now() + batching.linger;
+    let mut seen = 0;
     while batch.len() < batching.max {
+        if batch[seen..].iter().any(|p| p.urgent) {
+            return;
+        }
+        seen = batch.len();
         let room = batching.max - batch.len();
         match tokio::time::timeout_at(until, rx.recv_many(batch, room)).await {
             Ok(0) | Err(_) => return,
@@ -405,7 +426,7 @@ mod tests {
 
         let mut waiting = Vec::new();
         for n in 0..45 {
-            waiting.push(reporter.submit(report(n)).await);
+            waiting.push(reporter.submit(report(n), Urgency::Batched).await);
         }
         let all = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(waiting))
             .await
@@ -434,7 +455,7 @@ mod tests {
             reporter(control.clone(), 100, Duration::from_millis(200), Tallies::default()).await;
         let mut waiting = Vec::new();
         for n in 0..5 {
-            waiting.push(reporter.submit(report(n)).await);
+            waiting.push(reporter.submit(report(n), Urgency::Batched).await);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for stored in waiting {
@@ -446,5 +467,26 @@ mod tests {
         let calls = lock(&control.calls).clone();
         assert_eq!(calls.len(), 1, "one call for five reports 10 ms apart: {}", calls.len());
         assert_eq!(calls[0].reports.len(), 5);
+    }
+
+    /// An urgent report (an ordered key's next job waits for it) does not wait out the
+    /// linger: it goes at once with the reports batched before it.
+    #[tokio::test]
+    async fn an_urgent_report_sends_its_batch_at_once() {
+        let control = Control::default();
+        let reporter =
+            reporter(control.clone(), 100, Duration::from_secs(30), Tallies::default()).await;
+        let batched = reporter.submit(report(0), Urgency::Batched).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let urgent = reporter.submit(report(1), Urgency::Now).await;
+        for stored in [batched, urgent] {
+            tokio::time::timeout(Duration::from_secs(5), stored)
+                .await
+                .expect("confirmed within 5 s, not after the 30 s linger")
+                .expect("stored");
+        }
+        let calls = lock(&control.calls).clone();
+        assert_eq!(calls.len(), 1, "one call: {}", calls.len());
+        assert_eq!(calls[0].reports.len(), 2);
     }
 }
