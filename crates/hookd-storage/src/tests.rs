@@ -195,18 +195,31 @@ async fn memory_database_is_one_database_for_every_query() {
 }
 
 #[tokio::test]
-async fn sqlite_file_is_created_and_runs_in_wal_mode() {
+async fn sqlite_file_is_created_and_runs_in_wal_mode_with_its_tuning() {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
     let (dir, store) = file_store().await;
     assert!(dir.as_ref().unwrap().path().join("hookd.db").exists());
-    let row = store
-        .connection()
-        .query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA journal_mode"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "wal");
+    let pragma = |name: &str| {
+        let sql = format!("PRAGMA {name}");
+        let db = store.connection();
+        async move {
+            let row = db
+                .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<i64>(0)
+                .map(|n| n.to_string())
+                .or_else(|_| row.try_get_by_index::<String>(0))
+                .unwrap()
+        }
+    };
+    assert_eq!(pragma("journal_mode").await, "wal");
+    assert_eq!(pragma("synchronous").await, "1", "NORMAL");
+    assert_eq!(pragma("mmap_size").await, super::SQLITE_MMAP_BYTES.to_string());
+    assert_eq!(pragma("cache_size").await, format!("-{}", super::SQLITE_CACHE_KIB));
+    assert_eq!(pragma("wal_autocheckpoint").await, super::SQLITE_AUTOCHECKPOINT_PAGES.to_string());
 }
 
 async fn reconnecting_keeps_data_and_reapplies_no_migration(backend: Backend) {
