@@ -638,11 +638,13 @@ async fn always_failing_endpoint_ends_failed_without_more_calls() -> anyhow::Res
 fn first_attempt_report(
     webhook: &v1::Webhook,
     event_id: &str,
+    event_time: chrono::DateTime<chrono::Utc>,
     success: bool,
     next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> v1::AttemptReport {
     let delivery_id = hookd_core::DeliveryId::for_event(
         &hookd_core::EventId::from(event_id),
+        event_time,
         &hookd_core::WebhookId::from(webhook.id.as_str()),
     )
     .to_string();
@@ -706,6 +708,8 @@ async fn a_redelivered_event_continues_each_delivery_where_its_first_fan_out_lef
         .context("the event from the fan-out's consumer")?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(msg.info().map_err(|e| anyhow::anyhow!("{e}"))?.delivered, 1);
+    // Delivery ids are derived from the event's id and timestamp.
+    let event_time = hookd_core::Event::from_json(&msg.payload, chrono::Utc::now())?.timestamp;
 
     let mut dispatch = v1::dispatch_service_client::DispatchServiceClient::new(
         cluster.authed(Some(hookd_tests::DISPATCHER_TOKEN)).await?,
@@ -714,8 +718,8 @@ async fn a_redelivered_event_continues_each_delivery_where_its_first_fan_out_lef
     let answer = dispatch
         .report_attempts(v1::ReportAttemptsRequest {
             reports: vec![
-                first_attempt_report(&over, event_id, true, None),
-                first_attempt_report(&retry, event_id, false, Some(due)),
+                first_attempt_report(&over, event_id, event_time, true, None),
+                first_attempt_report(&retry, event_id, event_time, false, Some(due)),
             ],
             ..Default::default()
         })

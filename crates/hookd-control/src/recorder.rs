@@ -221,7 +221,7 @@ mod tests {
         let event_id = EventId::from(event);
         let success = number == 2;
         AttemptReport {
-            delivery_id: DeliveryId::for_event(&event_id, webhook),
+            delivery_id: DeliveryId::for_event(&event_id, DateTime::UNIX_EPOCH, webhook),
             webhook_id: webhook.clone(),
             event_id,
             event_type: "contact-created".to_owned(),

@@ -29,7 +29,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, future::join_all};
 use hookd_core::{DeliveryId, Event};
 use hookd_nats::{DeliveryJob, subject};
@@ -77,7 +77,13 @@ impl FanOut {
     async fn fan_out_one(&self, msg: jetstream::Message, mut slot: Slot) -> (EventOutcome, usize) {
         let FanOut { js, definitions, tallies, ordering, max_event_bytes, deliverer } = self;
         let max_event_bytes = *max_event_bytes;
-        let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+        let info = msg.info().ok();
+        let sequence = info.as_ref().map(|i| i.stream_sequence).unwrap_or_default();
+        // An event without a timestamp takes the time JetStream stored it: the same on every
+        // redelivery, so its delivery ids (derived from it) and payloads are too.
+        let stored_at = info
+            .and_then(|i| i64::try_from(i.published.unix_timestamp_nanos()).ok())
+            .map_or_else(Utc::now, DateTime::from_timestamp_nanos);
         // The tenant and the type are the subject's: NATS permissions decide who may publish
         // under it, so the body must agree with it, not the other way round.
         let Some((tenant, subject_type)) = subject::parts_of_event(&msg.subject) else {
@@ -94,7 +100,7 @@ impl FanOut {
         // nor blocks others, and counted under its subject's type.
         let checked = check_size(msg.payload.len(), max_event_bytes).and_then(|()| {
             let event =
-                Event::from_published(&msg.payload, Utc::now()).map_err(|e| e.to_string())?;
+                Event::from_published(&msg.payload, stored_at).map_err(|e| e.to_string())?;
             check_identity(&event, subject_type, msg_id).map(|()| event)
         });
         let event = match checked {
@@ -156,8 +162,10 @@ impl FanOut {
             let (maybe_made, jobs_only): (Vec<_>, Vec<_>) =
                 webhooks.iter().cloned().partition(|w| may_go_inline(w));
             queued = jobs_only;
-            let ids: Vec<_> =
-                maybe_made.iter().map(|w| DeliveryId::for_event(&event.id, &w.id)).collect();
+            let ids: Vec<_> = maybe_made
+                .iter()
+                .map(|w| DeliveryId::for_event(&event.id, event.timestamp, &w.id))
+                .collect();
             let progress = if ids.is_empty() {
                 Default::default()
             } else {

@@ -235,7 +235,7 @@ impl DeliveryJob {
                     .unwrap_or_else(|_| RawValue::NULL.to_owned())
             });
         Self {
-            delivery_id: DeliveryId::for_event(&event.id, webhook),
+            delivery_id: DeliveryId::for_event(&event.id, event.timestamp, webhook),
             webhook_id: webhook.clone(),
             event_id: event.id.clone(),
             tenant: tenant.to_owned(),
@@ -396,7 +396,10 @@ mod tests {
         assert_eq!(job.message_id(), "e1.wh_1");
         let again = DeliveryJob::from_bytes(&job.to_bytes()).expect("decodes");
         assert_eq!(again.event.get().as_bytes(), raw);
-        assert_eq!(again.delivery_id, DeliveryId::for_event(&event.id, &WebhookId::from("wh_1")));
+        assert_eq!(
+            again.delivery_id,
+            DeliveryId::for_event(&event.id, event.timestamp, &WebhookId::from("wh_1"))
+        );
         assert_eq!(again.traceparent, None);
         assert!(!String::from_utf8_lossy(&job.to_bytes()).contains("traceparent"));
     }

@@ -99,7 +99,7 @@ fn report(webhook: &WebhookId, event: &str, number: u32, started: DateTime<Utc>)
     let event_id = EventId::from(event);
     let success = number >= 3;
     AttemptReport {
-        delivery_id: DeliveryId::for_event(&event_id, webhook),
+        delivery_id: DeliveryId::for_event(&event_id, DateTime::UNIX_EPOCH, webhook),
         webhook_id: webhook.clone(),
         event_id,
         event_type: "contact-created".to_owned(),
@@ -567,7 +567,7 @@ on_both_backends! {
             let r = report(&hook, "e1", number, at(i64::from(number)));
             store.record_attempts(TENANT, &[r]).await.unwrap();
         }
-        let id = DeliveryId::for_event(&EventId::from("e1"), &hook);
+        let id = DeliveryId::for_event(&EventId::from("e1"), DateTime::UNIX_EPOCH, &hook);
         let (record, attempts) = delivery(&store, TENANT, &id).await;
         assert_eq!(attempts.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(attempts[2].http_status, Some(200));
@@ -595,8 +595,8 @@ on_both_backends! {
         assert_eq!(list(pending).await, ["e1"]);
         assert_eq!(list(DeliveryFilter { status: None, since: Some(at(15)) }).await, ["e2"]);
 
-        let e1 = DeliveryId::for_event(&EventId::from("e1"), &hook);
-        let e2 = DeliveryId::for_event(&EventId::from("e2"), &hook);
+        let e1 = DeliveryId::for_event(&EventId::from("e1"), DateTime::UNIX_EPOCH, &hook);
+        let e2 = DeliveryId::for_event(&EventId::from("e2"), DateTime::UNIX_EPOCH, &hook);
         assert!(store.mark_resent(TENANT, &e1, at(30)).await.unwrap().is_none(), "pending: no resend");
         let before = store.mark_resent(TENANT, &e2, at(30)).await.unwrap().expect("delivered");
         assert_eq!(before.status, DeliveryStatus::Delivered);

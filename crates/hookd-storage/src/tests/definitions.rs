@@ -270,8 +270,8 @@ async fn statistics_follow_the_history(store: &Store, tenant: &str) {
     assert_eq!(stats(store, tenant, h).await, expect(Some((30, 503, false)), 4, 2, 1));
 
     // Resend moves a delivery back to pending; a restore puts it back.
-    let e1 = DeliveryId::for_event(&EventId::from("e1"), h);
-    let e2 = DeliveryId::for_event(&EventId::from("e2"), h);
+    let e1 = DeliveryId::for_event(&EventId::from("e1"), chrono::DateTime::UNIX_EPOCH, h);
+    let e2 = DeliveryId::for_event(&EventId::from("e2"), chrono::DateTime::UNIX_EPOCH, h);
     let before = store.mark_resent(tenant, &e1, at(40)).await.unwrap().unwrap();
     assert_eq!(stats(store, tenant, h).await, expect(Some((30, 503, false)), 4, 1, 1));
     store.restore_status(tenant, &before).await.unwrap();
