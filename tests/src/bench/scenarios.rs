@@ -23,6 +23,13 @@ pub const TUNED: &str = "endpoint_concurrency = 128\nendpoint_queue = 4096\n";
 /// The ceiling consumer's HTTP concurrency, matching `TUNED`.
 const CEILING_CONCURRENCY: usize = 128;
 
+/// CPU microseconds per message of the bare pipeline at a fixed rate.
+struct BareCost {
+    nats_us: f64,
+    /// The bench process: the consumer, the load generator and the sink together.
+    bench_us: f64,
+}
+
 /// Counts and durations; `quick` shrinks all of them to seconds.
 #[derive(Debug, Clone)]
 struct Sizes {
@@ -587,9 +594,58 @@ impl Bench {
                 row.ratio = Some(low / drained.max(1e-9));
                 row.ratio_of = "row 1's CPU per delivery".to_owned();
             }
+            if id == "2c" && self.backend == Backend::Sqlite {
+                match self.bare_at_rate(*rate, *secs).await {
+                    Ok(bare) => {
+                        row.notes.push_str(&format!(
+                            "; the bare pipeline at the same rate: nats-server {:.0} µs per \
+                             delivery, its consumer with load and sink (one process) {:.0} µs",
+                            bare.nats_us, bare.bench_us
+                        ));
+                        row.metric("bare_nats_us_per_delivery", bare.nats_us.into());
+                        row.metric("bare_bench_us_per_delivery", bare.bench_us.into());
+                    }
+                    Err(e) => row.notes.push_str(&format!("; bare pipeline not measured: {e:#}")),
+                }
+            }
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// The ceiling's bare pipeline (publish → pull → POST → ack) at a fixed `rate` for `secs`:
+    /// what nats-server and one consumer cost per message when messages come one by one,
+    /// the floor under row 2c's figures.
+    async fn bare_at_rate(&self, rate: f64, secs: u64) -> anyhow::Result<BareCost> {
+        let sink = Sink::single()?;
+        let group = sink.group(0).clone();
+        let nats = crate::NatsServer::start()?;
+        let js = jetstream::new(nats.client().await?);
+        super::ceiling::create_stream(&js).await?;
+        let consumer =
+            super::ceiling::start_consumer(&js, group.urls()[0].clone(), CEILING_CONCURRENCY)
+                .await?;
+        let count = (rate * secs as f64) as u64;
+        let mut load = Load::events("bench-event", "bare", Some(rate), count)
+            .with_max_duration(Duration::from_secs(secs + 5));
+        load.subjects = vec![super::ceiling::SUBJECT.to_owned()];
+        let procs =
+            vec![("nats-server".to_owned(), nats.pid()), ("bench".to_owned(), std::process::id())];
+        let cpu = CpuSampler::start(&procs);
+        let published = load::publish(&js, &load).await?;
+        let (received, _, _) = watch_drain(&group, published.sent, Duration::from_secs(30)).await;
+        let cpu = cpu.finish();
+        consumer.abort();
+        anyhow::ensure!(
+            received >= published.sent,
+            "the sink got {received} of {}",
+            published.sent
+        );
+        let n = received.max(1) as f64;
+        let us = |name: &str| {
+            cpu.iter().filter(|s| s.name == name).map(|s| s.cpu_seconds).sum::<f64>() * 1e6 / n
+        };
+        Ok(BareCost { nats_us: us("nats-server"), bench_us: us("bench") })
     }
 
     /// 9: rows 1, 1s, 1d and 2b again with the control plane on Postgres (production's
@@ -1144,14 +1200,22 @@ fn timestamp(ns: u64) -> prost_types::Timestamp {
 }
 
 /// A delivered first attempt, shaped like the dispatcher's reports (envelope payload, event,
-/// two recorded headers).
+/// two recorded headers, the delivery id of that event and webhook).
 fn report(webhook_id: &str, salt: u64, i: u64) -> v1::AttemptReport {
     let event_id = format!("w{salt}-{i}");
     let event = load::event_body(&event_id, "bench-event", i, i);
     let payload = format!(
         r#"{{"meta":{{"webhookId":"{webhook_id}","eventId":"{event_id}","eventType":"bench-event","eventTimestamp":"2026-01-01T00:00:00.000Z","entityId":"e{i}","version":"1.0"}},"data":{{"seq":{i}}}}}"#
     );
-    let delivery_id = format!("dlv_{:016x}{:016x}", salt, i);
+    // The id the dispatcher would give it (a name-based UUID): random to the database's index,
+    // as in production, where sequential ids would make every insert an append.
+    let delivery_id = hookd_core::DeliveryId::for_event(
+        &hookd_core::EventId::from(event_id.as_str()),
+        chrono::Utc::now(),
+        &hookd_core::WebhookId::from(webhook_id),
+    )
+    .as_str()
+    .to_owned();
     v1::AttemptReport {
         delivery_id: delivery_id.clone(),
         webhook_id: webhook_id.to_owned(),
