@@ -1207,8 +1207,8 @@ fn report(webhook_id: &str, salt: u64, i: u64) -> v1::AttemptReport {
     let payload = format!(
         r#"{{"meta":{{"webhookId":"{webhook_id}","eventId":"{event_id}","eventType":"bench-event","eventTimestamp":"2026-01-01T00:00:00.000Z","entityId":"e{i}","version":"1.0"}},"data":{{"seq":{i}}}}}"#
     );
-    // The id the dispatcher would give it (a name-based UUID): random to the database's index,
-    // as in production, where sequential ids would make every insert an append.
+    // The id the dispatcher would give it (ordered by the event's time, here now): a made-up
+    // id shapes the database's index work, so it must be the real kind.
     let delivery_id = hookd_core::DeliveryId::for_event(
         &hookd_core::EventId::from(event_id.as_str()),
         chrono::Utc::now(),
