@@ -124,6 +124,19 @@ pub struct Drain {
     pub settled_rate: f64,
     pub settle_secs: f64,
     pub cpu: Vec<CpuShare>,
+    /// Messages into and out of nats-server during the drain (all servers), per delivery.
+    pub nats_msgs: Option<(f64, f64)>,
+}
+
+/// nats-server's message counters, summed over the servers: (into, out of).
+async fn nats_msgs(nats: &crate::Nats) -> Option<(u64, u64)> {
+    let mut total = (0, 0);
+    for server in nats.servers() {
+        let varz = server.monitor("varz").await.ok()?;
+        total.0 += varz.get("in_msgs")?.as_u64()?;
+        total.1 += varz.get("out_msgs")?.as_u64()?;
+    }
+    Some(total)
 }
 
 /// Polls `count` until it reaches `n` (or `timeout`); measures the rate between 5 % and 95 %.
@@ -367,6 +380,7 @@ impl Bench {
             cluster.add_dispatcher()?;
         }
         let deliveries = n * count as u64;
+        let msgs_before = nats_msgs(&cluster.nats).await;
         let cpu = CpuSampler::start(&cluster.procs());
         let (received, first, sink_rate) =
             watch_drain(&group, deliveries, self.sizes.drain_timeout).await;
@@ -377,6 +391,13 @@ impl Bench {
         super::wait_deliveries_settled(&js, Duration::from_secs(120)).await?;
         let settled = Instant::now();
         let cpu = cpu.finish();
+        let nats_msgs = match (msgs_before, nats_msgs(&cluster.nats).await) {
+            (Some(a), Some(b)) => {
+                let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / deliveries as f64;
+                Some((per(a.0, b.0), per(a.1, b.1)))
+            }
+            _ => None,
+        };
         let first = first.context("nothing received")?;
         let settle_secs = settled.duration_since(first).as_secs_f64();
         let drain = Drain {
@@ -386,6 +407,7 @@ impl Bench {
             settled_rate: deliveries as f64 / settle_secs,
             settle_secs,
             cpu,
+            nats_msgs,
         };
         Ok((drain, cluster, sink, webhook_id))
     }
@@ -410,6 +432,12 @@ impl Bench {
         row.metric("settle_secs", d.settle_secs.into());
         row.metric("sink_rate_5_95", d.sink_rate.into());
         row.metric("cpu", procs::shares_json(&d.cpu));
+        if let Some((into, out)) = d.nats_msgs {
+            row.notes
+                .push_str(&format!("; NATS messages per delivery: {into:.2} in, {out:.2} out"));
+            row.metric("nats_msgs_in_per_delivery", into.into());
+            row.metric("nats_msgs_out_per_delivery", out.into());
+        }
         row
     }
 
