@@ -115,21 +115,24 @@ pub async fn create_webhook(
     response.into_inner().webhook.ok_or_else(|| anyhow::anyhow!("no webhook in the answer"))
 }
 
-/// Waits until hookd's delivery consumer has nothing waiting and nothing unacknowledged. A
-/// job is acked (or NAK'd, or terminated) only after the control plane stored its attempt, so
-/// once every job has been delivered and this holds, every attempt is in the database.
 /// Waits until neither consumer has anything pending or awaiting ack: no event left to fan
-/// out, no delivery left to make.
+/// out, no delivery left to make. Each message is settled only once what it led to is stored
+/// (a job's attempt; an event's jobs and the first attempts the fan-out made itself), so once
+/// every delivery was received and this holds, every attempt is in the database.
 pub async fn wait_all_settled(js: &jetstream::Context, timeout: Duration) -> anyhow::Result<()> {
     wait_until("the fan-out and delivery consumers to settle", timeout, || async {
-        for (consumer, stream) in
+        for (name, stream) in
             [("hookd-fanout", "HOOKD_EVENTS"), ("hookd-delivery", "HOOKD_DELIVERIES")]
         {
             let mut consumer: jetstream::consumer::PullConsumer =
-                js.get_consumer_from_stream(consumer, stream).await?;
+                js.get_consumer_from_stream(name, stream).await?;
             let info = consumer.info().await?;
             if info.num_pending > 0 || info.num_ack_pending > 0 {
-                anyhow::bail!("{} pending, {} awaiting ack", info.num_pending, info.num_ack_pending)
+                anyhow::bail!(
+                    "{name}: {} pending, {} awaiting ack",
+                    info.num_pending,
+                    info.num_ack_pending
+                )
             }
         }
         Ok(Some(()))
@@ -137,6 +140,9 @@ pub async fn wait_all_settled(js: &jetstream::Context, timeout: Duration) -> any
     .await
 }
 
+/// Waits until hookd's delivery consumer has nothing waiting and nothing unacknowledged: every
+/// delivery job's attempt is stored (first attempts made by the fan-out are not jobs; see
+/// [`wait_all_settled`]).
 pub async fn wait_deliveries_settled(
     js: &jetstream::Context,
     timeout: Duration,

@@ -56,6 +56,10 @@ pub struct Config {
     /// unless it has to be retried. At most half of `fanout_concurrency` such attempts run at
     /// once.
     pub inline_attempts: bool,
+    /// How long (milliseconds, at most 1 000) a fan-out waits for one of those places when
+    /// all are taken before it writes a job instead: under load, a job costs a second
+    /// JetStream stage, more than the wait. 0 never waits.
+    pub inline_wait_ms: u64,
     /// JetStream redelivers a message left unacknowledged this long. Every message this
     /// dispatcher works on is progress-acked every third of it (attempts included), so it only
     /// bounds how soon a dead dispatcher's messages come back.
@@ -114,6 +118,7 @@ impl Default for Config {
             nak_max_delay_secs: 60.0,
             fanout_concurrency: 64,
             inline_attempts: true,
+            inline_wait_ms: 5,
             ack_wait_secs: 15,
             max_ack_pending: 100_000,
             report_batch_max: 500,
@@ -224,6 +229,10 @@ impl Config {
     /// First attempts the fan-out may make at once.
     pub(crate) fn inline_bound(&self) -> usize {
         if self.inline_attempts { (self.fanout_concurrency / 2).max(1) } else { 0 }
+    }
+
+    pub(crate) fn inline_wait(&self) -> Duration {
+        Duration::from_millis(self.inline_wait_ms.min(1_000))
     }
 
     pub(crate) fn report_linger(&self) -> Duration {

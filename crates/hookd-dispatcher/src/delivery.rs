@@ -55,6 +55,8 @@ pub struct Deliverer {
     pub default_timeout: Duration,
     pub nak_max_delay: Duration,
     pub ack_wait: Duration,
+    /// How long a fan-out waits for room in the inline bound before it writes a job instead.
+    pub inline_wait: Duration,
     /// Turns true when the dispatcher shuts down: jobs still waiting for their endpoint are
     /// handed back instead of attempted.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -258,15 +260,21 @@ impl Deliverer {
     }
 
     /// Whether the fan-out may make the first attempt of a delivery to `webhook` itself, now:
-    /// its endpoint has proven healthy and has a free place (see [`Endpoints::claim_now`]),
+    /// its endpoint has proven healthy and has a free place (see [`Endpoints::claim_soon`]),
     /// it needs no token request (which could take long), and no delivery control applies
     /// (an ordered or rate-limited webhook's attempts wait for their turn in the delivery
     /// stage).
-    pub fn inline_place(&self, webhook: &hookd_core::Webhook) -> Option<Place<'_>> {
+    /// When only the inline bound is full, it waits for room until `deadline` (see
+    /// [`Endpoints::claim_soon`]).
+    pub async fn inline_place(
+        &self,
+        webhook: &hookd_core::Webhook,
+        deadline: tokio::time::Instant,
+    ) -> Option<Place<'_>> {
         if !may_go_inline(webhook) {
             return None;
         }
-        self.endpoints.claim_now(&webhook.spec.url, webhook.id.as_str())
+        self.endpoints.claim_soon(&webhook.spec.url, webhook.id.as_str(), deadline).await
     }
 
     /// The first attempt of a delivery made by the fan-out, with a place it holds at the

@@ -33,10 +33,12 @@
 //!
 //! **First attempts from the fan-out.** A healthy webhook whose endpoint has a free place and
 //! nobody waiting may take a delivery's first attempt straight from the fan-out
-//! ([`Endpoints::claim_now`]), at most `inline` such attempts at once in the whole dispatcher,
+//! ([`Endpoints::claim_soon`]), at most `inline` such attempts at once in the whole dispatcher,
 //! so that an endpoint that suddenly hangs holds a bounded part of the fan-out for at most one
-//! attempt timeout. Health and limits are remembered while an endpoint is idle, within a
-//! bound, so a steady trickle of events keeps taking that path.
+//! attempt timeout. When that bound is full (under load: a busy process' attempts take
+//! longer) a fan-out waits a moment for room before it writes a job instead, since the job
+//! costs a second JetStream stage. Health and limits are remembered while an endpoint is
+//! idle, within a bound, so a steady trickle of events keeps taking that path.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -234,18 +236,22 @@ impl Endpoint {
 
     /// A place for a job of `webhook` now, if one is free and nobody waits for it.
     fn take_now(&mut self, webhook: &str) -> Option<Grant> {
-        let limit = self.limit.limit;
+        if !self.free_for(webhook) {
+            return None;
+        }
         let endpoint_round = self.limit.round;
-        if self.in_use >= limit || !self.turns.is_empty() {
-            return None;
-        }
         let line = self.lines.get_mut(webhook)?;
-        if line.in_use >= line.cap(limit, true) {
-            return None;
-        }
         line.in_use += 1;
         self.in_use += 1;
         Some(Grant { endpoint_round, webhook_round: line.limit.round })
+    }
+
+    /// Whether a place is free for `webhook` now, with nobody waiting for one.
+    fn free_for(&self, webhook: &str) -> bool {
+        let limit = self.limit.limit;
+        self.in_use < limit
+            && self.turns.is_empty()
+            && self.lines.get(webhook).is_some_and(|line| line.in_use < line.cap(limit, true))
     }
 
     /// Gives free places to waiting jobs, one webhook's turn at a time. A webhook at its
@@ -411,9 +417,53 @@ impl Endpoints {
 
     /// A place for an attempt now, only for a healthy webhook whose endpoint has a free place
     /// that nobody waits for, and while the fan-out's inline bound has room: the fan-out
-    /// makes the first attempt itself.
+    /// makes the first attempt itself. (The fan-out uses [`Endpoints::claim_soon`].)
+    #[cfg(test)]
     pub fn claim_now(&self, url: &str, webhook: &str) -> Option<Place<'_>> {
         let inline = self.inline.clone().try_acquire_owned().ok()?;
+        self.claim_with(url, webhook, inline)
+    }
+
+    /// As [`Endpoints::claim_now`], but when only the inline bound is full, waits for a share
+    /// of it until `deadline`. Under load the bound is what runs out first (the attempts of
+    /// a busy process take longer), and a delivery sent to the job path instead costs a
+    /// second JetStream stage, more CPU than the wait; a bound held by a hanging endpoint
+    /// costs each fan-out at most the wait.
+    pub async fn claim_soon(
+        &self,
+        url: &str,
+        webhook: &str,
+        deadline: tokio::time::Instant,
+    ) -> Option<Place<'_>> {
+        let inline = match self.inline.clone().try_acquire_owned() {
+            Ok(inline) => inline,
+            Err(_) => {
+                // Only worth waiting for where the place would then be given.
+                if !self.may_claim(url, webhook) {
+                    return None;
+                }
+                let wait = self.inline.clone().acquire_owned();
+                tokio::time::timeout_at(deadline, wait).await.ok()?.ok()?
+            }
+        };
+        self.claim_with(url, webhook, inline)
+    }
+
+    /// Whether `webhook` is healthy at its endpoint and a place there is free for it now.
+    fn may_claim(&self, url: &str, webhook: &str) -> bool {
+        let state = self.state();
+        state.endpoints.get(&Self::key(url)).is_some_and(|endpoint| {
+            endpoint.lines.get(webhook).is_some_and(|line| line.healthy)
+                && endpoint.free_for(webhook)
+        })
+    }
+
+    fn claim_with(
+        &self,
+        url: &str,
+        webhook: &str,
+        inline: OwnedSemaphorePermit,
+    ) -> Option<Place<'_>> {
         let key = Self::key(url);
         let mut state = self.state();
         let endpoint = state.endpoints.get_mut(&key)?;
@@ -749,6 +799,36 @@ mod tests {
         drop(_b);
         assert!(endpoints.claim_now(URL, "b").is_none(), "the freed place is the waiter's");
         assert!(futures::FutureExt::now_or_never(wait.as_mut()).is_some(), "given to the waiter");
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_waits_for_the_inline_bound_only_until_its_deadline() {
+        use tokio::time::Instant;
+        const WAIT: Duration = Duration::from_millis(50);
+        // One inline place in the whole dispatcher.
+        let endpoints = endpoints(4, 4, 100, 1);
+        prove(&endpoints, "a");
+        let first = endpoints.claim_now(URL, "a").expect("the inline place");
+        let started = Instant::now();
+        assert!(endpoints.claim_soon(URL, "a", started + WAIT).await.is_none(), "still held");
+        assert!(started.elapsed() >= WAIT, "waited until the deadline");
+
+        // Given back meanwhile: the waiting fan-out takes it.
+        let started = Instant::now();
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(first);
+        };
+        let (place, ()) =
+            tokio::join!(endpoints.claim_soon(URL, "a", started + Duration::from_secs(5)), release);
+        assert!(place.is_some(), "the freed share is taken");
+        assert!(started.elapsed() < Duration::from_secs(1), "without waiting out the deadline");
+
+        // Nothing to wait for where no place would be given: an unproven webhook.
+        let started = Instant::now();
+        let unproven = endpoints.claim_soon(URL, "b", started + Duration::from_secs(5)).await;
+        assert!(unproven.is_none());
+        assert!(started.elapsed() < Duration::from_secs(1), "refused at once");
     }
 
     #[test]

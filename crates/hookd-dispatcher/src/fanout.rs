@@ -152,8 +152,10 @@ impl FanOut {
         let mut resumed = Vec::new();
         let mut over = 0;
         if first_delivery {
+            // One wait for room in the inline bound per event, however many webhooks it has.
+            let deadline = tokio::time::Instant::now() + deliverer.inline_wait;
             for webhook in &webhooks {
-                match deliverer.inline_place(webhook) {
+                match deliverer.inline_place(webhook, deadline).await {
                     Some(place) => inline.push((webhook, job_for(webhook), place)),
                     None => queued.push(webhook.clone()),
                 }

@@ -337,6 +337,7 @@ impl Dispatcher {
             default_timeout: self.config.attempt_timeout(),
             nak_max_delay: self.config.nak_max_delay(),
             ack_wait: self.config.ack_wait(),
+            inline_wait: self.config.inline_wait(),
             stopping: stop_rx.clone(),
         });
 

@@ -388,7 +388,7 @@ impl Bench {
             received >= deliveries,
             "the sink got {received} of {deliveries} within the timeout"
         );
-        super::wait_deliveries_settled(&js, Duration::from_secs(120)).await?;
+        super::wait_all_settled(&js, Duration::from_secs(120)).await?;
         let settled = Instant::now();
         let cpu = cpu.finish();
         let nats_msgs = match (msgs_before, nats_msgs(&cluster.nats).await) {
@@ -838,7 +838,7 @@ impl Bench {
         load::publish(js, &Load::events("bench-park", "p", None, n)).await?;
         let (received, _, _) = watch_drain(dead, n, Duration::from_secs(600)).await;
         anyhow::ensure!(received >= n, "only {received} of {n} parked deliveries attempted");
-        super::wait_deliveries_settled(js, Duration::from_secs(120)).await?;
+        super::wait_all_settled(js, Duration::from_secs(120)).await?;
         Ok(n as f64 / started.elapsed().as_secs_f64())
     }
 
@@ -924,7 +924,7 @@ impl Bench {
         let cpu = CpuSampler::start(&cluster.procs());
         let (received, first, sink_rate) = watch_drain(&healthy, m, self.sizes.drain_timeout).await;
         anyhow::ensure!(received >= m, "the sink got {received} of {m}");
-        super::wait_deliveries_settled(&js, Duration::from_secs(120)).await?;
+        super::wait_all_settled(&js, Duration::from_secs(120)).await?;
         let cpu = cpu.finish();
         let rate = m as f64 / first.context("nothing received")?.elapsed().as_secs_f64();
 
