@@ -116,7 +116,7 @@ impl Default for Config {
             endpoint_concurrency_max: None,
             endpoint_queue: 64,
             nak_max_delay_secs: 60.0,
-            fanout_concurrency: 64,
+            fanout_concurrency: 128,
             inline_attempts: true,
             inline_wait_ms: 5,
             ack_wait_secs: 15,

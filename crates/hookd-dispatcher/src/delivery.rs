@@ -264,12 +264,12 @@ impl Deliverer {
     /// it needs no token request (which could take long), and no delivery control applies
     /// (an ordered or rate-limited webhook's attempts wait for their turn in the delivery
     /// stage).
-    /// When only the inline bound is full, it waits for room until `deadline` (see
+    /// When only the inline bound is full, it waits for room until `deadline`, if given (see
     /// [`Endpoints::claim_soon`]).
     pub async fn inline_place(
         &self,
         webhook: &hookd_core::Webhook,
-        deadline: tokio::time::Instant,
+        deadline: Option<tokio::time::Instant>,
     ) -> Option<Place<'_>> {
         if !may_go_inline(webhook) {
             return None;

@@ -425,7 +425,7 @@ impl Endpoints {
     }
 
     /// As [`Endpoints::claim_now`], but when only the inline bound is full, waits for a share
-    /// of it until `deadline`. Under load the bound is what runs out first (the attempts of
+    /// of it until `deadline` (with none, does not wait). Under load the bound is what runs out first (the attempts of
     /// a busy process take longer), and a delivery sent to the job path instead costs a
     /// second JetStream stage, more CPU than the wait; a bound held by a hanging endpoint
     /// costs each fan-out at most the wait.
@@ -433,11 +433,12 @@ impl Endpoints {
         &self,
         url: &str,
         webhook: &str,
-        deadline: tokio::time::Instant,
+        deadline: Option<tokio::time::Instant>,
     ) -> Option<Place<'_>> {
-        let inline = match self.inline.clone().try_acquire_owned() {
-            Ok(inline) => inline,
-            Err(_) => {
+        let inline = match (self.inline.clone().try_acquire_owned(), deadline) {
+            (Ok(inline), _) => inline,
+            (Err(_), None) => return None,
+            (Err(_), Some(deadline)) => {
                 // Only worth waiting for where the place would then be given.
                 if !self.may_claim(url, webhook) {
                     return None;
@@ -810,8 +811,11 @@ mod tests {
         prove(&endpoints, "a");
         let first = endpoints.claim_now(URL, "a").expect("the inline place");
         let started = Instant::now();
-        assert!(endpoints.claim_soon(URL, "a", started + WAIT).await.is_none(), "still held");
+        assert!(endpoints.claim_soon(URL, "a", Some(started + WAIT)).await.is_none(), "still held");
         assert!(started.elapsed() >= WAIT, "waited until the deadline");
+        let started = Instant::now();
+        assert!(endpoints.claim_soon(URL, "a", None).await.is_none(), "no deadline: no wait");
+        assert!(started.elapsed() < WAIT);
 
         // Given back meanwhile: the waiting fan-out takes it.
         let started = Instant::now();
@@ -819,14 +823,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
             drop(first);
         };
-        let (place, ()) =
-            tokio::join!(endpoints.claim_soon(URL, "a", started + Duration::from_secs(5)), release);
+        let (place, ()) = tokio::join!(
+            endpoints.claim_soon(URL, "a", Some(started + Duration::from_secs(5))),
+            release
+        );
         assert!(place.is_some(), "the freed share is taken");
         assert!(started.elapsed() < Duration::from_secs(1), "without waiting out the deadline");
 
         // Nothing to wait for where no place would be given: an unproven webhook.
         let started = Instant::now();
-        let unproven = endpoints.claim_soon(URL, "b", started + Duration::from_secs(5)).await;
+        let unproven = endpoints.claim_soon(URL, "b", Some(started + Duration::from_secs(5))).await;
         assert!(unproven.is_none());
         assert!(started.elapsed() < Duration::from_secs(1), "refused at once");
     }

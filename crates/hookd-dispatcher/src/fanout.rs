@@ -152,10 +152,14 @@ impl FanOut {
         let mut resumed = Vec::new();
         let mut over = 0;
         if first_delivery {
-            // One wait for room in the inline bound per event, however many webhooks it has.
+            // One wait for room in the inline bound per event, however many webhooks it has,
+            // and none once the event holds a share: its own attempts start only after this
+            // loop, so a share it waited for could only come from other events', which may be
+            // waiting the same way.
             let deadline = tokio::time::Instant::now() + deliverer.inline_wait;
             for webhook in &webhooks {
-                match deliverer.inline_place(webhook, deadline).await {
+                let wait_until = inline.is_empty().then_some(deadline);
+                match deliverer.inline_place(webhook, wait_until).await {
                     Some(place) => inline.push((webhook, job_for(webhook), place)),
                     None => queued.push(webhook.clone()),
                 }
