@@ -210,6 +210,8 @@ pub struct Ordering {
     stale_after: Duration,
     /// Lines local jobs wait on, woken by the bucket watch.
     interest: Mutex<HashMap<String, Interest>>,
+    /// Lines being changed by this process, one change at a time each (see `modify`).
+    changing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Numbers the waiters.
     next_waiter: AtomicU64,
     waiting: AtomicUsize,
@@ -243,6 +245,7 @@ impl Ordering {
             watermark: Watermark::start(fanout),
             stale_after,
             interest: Mutex::default(),
+            changing: Mutex::default(),
             next_waiter: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             max_waiting: max_waiting.max(1),
@@ -309,18 +312,33 @@ impl Ordering {
     }
 
     /// Changes a line by `change` (which says whether it changed anything), retrying on
-    /// concurrent writes; the line as written.
+    /// concurrent writes; the line as written. This process' changes of a line take turns:
+    /// racing each other, n fan-outs placing events of one key would each read and write
+    /// until they won, about n² round trips where n do; other dispatchers' writes are still
+    /// caught by the revision check.
     async fn modify(
         &self,
         name: &str,
         mut change: impl FnMut(&mut Line) -> bool,
     ) -> Result<Line, OrderingError> {
-        loop {
-            let Read { revision, mut line } = self.read(name).await?;
-            if !change(&mut line) || self.write(name, revision, &line).await? {
-                return Ok(line);
+        let turn = lock(&self.changing).entry(name.to_owned()).or_default().clone();
+        let changed = async {
+            let _turn = turn.lock().await;
+            loop {
+                let Read { revision, mut line } = self.read(name).await?;
+                if !change(&mut line) || self.write(name, revision, &line).await? {
+                    return Ok(line);
+                }
             }
         }
+        .await;
+        let mut changing = lock(&self.changing);
+        drop(turn);
+        // Nobody else holds or waits for this line's turn: forget it.
+        if changing.get(name).is_some_and(|t| Arc::strong_count(t) == 1) {
+            changing.remove(name);
+        }
+        changed
     }
 
     /// The fan-out places the delivery of event `sequence` in the line of `key` before it
