@@ -425,10 +425,10 @@ impl Endpoints {
     }
 
     /// As [`Endpoints::claim_now`], but when only the inline bound is full, waits for a share
-    /// of it until `deadline` (with none, does not wait). Under load the bound is what runs out first (the attempts of
-    /// a busy process take longer), and a delivery sent to the job path instead costs a
-    /// second JetStream stage, more CPU than the wait; a bound held by a hanging endpoint
-    /// costs each fan-out at most the wait.
+    /// of it until `deadline` (with none, does not wait). Under load the bound is what runs
+    /// out first (the attempts of a busy process take longer), and a delivery sent to the job
+    /// path instead costs a second JetStream stage, more CPU than the wait; a bound held by a
+    /// hanging endpoint costs each fan-out at most the wait.
     pub async fn claim_soon(
         &self,
         url: &str,

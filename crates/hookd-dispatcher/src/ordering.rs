@@ -334,7 +334,8 @@ impl Ordering {
         .await;
         let mut changing = lock(&self.changing);
         drop(turn);
-        // Nobody else holds or waits for this line's turn: forget it.
+        // Nobody else holds or waits for this line's turn: forget it. (A change cancelled
+        // while waiting leaves its entry for the line's next change to forget.)
         if changing.get(name).is_some_and(|t| Arc::strong_count(t) == 1) {
             changing.remove(name);
         }
