@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -275,12 +275,15 @@ async fn create_credential(
 async fn oauth_token_is_fetched_once_shared_and_refreshed_on_401() -> anyhow::Result<()> {
     let cluster = Cluster::start(1, "")?;
     let tokens = TokenEndpoint::start()?;
-    // The endpoint takes token-1 until told to stop, then only a newer token.
-    let revoked = Arc::new(AtomicBool::new(false));
+    // The endpoint takes token-1 in the requests before the one numbered `revoked_from`, then
+    // only a newer token. By number, not by when the answer is made: the last of the first
+    // twenty requests is counted before it is answered, and revoking it too would make its
+    // delivery refresh the token before the test's own event.
+    let revoked_from = Arc::new(AtomicUsize::new(usize::MAX));
     let endpoint = Receiver::start(responder({
-        let revoked = revoked.clone();
-        move |req, _| match req.header("authorization") {
-            Some("Bearer token-1") if !revoked.load(Ordering::SeqCst) => Response::ok(),
+        let revoked_from = revoked_from.clone();
+        move |req, index| match req.header("authorization") {
+            Some("Bearer token-1") if index < revoked_from.load(Ordering::SeqCst) => Response::ok(),
             Some(t) if t.starts_with("Bearer token-") && t != "Bearer token-1" => Response::ok(),
             _ => Response::status(401),
         }
@@ -307,7 +310,7 @@ async fn oauth_token_is_fetched_once_shared_and_refreshed_on_401() -> anyhow::Re
     assert!(form.contains(&("grant_type".into(), "client_credentials".into())), "{form:?}");
     assert!(form.contains(&("scope".into(), "webhooks".into())), "{form:?}");
 
-    revoked.store(true, Ordering::SeqCst);
+    revoked_from.store(20, Ordering::SeqCst);
     // The first event after the revocation is refused with token-1, and delivered with token-2
     // within the same attempt; the later ones use token-2 from the dispatcher's cache.
     publish(&cluster, "evt-o20", "contact-created", contact()).await?;
